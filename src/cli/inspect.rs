@@ -1,0 +1,244 @@
+//! `arbiter inspect` and `arbiter disputes`: what a dataset holds, and its arbitration queue.
+
+use super::table::Table;
+use super::{open_reviewed, DisputesArgs, InspectArgs};
+use crate::moj::{Consensus, DisputeReason, Summary};
+use crate::review::Review;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Serialize)]
+struct JudgeInfo {
+    judge: String,
+    judgments: usize,
+    unreadable: usize,
+    swapped: usize,
+}
+
+#[derive(Serialize)]
+struct Inspection {
+    path: String,
+    format: &'static str,
+    items: usize,
+    multi_turn: usize,
+    skipped_records: usize,
+    categories: BTreeMap<String, usize>,
+    languages: BTreeMap<String, usize>,
+    judges: Vec<JudgeInfo>,
+    summary: Summary,
+    decided: usize,
+    disputes_decided: usize,
+    journal: String,
+}
+
+fn inspection(review: &Review) -> Inspection {
+    let ds = &review.dataset;
+    let mut categories = BTreeMap::new();
+    let mut languages = BTreeMap::new();
+    let mut judges: Vec<JudgeInfo> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for item in &ds.items {
+        *categories
+            .entry(item.category.clone().unwrap_or_else(|| "(none)".into()))
+            .or_insert(0) += 1;
+        *languages
+            .entry(item.language.clone().unwrap_or_else(|| "(unknown)".into()))
+            .or_insert(0) += 1;
+        for j in &item.judgments {
+            let k = *index.entry(j.judge.clone()).or_insert_with(|| {
+                judges.push(JudgeInfo {
+                    judge: j.judge.clone(),
+                    judgments: 0,
+                    unreadable: 0,
+                    swapped: 0,
+                });
+                judges.len() - 1
+            });
+            judges[k].judgments += 1;
+            judges[k].unreadable += usize::from(j.verdict.is_none());
+            judges[k].swapped += usize::from(j.swapped);
+        }
+    }
+    let decided = ds
+        .items
+        .iter()
+        .filter(|i| review.decision(&i.id).is_some())
+        .count();
+    let disputes_decided = ds
+        .items
+        .iter()
+        .zip(review.consensus())
+        .filter(|(i, c)| c.is_dispute() && review.decision(&i.id).is_some())
+        .count();
+    Inspection {
+        path: ds.path.display().to_string(),
+        format: ds.format.name(),
+        items: ds.items.len(),
+        multi_turn: ds.items.iter().filter(|i| i.is_multi_turn()).count(),
+        skipped_records: ds.skipped.len(),
+        categories,
+        languages,
+        judges,
+        summary: review.summary(),
+        decided,
+        disputes_decided,
+        journal: review.journal_path().display().to_string(),
+    }
+}
+
+fn counts_line(map: &BTreeMap<String, usize>) -> String {
+    let mut v: Vec<(&String, &usize)> = map.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
+    let review = open_reviewed(&args.data, &args.panel)?;
+    let info = inspection(&review);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(0);
+    }
+    println!("{}", info.path);
+    println!(
+        "  format      {} ({} items, {} multi-turn{})",
+        info.format,
+        info.items,
+        info.multi_turn,
+        if info.skipped_records > 0 {
+            format!(", {} records skipped", info.skipped_records)
+        } else {
+            String::new()
+        }
+    );
+    println!("  categories  {}", counts_line(&info.categories));
+    println!("  languages   {}", counts_line(&info.languages));
+    if info.judges.is_empty() {
+        println!("  judges      none yet (judgments join the dataset from judge runs, kept in its journal)");
+    } else {
+        let mut t = Table::new(["judge", "judgments", "unreadable", "swapped"]);
+        for j in &info.judges {
+            t.row([
+                j.judge.clone(),
+                j.judgments.to_string(),
+                j.unreadable.to_string(),
+                j.swapped.to_string(),
+            ]);
+        }
+        println!("\n{}", t.render());
+        let s = &info.summary;
+        println!("  panel       {}", s.panel.join(", "));
+        println!(
+            "  consensus   A {}, B {}, tie {}",
+            s.consensus.a, s.consensus.b, s.consensus.tie
+        );
+        println!(
+            "  disputes    {} (no majority {}, missing verdict {}, unparseable verdict {}); {} decided",
+            s.disputes,
+            s.disputes_by_reason.no_majority,
+            s.disputes_by_reason.missing,
+            s.disputes_by_reason.unparseable,
+            info.disputes_decided
+        );
+    }
+    println!(
+        "  decided     {} of {} items by a person (journal: {})",
+        info.decided, info.items, info.journal
+    );
+    Ok(0)
+}
+
+/// One line of a dispute's reasons, for people.
+pub fn describe(c: &Consensus) -> String {
+    c.disputes
+        .iter()
+        .map(|d| match d {
+            DisputeReason::NoMajority { counts } => format!(
+                "no majority (A {}, B {}, tie {})",
+                counts.a, counts.b, counts.tie
+            ),
+            DisputeReason::Missing { judges } => format!("missing: {}", judges.join(", ")),
+            DisputeReason::Unparseable { judges } => format!(
+                "unreadable: {}",
+                judges
+                    .iter()
+                    .map(|u| u.judge.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[derive(Serialize)]
+struct DisputeRow<'a> {
+    item: &'a str,
+    category: Option<&'a str>,
+    consensus: &'a Consensus,
+    decision: Option<&'a crate::journal::Decision>,
+}
+
+pub fn disputes(args: DisputesArgs) -> anyhow::Result<i32> {
+    let review = open_reviewed(&args.data, &args.panel)?;
+    let rows: Vec<DisputeRow> = review
+        .items()
+        .iter()
+        .zip(review.consensus())
+        .filter(|(_, c)| c.is_dispute())
+        .map(|(i, c)| DisputeRow {
+            item: &i.id,
+            category: i.category.as_deref(),
+            consensus: c,
+            decision: review.decision(&i.id),
+        })
+        .filter(|r| args.all || r.decision.is_none())
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let total = review.consensus().iter().filter(|c| c.is_dispute()).count();
+    if total == 0 {
+        println!(
+            "no disputes: the panel agrees on every item (or the dataset has no judgments yet)"
+        );
+        return Ok(0);
+    }
+    let mut t = Table::new(["item", "category", "why", "decision"]);
+    for r in &rows {
+        t.row([
+            r.item.to_string(),
+            r.category.unwrap_or("").to_string(),
+            describe(r.consensus),
+            r.decision
+                .map(|d| d.verdict.to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
+    let decided = total
+        - rows
+            .iter()
+            .filter(|r| r.decision.is_none())
+            .count()
+            .min(total);
+    println!(
+        "\n{} of {} disputes decided{}",
+        if args.all {
+            decided
+        } else {
+            total - rows.len()
+        },
+        total,
+        if args.all {
+            ""
+        } else {
+            " (--all lists them too)"
+        }
+    );
+    Ok(0)
+}

@@ -1,0 +1,175 @@
+//! The command-line front end: headless subcommands over the library. Each subcommand lives in
+//! its own file and only parses arguments, calls the library and prints.
+
+mod annotate;
+mod inspect;
+mod open;
+mod parse;
+mod prompts;
+mod report;
+mod score;
+mod table;
+
+use crate::dataset::Format;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub use open::{open_reviewed, Reviewed};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "arbiter",
+    version,
+    about = "Review LLM judges, combine them into a Mixture of Judges, arbitrate the disputes",
+    long_about = "Review LLM judges, combine them into a Mixture of Judges, arbitrate the disputes.\n\n\
+                  Everything Arbiter produces about a dataset (human decisions, new judgments) goes to a \
+                  journal beside it, DATASET.arbiter-journal.jsonl; the dataset itself is never modified."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show a dataset's format, items, judges, categories and disputes by reason.
+    Inspect(InspectArgs),
+    /// Score judges against the final labels: accuracy, JudgerBenchV2 score, agreement,
+    /// position consistency, per category.
+    Score(ScoreArgs),
+    /// Record human decisions in the journal (one item, or many from standard input).
+    Annotate(AnnotateArgs),
+    /// List the arbitration queue: items where the panel has no consensus.
+    Disputes(DisputesArgs),
+    /// Write every item with its consensus, human decision, final label and dispute reason.
+    Export(ExportArgs),
+    /// List, show and render the judge prompt templates.
+    Prompts(prompts::PromptsArgs),
+    /// Read a judge's output from standard input and print its structured critique and verdict.
+    Parse(parse::ParseArgs),
+}
+
+/// How to open a dataset: shared by every subcommand that reads one.
+#[derive(Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// The dataset file (JSON or JSON Lines, optionally gzip-compressed).
+    pub dataset: PathBuf,
+    /// Read the file as this format instead of detecting it.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Skip malformed records (reporting how many) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Use this journal instead of the default DATASET.arbiter-journal.jsonl beside the dataset.
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+}
+
+/// Which judges form the Mixture-of-Judges panel.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PanelArgs {
+    /// The judges of the panel, comma-separated (default: every judge in the dataset).
+    #[arg(long, value_delimiter = ',', value_name = "J1,J2,...")]
+    pub panel: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    #[command(flatten)]
+    pub panel: PanelArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    #[command(flatten)]
+    pub panel: PanelArgs,
+    /// Score only these judges (repeatable; default: every judge).
+    #[arg(long = "judge", value_name = "J")]
+    pub judges: Vec<String>,
+    /// Where the final labels come from when no human decided an item.
+    #[arg(long, value_enum, default_value_t = score::LabelsFrom::Auto)]
+    pub labels: score::LabelsFrom,
+    /// The reference model whose wins JudgerBenchV2 does not count.
+    #[arg(long, default_value = crate::metrics::DEFAULT_BASE_MODEL)]
+    pub base_model: String,
+    /// Reproduce the JudgerBenchV2 reference code's quirks (a model with no wins drops out)
+    /// instead of computing the intended value.
+    #[arg(long)]
+    pub reference_quirks: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AnnotateArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// The item to decide.
+    #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
+    pub item: Option<String>,
+    /// The decision: A, B or tie.
+    #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
+    pub verdict: Option<String>,
+    /// A note kept with the decision.
+    #[arg(long, conflicts_with = "stdin")]
+    pub note: Option<String>,
+    /// Read decisions from standard input, one per line: `ID VERDICT [NOTE]`; prints
+    /// `saved ID` once each is durable on disk.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Undo the latest decision on --item instead of recording one.
+    #[arg(long, requires = "item", conflicts_with_all = ["verdict", "stdin"])]
+    pub undo: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DisputesArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    #[command(flatten)]
+    pub panel: PanelArgs,
+    /// Include disputes a human has already decided.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    #[command(flatten)]
+    pub panel: PanelArgs,
+    /// Where to write the labels (JSON Lines).
+    #[arg(short, long, value_name = "OUT.jsonl")]
+    pub output: PathBuf,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        println!();
+        return Ok(0);
+    };
+    match command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Annotate(a) => annotate::run(a),
+        Command::Disputes(a) => inspect::disputes(a),
+        Command::Export(a) => report::export(a),
+        Command::Prompts(a) => prompts::run(a),
+        Command::Parse(a) => parse::run(a),
+    }
+}

@@ -1,0 +1,44 @@
+//! Opening a dataset for a subcommand: the shared `--format`, `--skip-bad-lines`, `--journal`
+//! and `--panel` options, and the warnings a person must see on the way.
+
+use super::{DatasetArgs, PanelArgs};
+use crate::dataset::LoadOptions;
+use crate::review::{OpenOptions, Review};
+use anyhow::Context;
+
+/// A dataset opened for a subcommand.
+pub type Reviewed = Review;
+
+/// Opens the dataset named on the command line with its journal and panel, printing what was
+/// skipped or damaged to standard error (never silently).
+pub fn open_reviewed(data: &DatasetArgs, panel: &PanelArgs) -> anyhow::Result<Review> {
+    let opts = OpenOptions {
+        load: LoadOptions {
+            format: data.format,
+            skip_bad_lines: data.skip_bad_lines,
+        },
+        journal: data.journal.clone(),
+        panel: panel.panel.clone(),
+        ..OpenOptions::default()
+    };
+    let review = Review::open(&data.dataset, &opts)
+        .with_context(|| format!("opening {}", data.dataset.display()))?;
+    let skipped = &review.dataset.skipped;
+    if !skipped.is_empty() {
+        eprintln!(
+            "warning: skipped {} malformed record(s) in {}:",
+            skipped.len(),
+            data.dataset.display()
+        );
+        for bad in skipped.iter().take(10) {
+            eprintln!("  line {}: {}", bad.line, bad.reason);
+        }
+        if skipped.len() > 10 {
+            eprintln!("  ... and {} more", skipped.len() - 10);
+        }
+    }
+    for w in &review.warnings {
+        eprintln!("warning: journal {}: {w}", review.journal_path().display());
+    }
+    Ok(review)
+}

@@ -1,0 +1,79 @@
+//! `arbiter parse`: read a judge's output from standard input and print the structured
+//! critique and verdict as JSON; with `--stream`, print the parser's view after every chunk so
+//! the incremental behaviour can be watched from the shell.
+
+use crate::critique::CritiqueParser;
+use crate::verdict::OutputFormat;
+use anyhow::Context;
+use std::io::{Read, Write};
+
+#[derive(clap::Args, Debug)]
+pub struct ParseArgs {
+    /// The output format the judge was asked for (default: detect it).
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// Print one JSON line per chunk of input, as a streaming judge would be read.
+    #[arg(long)]
+    pub stream: bool,
+    /// Chunk size in bytes for --stream (chunks may split multi-byte characters, as tokens do).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk: u64,
+}
+
+/// `OutputFormat` as the command line spells it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FormatArg {
+    Auto,
+    Cj2Json,
+    Brackets,
+    Arena5,
+    Judgerbench,
+    Pointwise,
+    Critique,
+}
+
+impl From<FormatArg> for OutputFormat {
+    fn from(f: FormatArg) -> OutputFormat {
+        match f {
+            FormatArg::Auto => OutputFormat::Auto,
+            FormatArg::Cj2Json => OutputFormat::Cj2Json,
+            FormatArg::Brackets => OutputFormat::Brackets,
+            FormatArg::Arena5 => OutputFormat::Arena5,
+            FormatArg::Judgerbench => OutputFormat::JudgerBench,
+            FormatArg::Pointwise => OutputFormat::Pointwise,
+            FormatArg::Critique => OutputFormat::Critique,
+        }
+    }
+}
+
+pub fn run(args: ParseArgs) -> anyhow::Result<i32> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the judge's output from standard input")?;
+    let mut parser = CritiqueParser::new(args.format.into());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.stream {
+        let chunk = usize::try_from(args.chunk).unwrap_or(usize::MAX);
+        for (n, piece) in input.chunks(chunk).enumerate() {
+            parser.feed(piece);
+            let line = serde_json::json!({
+                "chunk": n + 1,
+                "bytes": (n * chunk + piece.len()),
+                "critique": parser.snapshot(),
+            });
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        let done = parser.finish();
+        serde_json::to_writer(&mut out, &serde_json::json!({ "final": done }))?;
+        out.write_all(b"\n")?;
+    } else {
+        parser.feed(&input);
+        let done = parser.finish();
+        serde_json::to_writer_pretty(&mut out, &done)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,25 @@
+//! `arbiter export`: every item with its consensus, human decision, final label and dispute
+//! reasons, as JSON Lines.
+
+use super::{open_reviewed, ExportArgs};
+use anyhow::Context;
+use std::io::Write;
+
+pub fn export(args: ExportArgs) -> anyhow::Result<i32> {
+    let review = open_reviewed(&args.data, &args.panel)?;
+    let file = std::fs::File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let n = review
+        .export_labels(&mut out)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    out.flush()
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    let labelled = review.final_labels().iter().flatten().count();
+    eprintln!(
+        "wrote {n} items to {} ({labelled} with a final label, {} without)",
+        args.output.display(),
+        n - labelled
+    );
+    Ok(0)
+}

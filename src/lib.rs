@@ -1,0 +1,15 @@
+//! Arbiter: review what LLM judges said, run local judges, combine them into a Mixture of
+//! Judges and arbitrate the disputes by hand.
+//!
+//! Data flows one way: files -> `dataset` + `journal` -> judges -> `verdict`s -> `moj` ->
+//! review -> `metrics` / export. The CLI (`cli`) is a thin front end over this library.
+
+pub mod cli;
+pub mod critique;
+pub mod dataset;
+pub mod journal;
+pub mod metrics;
+pub mod moj;
+pub mod prompts;
+pub mod review;
+pub mod verdict;
