@@ -42,6 +42,10 @@ pub struct JudgeReading {
 pub enum ParseError {
     #[error("no verdict found in the judge's output ({0})")]
     NotFound(String),
+    /// The judge answered with a label outside the scale it was given (JudgerBenchV2's
+    /// `"winner": "C"`, a rating of 11).
+    #[error("the judge's verdict {0:?} is outside the scale it was asked for")]
+    OutOfScale(String),
 }
 
 /// Reads a verdict in whatever format the text uses.
