@@ -117,6 +117,22 @@ pub fn vote(item: &Item, judge: &str) -> Vote {
     }
 }
 
+/// A judge's verdicts on an item in both orders (the last readable judgment of each order),
+/// for position-consistency checks. Verdicts are stored in the item's orientation already.
+pub fn paired(item: &Item, judge: &str) -> crate::verdict::PairedVerdict {
+    let last = |swapped: bool| {
+        item.judgments
+            .iter()
+            .rev()
+            .filter(|j| j.judge == judge && j.swapped == swapped)
+            .find_map(|j| j.verdict)
+    };
+    crate::verdict::PairedVerdict {
+        original: last(false),
+        swapped: last(true),
+    }
+}
+
 /// A panel judge whose judgment on an item has no verdict, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnreadVote {
@@ -314,6 +330,27 @@ pub(crate) mod tests {
             }
             other => panic!("expected unparseable, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn paired_reads_both_orders_and_flags_position_bias() {
+        let biased = item(
+            "1",
+            vec![
+                judgment("j1", Some(Outcome::A), false),
+                judgment("j1", Some(Outcome::B), true),
+                judgment("j2", Some(Outcome::A), false),
+            ],
+        );
+        assert!(paired(&biased, "j1").is_inconsistent());
+        assert_eq!(
+            paired(&biased, "j2").consistency(),
+            crate::verdict::Consistency::Incomplete
+        );
+        assert_eq!(
+            paired(&biased, "j3"),
+            crate::verdict::PairedVerdict::default()
+        );
     }
 
     #[test]

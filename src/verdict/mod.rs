@@ -3,8 +3,10 @@
 //! `Verdict` is the one type every other module speaks; `parse` reads a verdict out of any
 //! judge's free text (see `parse.rs`) and says when it cannot find one instead of guessing.
 
+mod pair;
 mod parse;
 
+pub use pair::{Consistency, Order, Orders, PairedVerdict};
 pub use parse::{parse, parse_as, JudgeReading, OutputFormat, ParseError, Reading};
 
 use serde::{Deserialize, Serialize};
