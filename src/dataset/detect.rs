@@ -5,8 +5,10 @@ use super::frame::Record;
 use super::Format;
 use serde_json::{Map, Value};
 
-/// How many leading records are looked at: enough to get past a bad first line.
+/// How many readable records are looked at before giving up on their shape.
 const LOOK_AT: usize = 8;
+/// How far past unreadable records to look for readable ones (a file with a damaged head).
+const SCAN_AT_MOST: usize = 1000;
 
 /// What the first records looked like when no format matched, for the error message.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,10 +22,15 @@ pub(crate) enum Unrecognised {
 /// The format of the first record that has a recognisable shape.
 pub(crate) fn detect(records: &[Record<'_>]) -> Result<Format, Unrecognised> {
     let mut first_seen: Option<String> = None;
-    for rec in records.iter().take(LOOK_AT) {
+    let mut readable = 0;
+    for rec in records.iter().take(SCAN_AT_MOST) {
         let Ok(value) = serde_json::from_slice::<Value>(rec.text) else {
             continue;
         };
+        readable += 1;
+        if readable > LOOK_AT {
+            break;
+        }
         match &value {
             Value::Object(obj) => {
                 if let Some(f) = classify(obj) {

@@ -30,6 +30,12 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Datas
         Some(f) => f,
         None => match detect::detect(&records) {
             Ok(f) => f,
+            Err(Unrecognised::NothingReadable) if opts.skip_bad_lines => {
+                return Err(DatasetError::NothingLoaded {
+                    path: path.to_path_buf(),
+                    count: records.len(),
+                })
+            }
             Err(Unrecognised::NothingReadable) => {
                 // Nothing to go on: the first record's own error is the most useful message.
                 let first = &records[0];
