@@ -71,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = std::fs::read_to_string(&plain).expect("read");
         text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .filter(serde_json::Value::is_object)
             .count()
     });
     assert_eq!(parsed, ITEMS);

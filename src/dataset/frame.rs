@@ -72,10 +72,8 @@ pub(crate) fn split<'a>(
 fn split_lines(text: &[u8]) -> Vec<Record<'_>> {
     let mut records = Vec::new();
     let mut start = 0;
-    let mut line = 0;
     let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
-    for end in ends {
-        line += 1;
+    for (n, end) in ends.enumerate() {
         let mut raw = &text[start..end];
         start = end + 1;
         if let Some(stripped) = raw.strip_suffix(b"\r") {
@@ -85,14 +83,11 @@ fn split_lines(text: &[u8]) -> Vec<Record<'_>> {
             continue;
         }
         records.push(Record {
-            line,
+            line: n + 1,
             index: records.len(),
             key: None,
             text: raw,
         });
-        if start > text.len() {
-            break;
-        }
     }
     records
 }
@@ -221,7 +216,10 @@ impl<'a> LineCounter<'a> {
 mod tests {
     use super::*;
 
-    fn split_ok(text: &str) -> (Framing, Vec<(usize, usize, Option<String>, String)>) {
+    /// A record as the tests compare it: line, index, key, text.
+    type Flat = (usize, usize, Option<String>, String);
+
+    fn split_ok(text: &str) -> (Framing, Vec<Flat>) {
         let (f, recs) = split(Path::new("t"), text.as_bytes()).expect("frames");
         (
             f,
