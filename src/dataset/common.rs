@@ -40,8 +40,20 @@ pub(crate) fn object(text: &[u8]) -> Result<Map<String, Value>, RecordError> {
             "expected a JSON object, found {}",
             kind_of(&other)
         ))),
-        Err(e) => Err(malformed(format!("malformed JSON: {e}"))),
+        Err(e) => Err(malformed(format!("malformed JSON: {}", json_error(&e)))),
     }
+}
+
+/// A serde_json error without its "at line 1" (the loader names the file's line already).
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if e.line() == 1 {
+        let suffix = format!(" at line 1 column {}", e.column());
+        if let Some(msg) = text.strip_suffix(&suffix) {
+            return format!("{msg} (column {})", e.column());
+        }
+    }
+    text
 }
 
 pub(crate) fn kind_of(v: &Value) -> &'static str {

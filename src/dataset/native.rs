@@ -14,7 +14,7 @@
 //! (why a judgment has no verdict), so that a loaded dataset round-trips. Judgments replayed
 //! from a journal are written like any other: a written file is a new dataset.
 
-use super::common::{malformed, read_output, RecordError};
+use super::common::{json_error, malformed, read_output, RecordError};
 use super::frame::Record;
 use super::{Item, Judgment, Message, Problem, Provenance, Response};
 use crate::verdict::{Outcome, OutputFormat, Verdict};
@@ -76,8 +76,8 @@ struct NativeJudgment<'a> {
 pub(crate) fn item(rec: &Record<'_>) -> Result<Item, RecordError> {
     let text = std::str::from_utf8(rec.text)
         .map_err(|_| malformed("the line is not valid UTF-8 (convert the file to UTF-8)"))?;
-    let r: NativeRecord<'_> =
-        serde_json::from_str(text).map_err(|e| malformed(format!("not a native item: {e}")))?;
+    let r: NativeRecord<'_> = serde_json::from_str(text)
+        .map_err(|e| malformed(format!("not a native item: {}", json_error(&e))))?;
     let id = match r.id {
         IdValue::Text(s) => s,
         IdValue::Number(n) => n.to_string(),
