@@ -2,6 +2,23 @@
 //! import of every supported file format (one submodule per format) and export.
 //!
 //! Loading never touches the network or a model, and never writes to the input file.
+//! `load` reads a file; `load_bytes` does the same from memory. The pipeline is in `loader`
+//! (`read` → `frame` → `detect` → one reader per format); `write_native` exports.
+
+mod arena;
+mod common;
+mod detect;
+mod frame;
+pub mod judgerbench;
+mod loader;
+pub mod mtbench;
+mod native;
+pub mod opencompass;
+mod read;
+pub mod rewardbench;
+
+pub use loader::load_bytes;
+pub use native::write_native;
 
 use crate::verdict::{Outcome, Verdict};
 use serde::{Deserialize, Serialize};
@@ -191,7 +208,7 @@ pub struct Dataset {
 /// A record that could not be read, kept for the report `--skip-bad-lines` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadRecord {
-    /// 1-based line number (JSON Lines) or record number (a JSON array).
+    /// 1-based line on which the record starts (in a JSON array too).
     pub line: usize,
     pub reason: String,
 }
@@ -274,6 +291,8 @@ impl Dataset {
 /// to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    #[error("{path} does not exist; check the path (a dataset is a JSON or JSON Lines file, optionally gzipped)")]
+    NotFound { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -282,6 +301,14 @@ pub enum DatasetError {
     },
     #[error("{path} is empty: a dataset needs at least one item")]
     Empty { path: PathBuf },
+    #[error("cannot decompress {path}: {source}; the gzip data is damaged or cut short, fetch the file again")]
+    Gzip {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not JSON or JSON Lines (it starts with {start:?}); Arbiter reads JSON arrays and JSON Lines: convert the file to one of those")]
+    NotJson { path: PathBuf, start: String },
     #[error("{path} looks like a binary file, not JSON or JSON Lines (gzip is read transparently; other archives must be unpacked first)")]
     Binary { path: PathBuf },
     #[error("{path}: line {line}: {reason} (use --skip-bad-lines to load the rest)")]
@@ -292,8 +319,16 @@ pub enum DatasetError {
     },
     #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench)")]
     UnknownFormat { path: PathBuf, hint: String },
+    #[error("{path}: line {line}: unknown verdict label {label:?}; the valid labels are A, B, tie, A>>B, A>B, A=B, B>A, B>>A (fix the label, or use --skip-bad-lines to load the rest)")]
+    UnknownVerdict {
+        path: PathBuf,
+        line: usize,
+        label: String,
+    },
+    /// `first` and `second` are 1-based line numbers when loading a file (positions in the
+    /// item list for `Dataset::new`).
     #[error(
-        "{path}: item id {id:?} appears twice (records {first} and {second}); ids must be unique"
+        "{path}: item id {id:?} appears twice (lines {first} and {second}); ids must be unique: rename one, or use --skip-bad-lines to keep the first"
     )]
     DuplicateId {
         path: PathBuf,
@@ -317,9 +352,6 @@ pub struct LoadOptions {
 /// Loads a dataset from a file, detecting its format unless `opts.format` says, reading gzip
 /// transparently.
 pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Dataset, DatasetError> {
-    let _ = opts;
-    Err(DatasetError::UnknownFormat {
-        path: path.to_path_buf(),
-        hint: " (loading is not implemented yet)".into(),
-    })
+    let bytes = read::read_file(path)?;
+    load_bytes(path, &bytes, opts)
 }

@@ -1,0 +1,121 @@
+//! Loading speed: 100,000 native items (about 300 MB) are generated in a temporary folder and
+//! loaded plain and gzipped; each time is reported beside a reference measured in the same run on
+//! the same machine, plain `serde_json` parsing of the same lines into `serde_json::Value`.
+//! Target: under 3 s for the plain file in release (`cargo bench --bench load`).
+
+use arbiter::dataset::{load, Format, LoadOptions};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const ITEMS: usize = 100_000;
+
+/// Writes one item; the texts (~3 KB with escapes, Chinese and emoji) make ~300 MB in all.
+fn write_item(out: &mut impl Write, i: usize) -> std::io::Result<()> {
+    let para = "The answer walks through the \\\"edge cases\\\" first, then the main loop;\\n\
+                它解释了边界条件 😀 and ends with a short summary of the trade-offs. ";
+    let response_a = para.repeat(10);
+    let response_b = para.repeat(9);
+    let question = "Explain how binary search handles duplicates, with an example. ".repeat(3);
+    let verdicts = ["A", "B", "tie", "A>>B", "B>A"];
+    writeln!(
+        out,
+        "{{\"id\": \"item-{i:06}\", \"category\": \"cat-{}\", \"language\": \"en\", \"question\": \"{question}\", \
+         \"model_a\": \"model-{}\", \"response_a\": \"{response_a}\", \"model_b\": \"model-{}\", \"response_b\": \"{response_b}\", \
+         \"judgments\": [{{\"judge\": \"judge-1\", \"verdict\": \"{}\"}}, {{\"judge\": \"judge-2\", \"verdict\": \"{}\", \"swapped\": true}}, \
+         {{\"judge\": \"judge-3\", \"verdict\": \"{}\", \"output\": \"short reasoning, then [[A]]\"}}], \"gold\": \"A\"}}",
+        i % 10,
+        i % 7,
+        (i + 3) % 7,
+        verdicts[i % 5],
+        verdicts[(i + 1) % 5],
+        verdicts[(i + 2) % 5],
+    )
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let v = f();
+        best = best.min(start.elapsed());
+        last = Some(v);
+    }
+    (best, last.expect("at least one run"))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let plain = dir.path().join("bench.jsonl");
+    let gz = dir.path().join("bench.jsonl.gz");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&plain)?);
+        for i in 0..ITEMS {
+            write_item(&mut w, i)?;
+        }
+        w.flush()?;
+    }
+    {
+        let mut enc = flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(std::fs::File::create(&gz)?),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&std::fs::read(&plain)?)?;
+        enc.finish()?.flush()?;
+    }
+    let size = std::fs::metadata(&plain)?.len();
+    let gz_size = std::fs::metadata(&gz)?.len();
+
+    // Reference: read the file and parse each line into a serde_json::Value, single-threaded.
+    let (reference, parsed) = best_of(3, || {
+        let text = std::fs::read_to_string(&plain).expect("read");
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .filter(serde_json::Value::is_object)
+            .count()
+    });
+    assert_eq!(parsed, ITEMS);
+
+    let opts = LoadOptions {
+        format: Some(Format::Native),
+        skip_bad_lines: false,
+    };
+    let (plain_time, ds) = best_of(3, || load(&plain, &opts).expect("load plain"));
+    assert_eq!(ds.items.len(), ITEMS);
+    drop(ds);
+    let (detect_time, ds) = best_of(3, || {
+        load(&plain, &LoadOptions::default()).expect("load detected")
+    });
+    assert_eq!(ds.format, Format::Native);
+    drop(ds);
+    let (gz_time, ds) = best_of(3, || load(&gz, &opts).expect("load gzip"));
+    assert_eq!(ds.items.len(), ITEMS);
+
+    let mb = size as f64 / 1e6;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "dataset load: {ITEMS} native items, {mb:.1} MB plain, {:.1} MB gzip, {threads} threads",
+        gz_size as f64 / 1e6
+    );
+    println!(
+        "  reference (serde_json::Value per line, 1 thread): {:>8.3} s  {:>6.0} MB/s",
+        reference.as_secs_f64(),
+        mb / reference.as_secs_f64()
+    );
+    for (name, t) in [
+        ("load plain (format given)", plain_time),
+        ("load plain (detected)", detect_time),
+        ("load gzip", gz_time),
+    ] {
+        println!(
+            "  {name:<27}: {:>8.3} s  {:>6.0} MB/s  ratio to reference {:.2}",
+            t.as_secs_f64(),
+            mb / t.as_secs_f64(),
+            t.as_secs_f64() / reference.as_secs_f64()
+        );
+    }
+    if plain_time > Duration::from_secs(3) {
+        println!("  WARNING: plain load over the 3 s target");
+    }
+    Ok(())
+}
