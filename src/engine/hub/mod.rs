@@ -151,7 +151,12 @@ impl Hub {
         };
         // The shard list is inside the index: fetch it before planning the rest.
         let mut plan: Vec<String> = selection.metadata.clone();
+        let mut fetched_first = None;
         if selection.weights == WeightFiles::Index {
+            plan.push(WEIGHT_INDEX.to_string());
+            if !cache.pointer_path(&commit, WEIGHT_INDEX).exists() {
+                fetched_first = Some(WEIGHT_INDEX);
+            }
             let index = fetcher.fetch(WEIGHT_INDEX, sizes.get(WEIGHT_INDEX).copied().flatten())?;
             let text = std::fs::read_to_string(&index)
                 .map_err(|e| HubError::io("read", &index, e))?;
@@ -169,12 +174,14 @@ impl Hub {
             repo::check_repo_file(name)?;
         }
 
+        // `cached` is about the cache before this call; the index may just have been fetched.
         let planned: Vec<PlannedFile> = plan
             .iter()
             .map(|name| PlannedFile {
                 name: name.clone(),
                 size: sizes.get(name.as_str()).copied().flatten(),
-                cached: cache.pointer_path(&commit, name).exists(),
+                cached: fetched_first != Some(name.as_str())
+                    && cache.pointer_path(&commit, name).exists(),
             })
             .collect();
         let total_bytes = planned.iter().filter_map(|f| f.size).sum();
@@ -184,7 +191,11 @@ impl Hub {
             .filter_map(|f| f.size)
             .sum();
         fetcher.total = total_bytes;
-        fetcher.done = cached_bytes;
+        fetcher.done = planned
+            .iter()
+            .filter(|f| cache.pointer_path(&commit, &f.name).exists())
+            .filter_map(|f| f.size)
+            .sum();
         (fetcher.progress)(DownloadEvent::Plan {
             repo: repo.to_string(),
             commit: commit.clone(),
@@ -192,7 +203,7 @@ impl Hub {
             total_bytes,
             cached_bytes,
         });
-        for file in planned.iter().filter(|f| !f.cached) {
+        for file in planned.iter().filter(|f| !f.cached && fetched_first != Some(&f.name)) {
             fetcher.fetch(&file.name, file.size)?;
         }
         let transferred = fetcher.transferred;
