@@ -113,7 +113,11 @@ impl FakeHub {
     }
 
     fn add_repo(&self, id: &str, repo: FakeRepo) {
-        self.state.lock().unwrap().repos.insert(id.to_string(), repo);
+        self.state
+            .lock()
+            .unwrap()
+            .repos
+            .insert(id.to_string(), repo);
     }
 
     fn faults(&self) -> std::sync::MutexGuard<'_, State> {
@@ -148,7 +152,8 @@ impl Drop for FakeHub {
 }
 
 fn serve(mut conn: TcpStream, storage: bool, state: &Mutex<State>) {
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
@@ -291,7 +296,11 @@ fn route(st: &mut State, req: &Seen) -> Reply {
             }
         };
         if file.lfs {
-            let location = format!("{}/blobs/{}?X-Signature=s3cr3t", st.storage_origin, file.sha256());
+            let location = format!(
+                "{}/blobs/{}?X-Signature=s3cr3t",
+                st.storage_origin,
+                file.sha256()
+            );
             return Reply {
                 status: "302 Found",
                 headers: vec![
@@ -308,7 +317,8 @@ fn route(st: &mut State, req: &Seen) -> Reply {
         }
         let mut r = serve_bytes(st, &file, req.range.as_deref());
         r.headers.push(commit_header);
-        r.headers.push(("ETag".into(), format!("\"{}\"", file.etag())));
+        r.headers
+            .push(("ETag".into(), format!("\"{}\"", file.etag())));
         return r;
     }
     error_reply("404 Not Found", "NotFound")
@@ -394,8 +404,14 @@ fn tiny_repo() -> FakeRepo {
                 "config.json",
                 r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":16,"num_hidden_layers":1,"vocab_size":32,"sliding_window":null}"#,
             ),
-            text_file("tokenizer.json", r#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0},"merges":[]}}"#),
-            text_file("tokenizer_config.json", r#"{"chat_template":"{{ messages[0]['content'] }}","eos_token":"<|im_end|>"}"#),
+            text_file(
+                "tokenizer.json",
+                r#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0},"merges":[]}}"#,
+            ),
+            text_file(
+                "tokenizer_config.json",
+                r#"{"chat_template":"{{ messages[0]['content'] }}","eos_token":"<|im_end|>"}"#,
+            ),
             text_file("model.safetensors.index.json", &index),
             text_file("README.md", "# tiny\n"),
             FakeFile {
@@ -418,7 +434,12 @@ fn tiny_repo() -> FakeRepo {
 }
 
 fn file_bytes(repo: &FakeRepo, name: &str) -> Vec<u8> {
-    repo.files.iter().find(|f| f.name == name).unwrap().bytes.clone()
+    repo.files
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap()
+        .bytes
+        .clone()
 }
 
 fn tiny() -> RepoId {
@@ -444,19 +465,38 @@ fn downloads_into_the_python_cache_layout_then_hits_the_cache() {
     let hub = Hub::new(server.settings(cache.path()));
 
     let mut events = Vec::new();
-    let model = hub.download(&tiny(), None, &mut collect(&mut events)).unwrap();
+    let model = hub
+        .download(&tiny(), None, &mut collect(&mut events))
+        .unwrap();
 
     let root = cache.path().join("models--org--tiny");
     assert_eq!(model.commit, COMMIT);
     assert_eq!(model.dir, root.join("snapshots").join(COMMIT));
-    assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), COMMIT);
-    assert_eq!(model.weights, vec![model.dir.join(SHARD1), model.dir.join(SHARD2)]);
-    assert_eq!(model.weight_index, Some(model.dir.join("model.safetensors.index.json")));
+    assert_eq!(
+        std::fs::read_to_string(root.join("refs/main")).unwrap(),
+        COMMIT
+    );
+    assert_eq!(
+        model.weights,
+        vec![model.dir.join(SHARD1), model.dir.join(SHARD2)]
+    );
+    assert_eq!(
+        model.weight_index,
+        Some(model.dir.join("model.safetensors.index.json"))
+    );
     assert!(model.tokenizer_config.is_some());
     assert_eq!(model.generation_config, None, "the repo has none");
-    assert!(root.join(".no_exist").join(COMMIT).join("generation_config.json").is_file());
+    assert!(root
+        .join(".no_exist")
+        .join(COMMIT)
+        .join("generation_config.json")
+        .is_file());
     for name in [SHARD1, SHARD2, "config.json", "tokenizer.json"] {
-        assert_eq!(std::fs::read(model.dir.join(name)).unwrap(), file_bytes(&repo, name), "{name}");
+        assert_eq!(
+            std::fs::read(model.dir.join(name)).unwrap(),
+            file_bytes(&repo, name),
+            "{name}"
+        );
     }
     // Blobs named like huggingface_hub names them, linked relatively from the snapshot.
     let shard1 = repo.files.iter().find(|f| f.name == SHARD1).unwrap();
@@ -475,7 +515,12 @@ fn downloads_into_the_python_cache_layout_then_hits_the_cache() {
         "pickle files are never requested"
     );
     // The shards came from the storage origin (the hub redirected there).
-    assert_eq!(seen.iter().filter(|s| s.storage && s.method == "GET").count(), 2);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.storage && s.method == "GET")
+            .count(),
+        2
+    );
 
     // Progress: one plan, bytes up to the total, a FileDone per file.
     let total: u64 = [
@@ -490,7 +535,9 @@ fn downloads_into_the_python_cache_layout_then_hits_the_cache() {
     .map(|n| file_bytes(&repo, n).len() as u64)
     .sum();
     let plan_total = events.iter().find_map(|e| match e {
-        DownloadEvent::Plan { total_bytes, files, .. } => Some((*total_bytes, files.len())),
+        DownloadEvent::Plan {
+            total_bytes, files, ..
+        } => Some((*total_bytes, files.len())),
         _ => None,
     });
     assert_eq!(plan_total, Some((total, 6)));
@@ -501,7 +548,15 @@ fn downloads_into_the_python_cache_layout_then_hits_the_cache() {
     assert_eq!(last_done, Some((total, total)));
     let done_files = events
         .iter()
-        .filter(|e| matches!(e, DownloadEvent::FileDone { from_cache: false, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                DownloadEvent::FileDone {
+                    from_cache: false,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(done_files, 6);
     assert_eq!(model.downloaded_bytes, total);
@@ -524,7 +579,10 @@ fn downloads_into_the_python_cache_layout_then_hits_the_cache() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].repo, tiny());
     assert_eq!(listed[0].size_on_disk, total);
-    assert_eq!(listed[0].refs, vec![("main".to_string(), COMMIT.to_string())]);
+    assert_eq!(
+        listed[0].refs,
+        vec![("main".to_string(), COMMIT.to_string())]
+    );
     assert_eq!(hub.delete(&tiny()).unwrap(), total);
     assert!(!root.exists());
     assert!(hub.cached_models().unwrap().is_empty());
@@ -543,12 +601,17 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
         .unwrap_err();
     assert!(matches!(err, HubError::NotCached { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("org/tiny") && text.contains("HF_HUB_OFFLINE"), "{text}");
+    assert!(
+        text.contains("org/tiny") && text.contains("HF_HUB_OFFLINE"),
+        "{text}"
+    );
 
     let online = Hub::new(server.settings(cache.path()));
     let model = online.download(&tiny(), None, &mut |_| {}).unwrap();
     server.clear_seen();
-    let from_cache = Hub::new(offline.clone()).download(&tiny(), None, &mut |_| {}).unwrap();
+    let from_cache = Hub::new(offline.clone())
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap();
     assert_eq!(from_cache.downloaded_bytes, 0);
     assert_eq!(
         ModelFiles {
@@ -583,9 +646,14 @@ fn offline_mode_uses_only_the_cache_and_names_what_is_missing() {
     let err = Hub::new(unreachable.clone())
         .download(&tiny(), None, &mut |_| {})
         .unwrap_err();
-    assert!(err.to_string().contains(SHARD2) && err.to_string().contains("unreachable"), "{err}");
+    assert!(
+        err.to_string().contains(SHARD2) && err.to_string().contains("unreachable"),
+        "{err}"
+    );
     online.download(&tiny(), None, &mut |_| {}).unwrap();
-    let back = Hub::new(unreachable).download(&tiny(), None, &mut |_| {}).unwrap();
+    let back = Hub::new(unreachable)
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap();
     assert_eq!(back.weights, model.weights);
 }
 
@@ -594,13 +662,20 @@ fn a_dropped_connection_resumes_where_it_stopped() {
     let server = FakeHub::start();
     let repo = tiny_repo();
     server.add_repo("org/tiny", repo.clone());
-    server.faults().faults.drop_after.insert(SHARD1.into(), (150_000, 1));
+    server
+        .faults()
+        .faults
+        .drop_after
+        .insert(SHARD1.into(), (150_000, 1));
     let cache = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
     let model = Hub::new(server.settings(cache.path()))
         .download(&tiny(), None, &mut collect(&mut events))
         .unwrap();
-    assert_eq!(std::fs::read(&model.weights[0]).unwrap(), file_bytes(&repo, SHARD1));
+    assert_eq!(
+        std::fs::read(&model.weights[0]).unwrap(),
+        file_bytes(&repo, SHARD1)
+    );
 
     let gets: Vec<Option<String>> = server
         .seen()
@@ -610,7 +685,9 @@ fn a_dropped_connection_resumes_where_it_stopped() {
         .collect();
     assert_eq!(gets, vec![None, Some("bytes=150000-".to_string())]);
     let retry = events.iter().find_map(|e| match e {
-        DownloadEvent::Retry { file, resume_from, .. } => Some((file.clone(), *resume_from)),
+        DownloadEvent::Retry {
+            file, resume_from, ..
+        } => Some((file.clone(), *resume_from)),
         _ => None,
     });
     assert_eq!(retry, Some((SHARD1.to_string(), 150_000)));
@@ -625,7 +702,11 @@ fn an_interrupted_run_is_resumed_by_the_next_one() {
     let server = FakeHub::start();
     let repo = tiny_repo();
     server.add_repo("org/tiny", repo.clone());
-    server.faults().faults.drop_after.insert(SHARD1.into(), (200_000, 1));
+    server
+        .faults()
+        .faults
+        .drop_after
+        .insert(SHARD1.into(), (200_000, 1));
     let cache = tempfile::tempdir().unwrap();
     let mut settings = server.settings(cache.path());
     settings.retries = 0;
@@ -644,7 +725,10 @@ fn an_interrupted_run_is_resumed_by_the_next_one() {
 
     server.clear_seen();
     let model = hub.download(&tiny(), None, &mut |_| {}).unwrap();
-    assert_eq!(std::fs::read(&model.weights[0]).unwrap(), file_bytes(&repo, SHARD1));
+    assert_eq!(
+        std::fs::read(&model.weights[0]).unwrap(),
+        file_bytes(&repo, SHARD1)
+    );
     assert!(!partial.exists());
     let ranges: Vec<Option<String>> = server
         .seen()
@@ -665,7 +749,10 @@ fn missing_repos_and_files_are_clear_errors() {
     let err = hub
         .download(&RepoId::parse("org/nope").unwrap(), None, &mut |_| {})
         .unwrap_err();
-    assert!(matches!(err, HubError::RepoNotFound { status: 404, .. }), "{err}");
+    assert!(
+        matches!(err, HubError::RepoNotFound { status: 404, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("org/nope"));
 
     let err = hub.download(&tiny(), Some("v9"), &mut |_| {}).unwrap_err();
@@ -681,7 +768,9 @@ fn missing_repos_and_files_are_clear_errors() {
 
     // Only pickle weights: refused before anything is fetched.
     let mut pickle_only = tiny_repo();
-    pickle_only.files.retain(|f| !f.name.contains("safetensors"));
+    pickle_only
+        .files
+        .retain(|f| !f.name.contains("safetensors"));
     server.add_repo("org/pickled", pickle_only);
     server.clear_seen();
     let err = hub
@@ -711,17 +800,27 @@ fn a_corrupt_file_is_detected_and_not_kept() {
     }
     let blobs = cache.path().join("models--org--tiny/blobs");
     assert!(!blobs.join(sha_of(&repo, SHARD2)).exists());
-    assert!(!blobs.join(format!("{}.incomplete", sha_of(&repo, SHARD2))).exists());
-    let snapshot = cache.path().join("models--org--tiny/snapshots").join(COMMIT);
+    assert!(!blobs
+        .join(format!("{}.incomplete", sha_of(&repo, SHARD2)))
+        .exists());
+    let snapshot = cache
+        .path()
+        .join("models--org--tiny/snapshots")
+        .join(COMMIT);
     assert!(!snapshot.join(SHARD2).exists());
     assert!(snapshot.join(SHARD1).exists(), "good files are kept");
     let mut offline = server.settings(cache.path());
     offline.offline = true;
-    assert!(Hub::new(offline).download(&tiny(), None, &mut |_| {}).is_err());
+    assert!(Hub::new(offline)
+        .download(&tiny(), None, &mut |_| {})
+        .is_err());
 
     server.faults().faults.corrupt.clear();
     let model = hub.download(&tiny(), None, &mut |_| {}).unwrap();
-    assert_eq!(std::fs::read(&model.weights[1]).unwrap(), file_bytes(&repo, SHARD2));
+    assert_eq!(
+        std::fs::read(&model.weights[1]).unwrap(),
+        file_bytes(&repo, SHARD2)
+    );
 }
 
 #[test]
@@ -758,8 +857,12 @@ fn settings_from_the_environment_reach_the_server() {
     ]);
     let mut settings = HubSettings::from_vars(|k| vars.get(k).cloned(), Some(home.path().into()));
     settings.proxy_from_env = false;
-    let model = Hub::new(settings.clone()).download(&tiny(), None, &mut |_| {}).unwrap();
-    assert!(model.dir.starts_with(hf_home.join("hub").join("models--org--tiny")));
+    let model = Hub::new(settings.clone())
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap();
+    assert!(model
+        .dir
+        .starts_with(hf_home.join("hub").join("models--org--tiny")));
 
     // The token went to the hub on every request, never to the storage host.
     let seen = server.seen();
@@ -769,19 +872,26 @@ fn settings_from_the_environment_reach_the_server() {
         .all(|s| s.authorization.as_deref() == Some("Bearer hf_secret_token_123")));
     let storage: Vec<_> = seen.iter().filter(|s| s.storage).collect();
     assert!(!storage.is_empty());
-    assert!(storage.iter().all(|s| s.authorization.is_none()), "{storage:?}");
+    assert!(
+        storage.iter().all(|s| s.authorization.is_none()),
+        "{storage:?}"
+    );
 
     // Without the token the gated repository says what to do, and errors never hold a token.
     let mut anonymous = settings.clone();
     anonymous.token = None;
     anonymous.cache_dir = home.path().join("other");
-    let err = Hub::new(anonymous).download(&tiny(), None, &mut |_| {}).unwrap_err();
+    let err = Hub::new(anonymous)
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap_err();
     assert!(matches!(err, HubError::Gated { .. }), "{err}");
     assert!(err.to_string().contains("HF_TOKEN"));
     let mut wrong = settings.clone();
     wrong.token = Token::new("hf_wrong_secret");
     wrong.cache_dir = home.path().join("other");
-    let err = Hub::new(wrong).download(&tiny(), None, &mut |_| {}).unwrap_err();
+    let err = Hub::new(wrong)
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap_err();
     assert!(!format!("{err} {err:?}").contains("hf_wrong_secret"));
     let err = Hub::new(settings.clone())
         .download(&RepoId::parse("org/nope").unwrap(), None, &mut |_| {})
@@ -799,11 +909,75 @@ fn settings_from_the_environment_reach_the_server() {
     let mut settings = HubSettings::from_vars(|k| vars.get(k).cloned(), Some(home.path().into()));
     settings.proxy_from_env = false;
     server.clear_seen();
-    let model = Hub::new(settings).download(&tiny(), None, &mut |_| {}).unwrap();
+    let model = Hub::new(settings)
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap();
     assert!(model.dir.starts_with(hub_cache.join("models--org--tiny")));
     assert!(server
         .seen()
         .iter()
         .filter(|s| !s.storage)
         .all(|s| s.authorization.as_deref() == Some("Bearer hf_secret_token_123")));
+}
+
+#[test]
+fn cli_downloads_lists_and_removes_with_env_settings() {
+    let server = FakeHub::start();
+    server.add_repo("org/tiny", tiny_repo());
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let arbiter = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(args)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("HF_ENDPOINT", server.endpoint())
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_TOKEN", "hf_cli_secret")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+
+    let (code, stdout, stderr) = arbiter(&["models", "download", "org/tiny"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let snapshot = cache.join("models--org--tiny/snapshots").join(COMMIT);
+    assert_eq!(stdout.trim(), snapshot.to_str().unwrap());
+    assert!(
+        stderr.contains("6 files")
+            && stderr.contains("downloaded model-00001-of-00002.safetensors"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hf_cli_secret"));
+    assert!(server
+        .seen()
+        .iter()
+        .any(|s| s.authorization.as_deref() == Some("Bearer hf_cli_secret")));
+
+    let (code, stdout, _) = arbiter(&["models", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed["cached"][0]["repo"], "org/tiny");
+    assert_eq!(listed["cached"][0]["size_on_disk"], 500_601);
+    assert_eq!(
+        listed["catalogue"][0]["repo"],
+        "opencompass/CompassJudger-2-7B-Instruct"
+    );
+    let (_, text, _) = arbiter(&["models"]);
+    assert!(
+        text.contains("org/tiny") && text.contains("compassjudger-2-7b (default)"),
+        "{text}"
+    );
+    assert!(text.contains("Token: from HF_TOKEN") && !text.contains("hf_cli_secret"));
+
+    let (code, _, stderr) = arbiter(&["download", "org/missing"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("org/missing was not found"), "{stderr}");
+
+    let (code, stdout, _) = arbiter(&["models", "rm", "org/tiny"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("500.6 kB freed"), "{stdout}");
+    assert!(!cache.join("models--org--tiny").exists());
 }

@@ -330,7 +330,10 @@ pub enum ModelSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
-    #[error("no model given: name a judge ({}), a hub id `owner/name`, a model folder or a .gguf file", names())]
+    #[error(
+        "no model given: name a judge ({}), a hub id `owner/name`, a model folder or a .gguf file",
+        names()
+    )]
     Empty,
     #[error("{0} does not exist: give an existing model folder or .gguf file")]
     NotFound(PathBuf),
@@ -435,7 +438,8 @@ mod tests {
         // 2 x 24 layers x 2 kv heads x 64 x 1000 tokens x 2 bytes
         assert_eq!(m.kv_cache, 12_288_000);
         let chunk = 512;
-        let expected_working = chunk * 14 * 1000 * 4 + chunk * (2 * 4864 + 4 * 896) * 2 + 2 * 151_936 * 4;
+        let expected_working =
+            chunk * 14 * 1000 * 4 + chunk * (2 * 4864 + 4 * 896) * 2 + 2 * 151_936 * 4;
         assert_eq!(m.working, expected_working);
         assert_eq!(m.total(), m.weights + m.kv_cache + m.working);
         let f32 = e.memory(Dtype::F32, 1000);
@@ -447,7 +451,10 @@ mod tests {
         // The 7B judge in bf16 at the default context: weights 15.2 GB, KV cache 0.47 GB.
         let cj2 = default_judge().memory(Dtype::Bf16, DEFAULT_CONTEXT);
         assert_eq!(cj2.kv_cache, 2 * 28 * 4 * 128 * 8192 * 2);
-        assert!(cj2.total() > 15_700_000_000 && cj2.total() < 17_000_000_000, "{cj2:?}");
+        assert!(
+            cj2.total() > 15_700_000_000 && cj2.total() < 17_000_000_000,
+            "{cj2:?}"
+        );
     }
 
     #[test]
@@ -456,18 +463,19 @@ mod tests {
         assert_eq!(CATALOGUE.iter().filter(|e| e.is_default()).count(), 1);
         for e in CATALOGUE {
             assert_eq!(e.repo_id().to_string(), e.repo);
-            assert!(
-                e.download_bytes() > e.parameters() * 2,
-                "{}",
-                e.short_name
-            );
+            assert!(e.download_bytes() > e.parameters() * 2, "{}", e.short_name);
             assert_eq!(lookup(e.short_name), Some(e));
         }
         let known_templates = ["cj2-critical-thinking", "pairwise-ab"];
-        assert!(CATALOGUE.iter().all(|e| known_templates.contains(&e.template)));
+        assert!(CATALOGUE
+            .iter()
+            .all(|e| known_templates.contains(&e.template)));
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
         for t in known_templates {
-            assert!(dir.join(format!("{t}.txt")).is_file(), "template {t} exists");
+            assert!(
+                dir.join(format!("{t}.txt")).is_file(),
+                "template {t} exists"
+            );
         }
     }
 
@@ -486,9 +494,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match resolve("CompassJudger-2-32B-Instruct@v1").unwrap() {
-            ModelSource::Hub {
-                repo, revision, ..
-            } => {
+            ModelSource::Hub { repo, revision, .. } => {
                 assert_eq!(repo.to_string(), "opencompass/CompassJudger-2-32B-Instruct");
                 assert_eq!(revision.as_deref(), Some("v1"));
             }
@@ -520,13 +526,28 @@ mod tests {
             resolve(dir.path().to_str().unwrap()).unwrap(),
             ModelSource::Dir(dir.path().to_path_buf())
         );
-        assert_eq!(resolve(gguf.to_str().unwrap()).unwrap(), ModelSource::Gguf(gguf));
-        assert!(matches!(resolve(other.to_str().unwrap()), Err(CatalogueError::NotGguf(_))));
-        assert!(matches!(resolve("missing.gguf"), Err(CatalogueError::NotFound(_))));
-        assert!(matches!(resolve("./nowhere"), Err(CatalogueError::NotFound(_))));
+        assert_eq!(
+            resolve(gguf.to_str().unwrap()).unwrap(),
+            ModelSource::Gguf(gguf)
+        );
+        assert!(matches!(
+            resolve(other.to_str().unwrap()),
+            Err(CatalogueError::NotGguf(_))
+        ));
+        assert!(matches!(
+            resolve("missing.gguf"),
+            Err(CatalogueError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve("./nowhere"),
+            Err(CatalogueError::NotFound(_))
+        ));
         let err = resolve("gpt-5-judge").unwrap_err().to_string();
         assert!(err.contains("compassjudger-2-7b"), "{err}");
         assert!(matches!(resolve(""), Err(CatalogueError::Empty)));
-        assert!(matches!(resolve("bad--owner/x"), Err(CatalogueError::Hub(_))));
+        assert!(matches!(
+            resolve("bad--owner/x"),
+            Err(CatalogueError::Hub(_))
+        ));
     }
 }

@@ -83,7 +83,10 @@ impl RepoCache {
             .map_or(Ok(()), fs::create_dir_all)
             .and_then(|()| fs::OpenOptions::new().create(true).append(true).open(&path));
         if let Err(e) = written {
-            tracing::warn!("cannot note that {file} is absent in {}: {e}", path.display());
+            tracing::warn!(
+                "cannot note that {file} is absent in {}: {e}",
+                path.display()
+            );
         }
     }
 
@@ -240,7 +243,10 @@ pub fn delete(cache_dir: &Path, repo: &RepoId) -> Result<u64, HubError> {
     fs::remove_dir_all(&cache.root).map_err(|e| HubError::io("delete", &cache.root, e))?;
     match fs::remove_dir_all(&cache.locks) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            tracing::warn!("cannot delete the lock folder {}: {e}", cache.locks.display())
+            tracing::warn!(
+                "cannot delete the lock folder {}: {e}",
+                cache.locks.display()
+            )
         }
         _ => {}
     }

@@ -14,7 +14,9 @@ pub enum HubError {
     #[error("`{0}` is not a usable revision: give a branch, tag or commit hash such as `main`")]
     BadRevision(String),
 
-    #[error("the hub listed a file named {0:?}, which would land outside the model folder; refusing it")]
+    #[error(
+        "the hub listed a file named {0:?}, which would land outside the model folder; refusing it"
+    )]
     BadFileName(String),
 
     #[error(
@@ -140,7 +142,11 @@ pub enum HubError {
 }
 
 impl HubError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         HubError::Io {
             action,
             path: path.into(),

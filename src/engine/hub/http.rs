@@ -495,22 +495,28 @@ mod tests {
             join_location(base, "https://cdn.example/blob?sig=s"),
             "https://cdn.example/blob?sig=s"
         );
-        assert_eq!(join_location(base, "//cdn.example/b"), "https://cdn.example/b");
+        assert_eq!(
+            join_location(base, "//cdn.example/b"),
+            "https://cdn.example/b"
+        );
         assert_eq!(
             join_location(base, "z.json"),
             "https://huggingface.co/a/b/resolve/main/z.json"
         );
-        assert_eq!(
-            origin("HTTP://127.0.0.1:8080/x?y"),
-            "http://127.0.0.1:8080"
+        assert_eq!(origin("HTTP://127.0.0.1:8080/x?y"), "http://127.0.0.1:8080");
+        assert_ne!(
+            origin("https://huggingface.co"),
+            origin("https://cdn.example")
         );
-        assert_ne!(origin("https://huggingface.co"), origin("https://cdn.example"));
     }
 
     #[test]
     fn content_ranges() {
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(content_range_start("bytes */200"), None);
-        assert_eq!(redact("https://cdn/x?X-Amz-Signature=abc"), "https://cdn/x?…");
+        assert_eq!(
+            redact("https://cdn/x?X-Amz-Signature=abc"),
+            "https://cdn/x?…"
+        );
     }
 }

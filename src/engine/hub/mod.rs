@@ -26,9 +26,7 @@ pub use cache::CachedModel;
 pub use error::HubError;
 pub use progress::{format_bytes, format_duration, DownloadEvent, PlannedFile, TransferMeter};
 pub use repo::{is_commit_hash, parse_spec, RepoId, DEFAULT_REVISION};
-pub use select::{
-    CONFIG, GENERATION_CONFIG, TOKENIZER, TOKENIZER_CONFIG, WEIGHT_INDEX,
-};
+pub use select::{CONFIG, GENERATION_CONFIG, TOKENIZER, TOKENIZER_CONFIG, WEIGHT_INDEX};
 pub use settings::{HubSettings, Token, TokenSource, DEFAULT_ENDPOINT};
 
 use cache::RepoCache;
@@ -158,8 +156,8 @@ impl Hub {
                 fetched_first = Some(WEIGHT_INDEX);
             }
             let index = fetcher.fetch(WEIGHT_INDEX, sizes.get(WEIGHT_INDEX).copied().flatten())?;
-            let text = std::fs::read_to_string(&index)
-                .map_err(|e| HubError::io("read", &index, e))?;
+            let text =
+                std::fs::read_to_string(&index).map_err(|e| HubError::io("read", &index, e))?;
             let shards = select::shards(&text).map_err(not_a_model)?;
             if let Some(absent) = shards.iter().find(|s| !sizes.contains_key(s.as_str())) {
                 return Err(not_a_model(format!(
@@ -203,7 +201,10 @@ impl Hub {
             total_bytes,
             cached_bytes,
         });
-        for file in planned.iter().filter(|f| !f.cached && fetched_first != Some(&f.name)) {
+        for file in planned
+            .iter()
+            .filter(|f| !f.cached && fetched_first != Some(&f.name))
+        {
             fetcher.fetch(&file.name, file.size)?;
         }
         let transferred = fetcher.transferred;
@@ -225,7 +226,9 @@ impl Hub {
             offline_env: self.settings.offline,
         };
         if !cache.root.is_dir() {
-            return Err(not_cached(vec!["the whole model (it was never downloaded)".into()]));
+            return Err(not_cached(vec![
+                "the whole model (it was never downloaded)".into(),
+            ]));
         }
         let commit = if is_commit_hash(revision) {
             revision.to_string()
@@ -311,9 +314,7 @@ fn assemble(
                 entries
                     .flatten()
                     .map(|e| e.path())
-                    .filter(|p| {
-                        p.extension().is_some_and(|x| x == "safetensors") && p.exists()
-                    })
+                    .filter(|p| p.extension().is_some_and(|x| x == "safetensors") && p.exists())
                     .collect()
             })
             .unwrap_or_default();

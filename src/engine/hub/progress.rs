@@ -165,7 +165,10 @@ mod tests {
         m.update(12_000, t0 + Duration::from_secs(2));
         let rate = m.bytes_per_second().unwrap();
         assert!(rate < 10_000.0 && rate > 1_000.0, "{rate}");
-        assert_eq!(m.elapsed(t0 + Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(
+            m.elapsed(t0 + Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]

@@ -174,7 +174,15 @@ mod tests {
     fn repo_files_stay_inside_the_snapshot() {
         assert!(check_repo_file("model-00001-of-00002.safetensors").is_ok());
         assert!(check_repo_file("onnx/model.safetensors").is_ok());
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a\\b", "./a"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a\\b",
+            "./a",
+        ] {
             assert!(check_repo_file(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -148,9 +148,15 @@ mod tests {
             "vocab.json",
         ];
         let s = select(&files).unwrap();
-        assert_eq!(s.metadata, ["config.json", "tokenizer.json", "tokenizer_config.json"]);
+        assert_eq!(
+            s.metadata,
+            ["config.json", "tokenizer.json", "tokenizer_config.json"]
+        );
         assert_eq!(s.absent_optional, ["generation_config.json"]);
-        assert_eq!(s.weights, WeightFiles::Files(vec!["model.safetensors".into()]));
+        assert_eq!(
+            s.weights,
+            WeightFiles::Files(vec!["model.safetensors".into()])
+        );
     }
 
     #[test]
@@ -169,7 +175,10 @@ mod tests {
     #[test]
     fn explains_what_is_missing() {
         let err = select(&["config.json", "tokenizer.json", "pytorch_model.bin"]).unwrap_err();
-        assert!(err.contains("pickle") && err.contains("pytorch_model.bin"), "{err}");
+        assert!(
+            err.contains("pickle") && err.contains("pytorch_model.bin"),
+            "{err}"
+        );
         let err = select(&["README.md", "qwen2.5-0.5b-instruct-q4_k_m.gguf"]).unwrap_err();
         assert!(err.contains("no config.json") && err.contains("no tokenizer.json"));
         assert!(err.contains("GGUF"), "{err}");
@@ -182,10 +191,15 @@ mod tests {
             "c":"model-00001-of-00002.safetensors"}}"#;
         assert_eq!(
             shards(json).unwrap(),
-            ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+            [
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors"
+            ]
         );
         assert!(shards(r#"{"weight_map":{}}"#).is_err());
-        assert!(shards(r#"{"weight_map":{"a":"x.bin"}}"#).unwrap_err().contains("x.bin"));
+        assert!(shards(r#"{"weight_map":{"a":"x.bin"}}"#)
+            .unwrap_err()
+            .contains("x.bin"));
         assert!(shards("not json").is_err());
     }
 }

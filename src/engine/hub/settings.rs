@@ -218,7 +218,10 @@ mod tests {
         let s = settings(&[("HF_HOME", hf_home.to_str().unwrap())], home.path());
         assert_eq!(s.cache_dir, hf_home.join("hub"));
         assert_eq!(s.token, Token::new("hf_fromfile"));
-        assert_eq!(s.token_source, Some(TokenSource::File(hf_home.join("token"))));
+        assert_eq!(
+            s.token_source,
+            Some(TokenSource::File(hf_home.join("token")))
+        );
     }
 
     #[test]
@@ -283,7 +286,10 @@ mod tests {
     #[test]
     fn endpoint_loses_trailing_slash() {
         let home = tempfile::tempdir().unwrap();
-        let s = settings(&[("HF_ENDPOINT", "http://127.0.0.1:9/mirror/")], home.path());
+        let s = settings(
+            &[("HF_ENDPOINT", "http://127.0.0.1:9/mirror/")],
+            home.path(),
+        );
         assert_eq!(s.endpoint, "http://127.0.0.1:9/mirror");
     }
 
