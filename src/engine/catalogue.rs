@@ -342,7 +342,13 @@ pub enum CatalogueError {
     #[error("`{0}` is neither a known judge ({names}), a hub id `owner/name[@revision]`, nor an existing folder or .gguf file", names = names())]
     Unknown(String),
     #[error(transparent)]
-    Hub(#[from] HubError),
+    Hub(Box<HubError>),
+}
+
+impl From<HubError> for CatalogueError {
+    fn from(e: HubError) -> Self {
+        CatalogueError::Hub(Box::new(e))
+    }
 }
 
 fn names() -> String {
