@@ -63,6 +63,8 @@ struct Faults {
     corrupt: HashSet<String>,
     /// Listed by the API but 404 on `resolve`.
     vanished: HashSet<String>,
+    /// Answers a ranged request with the whole file (200), as some proxies do.
+    ignore_range: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -340,6 +342,7 @@ fn serve_bytes(st: &mut State, file: &FakeFile, range: Option<&str>) -> Reply {
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.trim_end_matches('-').parse().ok())
         .unwrap_or(0);
+    let range = range.filter(|_| !st.faults.ignore_range.contains(&file.name));
     let mut r = if range.is_some() {
         let total = bytes.len();
         let body = bytes[start.min(total)..].to_vec();
@@ -691,6 +694,35 @@ fn a_dropped_connection_resumes_where_it_stopped() {
         _ => None,
     });
     assert_eq!(retry, Some((SHARD1.to_string(), 150_000)));
+}
+
+#[test]
+fn a_server_that_ignores_the_range_gets_a_clean_restart() {
+    let server = FakeHub::start();
+    let repo = tiny_repo();
+    server.add_repo("org/tiny", repo.clone());
+    server
+        .faults()
+        .faults
+        .drop_after
+        .insert(SHARD1.into(), (120_000, 1));
+    server.faults().faults.ignore_range.insert(SHARD1.into());
+    let cache = tempfile::tempdir().unwrap();
+    let model = Hub::new(server.settings(cache.path()))
+        .download(&tiny(), None, &mut |_| {})
+        .unwrap();
+    // Appending the whole file after the first 120,000 bytes would fail the sha256 check.
+    assert_eq!(
+        std::fs::read(&model.weights[0]).unwrap(),
+        file_bytes(&repo, SHARD1)
+    );
+    let ranges: Vec<Option<String>> = server
+        .seen()
+        .iter()
+        .filter(|s| s.storage && s.path.contains(&sha_of(&repo, SHARD1)))
+        .map(|s| s.range.clone())
+        .collect();
+    assert_eq!(ranges, vec![None, Some("bytes=120000-".to_string())]);
 }
 
 fn sha_of(repo: &FakeRepo, name: &str) -> String {
