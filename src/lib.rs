@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod critique;
 pub mod dataset;
+pub mod engine;
 pub mod journal;
 pub mod metrics;
 pub mod moj;

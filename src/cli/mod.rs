@@ -3,6 +3,7 @@
 
 mod annotate;
 mod inspect;
+mod models;
 mod open;
 mod parse;
 mod prompts;
@@ -47,6 +48,10 @@ pub enum Command {
     Prompts(prompts::PromptsArgs),
     /// Read a judge's output from standard input and print its structured critique and verdict.
     Parse(parse::ParseArgs),
+    /// List the judge catalogue and the hub cache; download or remove models.
+    Models(models::ModelsArgs),
+    /// Download a model into the hub cache (same as `arbiter models download`).
+    Download(models::DownloadArgs),
 }
 
 /// How to open a dataset: shared by every subcommand that reads one.
@@ -171,5 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(a) => report::export(a),
         Command::Prompts(a) => prompts::run(a),
         Command::Parse(a) => parse::run(a),
+        Command::Models(a) => models::run(a),
+        Command::Download(a) => models::download(a),
     }
 }
