@@ -5,7 +5,9 @@
 
 mod parse;
 
-pub use parse::{parse, parse_as, JudgeReading, OutputFormat, ParseError, Reading};
+pub use parse::{
+    parse, parse_as, parse_judgerbench, JudgeReading, OutputFormat, ParseError, Reading,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
