@@ -8,6 +8,10 @@
 //! 3. a verdict in the closing sentences (`Model A is better.`);
 //! 4. labelled ratings (`Score: 8/10`).
 //!
+//! A CompassJudger-2 or JudgerBenchV2 JSON answer without a readable verdict (cut off before
+//! `Choice`, a `"Winner"` the benchmark does not read) stops after tier 1: its reasoning
+//! ("Model A is better because...") is not its verdict, so prose and ratings are not read.
+//!
 //! Within a tier, every format the text uses must agree: a format that is present but
 //! unreadable (two different labels, a label outside its scale) makes the whole reading an
 //! error, and two formats that give different outcomes are `Conflicting`. When they agree (a
@@ -39,10 +43,12 @@ pub(super) fn read(text: &str) -> Result<JudgeReading, ParseError> {
         &|| vec![score(pointwise::read_labelled(text))],
     ];
     let mut looked_for: Vec<String> = Vec::new();
-    for tier in tiers {
-        match decide(tier(), &mut looked_for) {
-            Some(decided) => return decided,
-            None => continue,
+    for (n, tier) in tiers.iter().enumerate() {
+        if let Some(decided) = decide(tier(), &mut looked_for) {
+            return decided;
+        }
+        if n == 0 && (cj2::started(text) || judgerbench::started(text)) {
+            break;
         }
     }
     Err(ParseError::NotFound(format!(
@@ -238,6 +244,22 @@ mod tests {
             assert!(what.contains(expected), "{expected} not in {what}");
         }
         assert!(!what.contains("looked for looked for"), "{what}");
+    }
+
+    #[test]
+    fn a_json_answer_cut_off_before_its_verdict_is_not_read_as_prose() {
+        for text in [
+            "```json\n{\"Reasoning\": \"Overall, Model A is better",
+            "{\"analysis\": \"回答A更好。\", \"Winner\": \"A\"}",
+            "{\"Reasoning\": \"Rating: [[7]] for A\", \"Cho",
+        ] {
+            assert!(matches!(auto(text), Err(ParseError::NotFound(_))), "{text}");
+        }
+        // Without JSON, the same sentence is a verdict.
+        assert_eq!(
+            auto("Overall, Model A is better"),
+            pair(Verdict::A, OutputFormat::Prose)
+        );
     }
 
     #[test]

@@ -120,6 +120,23 @@ fn choice_value(raw: &str) -> Result<Verdict, ParseError> {
     )))
 }
 
+/// The CompassJudger-2 keys other than `Choice` that the text writes as quoted keys.
+fn keys_present(text: &str) -> Vec<&'static str> {
+    KEYS[..6]
+        .iter()
+        .copied()
+        .filter(|k| text.contains(&format!("\"{k}\"")) || text.contains(&format!("'{k}'")))
+        .collect()
+}
+
+/// Whether the text is a CompassJudger-2 answer, with or without its `Choice`.
+pub(super) fn started(text: &str) -> bool {
+    CUT_OFF.is_match(text.trim_end())
+        || CHOICE_NEAR.is_match(text)
+        || CHOICE.is_match(text)
+        || !keys_present(text).is_empty()
+}
+
 fn not_found(text: &str) -> String {
     let mut message = format!("looked for {LOOKED_FOR}");
     if CUT_OFF.is_match(text.trim_end()) {
@@ -133,11 +150,7 @@ fn not_found(text: &str) -> String {
         ));
         return message;
     }
-    let present: Vec<&str> = KEYS[..6]
-        .iter()
-        .copied()
-        .filter(|k| text.contains(&format!("\"{k}\"")) || text.contains(&format!("'{k}'")))
-        .collect();
+    let present = keys_present(text);
     if !present.is_empty() {
         message.push_str(&format!(
             "; the output has CompassJudger-2 keys ({}) but no \"Choice\" (cut off before it?)",
@@ -281,6 +294,15 @@ mod tests {
             assert!(matches!(err, ParseError::NotFound(_)), "{text}: {err}");
             assert!(err.to_string().contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_started_answer_is_recognised_without_its_choice() {
+        assert!(started("{\"Reasoning\": \"Model A is better because"));
+        assert!(started("{'Strengths of Model B': 'short'"));
+        assert!(started("{\"Choice\": \"Mo"));
+        assert!(!started("Model A is better."));
+        assert!(!started("{\"analysis\": \"x\"}"));
     }
 
     #[test]

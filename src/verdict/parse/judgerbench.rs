@@ -61,6 +61,16 @@ fn not_found(text: &str, looked_for: &str) -> String {
     message
 }
 
+/// A JudgerBenchV2 answer's keys, to recognise one that lacks a readable winner.
+static KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"["'](?:analysis|分析)["']\s*:"#).expect("the key pattern is a valid regex")
+});
+
+/// Whether the text is a JudgerBenchV2 answer, with or without a readable winner.
+pub(super) fn started(text: &str) -> bool {
+    KEY.is_match(text) || NEAR_MISS.is_match(text)
+}
+
 /// Reads either language: the English key first, then the Chinese one.
 pub(super) fn read(text: &str) -> Result<Verdict, ParseError> {
     match parse_judgerbench(text, false) {
@@ -158,6 +168,14 @@ mod tests {
             read(r#"{"胜者": "T"}"#),
             Err(ParseError::OutOfScale("T".into()))
         );
+    }
+
+    #[test]
+    fn a_started_answer_is_recognised_without_its_winner() {
+        assert!(started("{\"analysis\": \"Model A is better because"));
+        assert!(started("{\"分析\": \"回答A更好"));
+        assert!(started("{\"Winner\": \"A\"}"));
+        assert!(!started("Model A is better."));
     }
 
     #[test]
