@@ -169,6 +169,40 @@ mod tests {
     }
 
     #[test]
+    fn long_real_looking_outputs() {
+        let arena = "My own answer first:\n\n```python\ngrid = [[0]]\npairs = [[1, 2], [3, 4]]\n\
+                     print(grid[0][0])\n```\n\nAssistant A forgets to reset the grid between \
+                     runs. Assistant B resets it and explains why.\n\nMy final verdict is \
+                     Assistant B is slightly better: [[B>A]]";
+        assert_eq!(
+            auto(arena),
+            pair(
+                Verdict::new(Outcome::B, Strength::Slight),
+                OutputFormat::Arena5
+            )
+        );
+        let mt_bench = "Both assistants identify the bug. Assistant A's fix, however, changes \
+                        the function's return type, which the user asked to keep. Assistant B \
+                        keeps it and adds a test.\n\nTherefore, my final verdict is: [[B]]";
+        assert_eq!(auto(mt_bench), pair(Verdict::B, OutputFormat::Brackets));
+        let cj1 = "回答A准确地给出了公式，并解释了每一步；回答B的推导在第二步出现了符号错误。\n\
+                   综合来看，回答A更好。\n[[A]]";
+        assert_eq!(auto(cj1), pair(Verdict::A, OutputFormat::Brackets));
+        let cj2 = "Here is my evaluation.\n\n```json\n{\n  \"User's Demand\": \"A haiku about \
+                   rain\",\n  \"Strengths of Model A\": \"5-7-5 kept\",\n  \"Weaknesses of \
+                   Model A\": \"Flat imagery\",\n  \"Strengths of Model B\": \"Vivid\",\n  \
+                   \"Weaknesses of Model B\": \"Six syllables in line one\",\n  \"Reasoning\": \
+                   \"The user asked for a haiku; B breaks the form.\",\n  \"Choice\": \"Model A\"\n}\n```";
+        assert_eq!(auto(cj2), pair(Verdict::A, OutputFormat::Cj2Json));
+        let pointwise = "[Explanation] The answer is accurate but omits the edge case n = 0.\n\
+                         Rating: [[7]]";
+        assert_eq!(
+            auto(pointwise),
+            Ok((Reading::Score(7.0), OutputFormat::Pointwise))
+        );
+    }
+
+    #[test]
     fn agreeing_formats_give_the_first_in_order() {
         assert_eq!(
             auto("{\"Choice\": \"Model A\"}\n[[A>B]]"),

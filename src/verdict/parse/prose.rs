@@ -74,7 +74,9 @@ static NEGATED: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         compile(&format!(
             r"(?i)\b{SUBJ}\s*(?:is|was|does)\s*(?:not\b|n't\b)"
         )),
-        compile(&format!(r"{SUBJ_CN}\s*(?:并)?(?:不|没有)")),
+        compile(&format!(
+            r"{SUBJ_CN}\s*(?:并)?(?:不是|不如|不比|不更|没有|未能)"
+        )),
     ]
 });
 
@@ -300,6 +302,7 @@ mod tests {
             "It is unclear whether Response B is better.",
             "我不认为模型A更好。",
             "模型A并不更好。",
+            "模型B不如模型A好。",
         ] {
             assert!(
                 matches!(read(text), Err(ParseError::Unreadable(_))),
