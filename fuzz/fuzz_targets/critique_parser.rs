@@ -7,7 +7,7 @@ use arbiter::critique::CritiqueParser;
 use arbiter::verdict::OutputFormat;
 use libfuzzer_sys::fuzz_target;
 
-const FORMATS: [OutputFormat; 7] = [
+const FORMATS: [OutputFormat; 8] = [
     OutputFormat::Auto,
     OutputFormat::Cj2Json,
     OutputFormat::Brackets,
@@ -15,6 +15,7 @@ const FORMATS: [OutputFormat; 7] = [
     OutputFormat::JudgerBench,
     OutputFormat::Pointwise,
     OutputFormat::Critique,
+    OutputFormat::Prose,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -30,6 +30,7 @@ pub enum FormatArg {
     Judgerbench,
     Pointwise,
     Critique,
+    Prose,
 }
 
 impl From<FormatArg> for OutputFormat {
@@ -42,6 +43,7 @@ impl From<FormatArg> for OutputFormat {
             FormatArg::Judgerbench => OutputFormat::JudgerBench,
             FormatArg::Pointwise => OutputFormat::Pointwise,
             FormatArg::Critique => OutputFormat::Critique,
+            FormatArg::Prose => OutputFormat::Prose,
         }
     }
 }

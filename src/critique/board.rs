@@ -47,7 +47,8 @@ impl Board {
             OutputFormat::Brackets
             | OutputFormat::Arena5
             | OutputFormat::Pointwise
-            | OutputFormat::Critique => {
+            | OutputFormat::Critique
+            | OutputFormat::Prose => {
                 board.explanation = Some(board.push_field(EXPLANATION, FieldState::Absent));
             }
             OutputFormat::Auto | OutputFormat::JudgerBench => {}

@@ -81,6 +81,7 @@ pub fn output_name(output: OutputFormat) -> &'static str {
         OutputFormat::JudgerBench => "judgerbench",
         OutputFormat::Pointwise => "pointwise",
         OutputFormat::Critique => "critique",
+        OutputFormat::Prose => "prose",
     }
 }
 

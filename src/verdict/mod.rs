@@ -7,7 +7,9 @@ mod pair;
 mod parse;
 
 pub use pair::{Consistency, Order, Orders, PairedVerdict};
-pub use parse::{parse, parse_as, JudgeReading, OutputFormat, ParseError, Reading};
+pub use parse::{
+    parse, parse_as, parse_judgerbench, JudgeReading, OutputFormat, ParseError, Reading,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
