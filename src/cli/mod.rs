@@ -106,6 +106,9 @@ pub struct ScoreArgs {
     /// where it raises), with warnings.
     #[arg(long, value_enum, default_value_t = score::QuirksArg::Intended)]
     pub quirks: score::QuirksArg,
+    /// Compute the JudgerBenchV2 score even when the data is not in its ten categories.
+    #[arg(long)]
+    pub judgerbench: bool,
     /// Accuracy on tie labels: `three-way` (a tie is its own class, as OpenCompass does) or
     /// `exclude` (items labelled tie are not compared).
     #[arg(long, value_enum, default_value_t = score::TiesArg::ThreeWay)]

@@ -64,6 +64,7 @@ fn options(args: &ScoreArgs, panel: Vec<String>) -> ScoreOptions {
                 QuirksArg::Intended => Quirks::Intended,
             },
         },
+        judgerbench_always: args.judgerbench,
     }
 }
 

@@ -21,6 +21,10 @@ pub struct ScoreOptions {
     pub panel: Vec<String>,
     pub accuracy: AccuracyOptions,
     pub judgerbench: JudgerbenchOptions,
+    /// Compute the JudgerBenchV2 score even when the items are not in its categories (the
+    /// ground-truth wins are then a tally of the labels).
+    #[serde(default)]
+    pub judgerbench_always: bool,
 }
 
 /// Cohen's kappa for each judge pair and Fleiss' kappa for the panel.
@@ -45,7 +49,8 @@ pub struct Report {
     /// Judges that judged some item in both orders.
     pub position_consistency: Vec<PositionConsistency>,
     pub categories: Vec<CategoryBreakdown>,
-    /// Present when the items look like JudgerBenchV2 (a category and the base model on a side).
+    /// Present when the items look like JudgerBenchV2 (one of its categories and the base model
+    /// on a side), or when asked for.
     pub judgerbench: Option<JudgerbenchReport>,
     pub leaderboard: Leaderboards,
     pub warnings: Vec<String>,
@@ -111,7 +116,9 @@ impl Report {
                 items.len()
             ));
         }
-        let judgerbench = judgerbench::applies(items, &opts.judgerbench.base_model).then(|| {
+        let wanted =
+            opts.judgerbench_always || judgerbench::applies(items, &opts.judgerbench.base_model);
+        let judgerbench = wanted.then(|| {
             let r = judgerbench::score(items, labels, &scored, &opts.judgerbench);
             warnings.extend(r.warnings.iter().map(|w| format!("JudgerBenchV2: {w}")));
             r

@@ -156,11 +156,14 @@ pub struct JudgerbenchReport {
     pub warnings: Vec<String>,
 }
 
-/// True when the items look like JudgerBenchV2: some item has a category and the base model
-/// on one side.
+/// True when the items look like JudgerBenchV2: some item is in one of its ten categories and
+/// has the base model on one side. (Other data can still be scored the JudgerBenchV2 way by
+/// calling `score`; `ScoreOptions::judgerbench_always` does so in a report.)
 pub fn applies(items: &[Item], base_model: &str) -> bool {
     items.iter().any(|i| {
-        i.category.is_some()
+        i.category
+            .as_deref()
+            .is_some_and(|c| r1::position(c).is_some())
             && (i.response_a.model == base_model || i.response_b.model == base_model)
     })
 }

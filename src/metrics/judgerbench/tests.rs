@@ -271,6 +271,11 @@ fn moj_ground_truth_always_tallies_and_unknown_categories_work() {
     assert_eq!(c.final_score, None);
     assert_eq!(reference.judges[0].mean.categories, 0);
     assert!(!reference.warnings.is_empty());
+    let json = serde_json::to_value(&reference).expect("serialisable");
+    assert_eq!(
+        json["judges"][0]["categories"][0]["reference_error"]["error"],
+        "zero_max_diff"
+    );
 }
 
 #[test]
@@ -318,4 +323,100 @@ fn no_parsed_verdicts_give_no_score_and_missing_labels_follow_the_quirks() {
     let c = &i.judges[0].categories[0];
     assert!(close(c.accuracy, 100.0 * 999.0 / 999.0));
     assert_eq!(c.no_label, 1);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (tested model, base on side A, judge's answer 0..5, gold A/B/none, category)
+    type Row = (usize, bool, u8, u8, bool);
+
+    fn build(rows: &[Row], flip: bool) -> (Vec<Item>, Vec<Option<Outcome>>) {
+        let models = ["m1", "M2", "m3", "alpha"];
+        let f = |o: Outcome| if flip { o.swapped() } else { o };
+        let mut items = Vec::new();
+        let mut labels = Vec::new();
+        for (k, &(m, base_a, ans, gold, cat)) in rows.iter().enumerate() {
+            let judgment = match ans {
+                0 => judged("judge", Some(f(Outcome::A)), false),
+                1 => judged("judge", Some(f(Outcome::B)), false),
+                2 => judged("judge", Some(Outcome::Tie), false),
+                3 => out_of_scale("judge"),
+                _ => judged("judge", None, false),
+            };
+            let label = match gold {
+                0 => Some(f(Outcome::A)),
+                1 => Some(f(Outcome::B)),
+                _ => None,
+            };
+            let category = if cat { "Knowledge" } else { "Other" };
+            let mut it = battle(
+                format!("{k}"),
+                category,
+                models[m],
+                base_a != flip,
+                Some(judgment),
+                Outcome::A,
+            );
+            it.gold = label;
+            items.push(it);
+            labels.push(label);
+        }
+        (items, labels)
+    }
+
+    fn arb_rows() -> impl Strategy<Value = Vec<Row>> {
+        prop::collection::vec(
+            (0..4usize, any::<bool>(), 0..6u8, 0..3u8, any::<bool>()),
+            0..60,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn invariant_under_swapping_a_and_b_everywhere(rows in arb_rows(), reference in any::<bool>()) {
+            let opts = JudgerbenchOptions {
+                quirks: if reference { Quirks::Reference } else { Quirks::Intended },
+                ..Default::default()
+            };
+            let judges = ["judge".to_string()];
+            // The reference reads a missing label as "B", which is not symmetric: give every
+            // item a label there.
+            let rows: Vec<Row> = rows
+                .into_iter()
+                .map(|(m, b, a, g, c)| (m, b, a, if reference { g % 2 } else { g }, c))
+                .collect();
+            let (items, labels) = build(&rows, false);
+            let (flipped, flipped_labels) = build(&rows, true);
+            prop_assert_eq!(
+                score(&items, &labels, &judges, &opts),
+                score(&flipped, &flipped_labels, &judges, &opts)
+            );
+        }
+
+        #[test]
+        fn intended_scores_are_bounded_and_keep_the_appendix_relation(rows in arb_rows()) {
+            let (items, labels) = build(&rows, false);
+            let r = score(&items, &labels, &["judge".to_string()], &JudgerbenchOptions::default());
+            for c in &r.judges[0].categories {
+                prop_assert!(c.reference_error.is_none());
+                if let Some(n) = c.normalized_diff {
+                    prop_assert!((0.0..=200.0).contains(&n), "{}", n);
+                }
+                if let (Some(a), Some(n), Some(f)) = (c.accuracy, c.normalized_diff, c.final_score) {
+                    prop_assert!((0.0..=100.0).contains(&a));
+                    prop_assert!((f - (a - n + 100.0) / 2.0).abs() < 1e-9);
+                } else {
+                    prop_assert!(c.final_score.is_none());
+                }
+                prop_assert_eq!(
+                    c.parsed + c.unparsed + c.missing,
+                    c.items
+                );
+                prop_assert!(c.correct <= c.parsed);
+            }
+            serde_json::to_string(&r).expect("serialisable");
+        }
+    }
 }
