@@ -360,7 +360,26 @@ fn score_category(
             }
         }
     } else {
-        let d = drift::intended(&wins, &gt);
+        // The tested models are those in the category's items (`wins` lists every one). A
+        // table model absent from the data would otherwise count as a judge's zero wins
+        // against R1's full count.
+        let absent: Vec<&str> = gt
+            .keys()
+            .filter(|m| !wins.contains_key(*m))
+            .map(String::as_str)
+            .collect();
+        if !absent.is_empty() {
+            warnings.push(format!(
+                "{category}: R1's table lists {} not in these items (left out); the table counts 100 prompts per model, so the win differences are not comparable to the paper's",
+                absent.join(", ")
+            ));
+        }
+        let present_gt: BTreeMap<String, usize> = gt
+            .iter()
+            .filter(|(m, _)| wins.contains_key(*m))
+            .map(|(m, w)| (m.clone(), *w))
+            .collect();
+        let d = drift::intended(&wins, &present_gt);
         if let Some(d) = &d {
             if d.models == 1 {
                 warnings.push(format!(

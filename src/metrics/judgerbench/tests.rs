@@ -420,3 +420,24 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn intended_counts_only_the_models_in_the_items() {
+    // Two of the ten models only: the reference ranks the judge's two against R1's ten.
+    let wins = example_wins(30);
+    let items = category("Knowledge", &wins[..2], 78);
+    let i = run(&items, Quirks::Intended);
+    assert_eq!(i.gt_source, GtSource::R1Table);
+    assert_eq!(i.models.iter().filter(|m| m.rank.is_some()).count(), 2);
+    assert!(i.warnings.iter().any(|w| w.contains("not in these items")));
+    // Judge: Distill-Llama 50, Distill-Qwen 56 (Qwen first); R1: 58 and 56 (Llama first):
+    // |Δr| = 1 + 1, |ΔW| = 8 + 0.
+    assert_eq!(
+        (i.rank_diff, i.score_diff, i.max_score_diff),
+        (Some(2), Some(8), Some(8))
+    );
+    let r = run(&items, Quirks::Reference);
+    // The reference ranks R1's side over all ten: Distill-Llama is 5th, Distill-Qwen 6th,
+    // against the judge's 2nd and 1st.
+    assert_eq!(r.rank_diff, Some(3 + 5));
+}
