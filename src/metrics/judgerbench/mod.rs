@@ -4,7 +4,7 @@
 //! last change to that file is 9eaa1f6 (#2095)).
 //!
 //! Per category: accuracy = 100 · correct / parsed verdicts (a letter outside A/B counts in
-//! the denominator and is wrong; an unreadable output is dropped); win counts W[m] of each
+//! the denominator and is wrong; an unreadable output is dropped); win counts W(m) of each
 //! tested model m (wins of the base model are not counted); ranks by (wins desc, name asc);
 //! rank_diff = Σ|Δrank|, score_diff = Σ|ΔW|; normalized_diff = 100 · mean over models of
 //! (|Δrank|/(n − 1) + |ΔW|/max|ΔW|); final = (accuracy − normalized_diff + 100) / 2. The
@@ -16,10 +16,22 @@
 //! changed a label, `Moj`) the ground-truth wins are a tally of the labels. The labels passed in
 //! are the final labels, so a human decision overrides either source.
 //!
-//! Where the reference misbehaves (`drift.rs` lists how), `Quirks::Reference` reproduces it for
-//! parity and warns, and `Quirks::Intended` (the default) computes what the formula means.
-//! With `Reference`, an item whose label is neither A nor B counts as "B", as the reference's
-//! `'A' if r1_gt == ModelA else 'B'` does; with `Intended` it is left out of the accuracy.
+//! Where the reference misbehaves, `Quirks::Reference` reproduces it for parity (and warns),
+//! and `Quirks::Intended` (the default) computes what the formula means:
+//!
+//! | case | `Reference` | `Intended` |
+//! |---|---|---|
+//! | a tested model with no wins from the judge | drops out of the judge's side: n shrinks, and max\|ΔW\| zips two name-sorted lists by position | ranked with 0 wins; max\|ΔW\| over each model's own pair |
+//! | max\|ΔW\| = 0 (the judge's counts equal the ground truth's) | raises ZeroDivisionError: no score | win term 0 |
+//! | one model counted (n − 1 = 0) | raises ZeroDivisionError: no score | rank term 0 |
+//! | no tested model won (incl. no parsed verdict) | raises ValueError (`max()` of nothing): no score | drift over zero wins; no parsed verdict: no accuracy, no final score |
+//! | the judge gave wins to a model the ground truth lacks | raises KeyError: no score | that model has 0 ground-truth wins |
+//! | R1's table lists models absent from the items | the ground truth is ranked over all ten | only the models in the items count (warned) |
+//! | an item whose label is neither A nor B | counted as "B" (`'A' if r1_gt == ModelA else 'B'`) | left out of the accuracy |
+//!
+//! Where the reference raises, `CategoryScore::reference_error` names the exception and the
+//! category has no final score (the accuracy is still shown); the mean covers the categories
+//! that have one.
 
 pub mod drift;
 pub mod r1;
