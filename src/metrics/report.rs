@@ -192,4 +192,39 @@ mod tests {
             Err(MetricsError::UnknownJudge { judge, .. }) if judge == "z"
         ));
     }
+
+    #[test]
+    fn judgerbench_section_follows_the_data_or_the_option() {
+        let base = crate::metrics::DEFAULT_BASE_MODEL;
+        let mut items = panel_items(&["x"], &[vec![Some(A), Some(B)]]);
+        for it in &mut items {
+            it.category = Some("Creation".into());
+            it.response_a.model = "m".into();
+            it.response_b.model = base.into();
+        }
+        let labels = [Some(A), Some(A)];
+        let r = Report::build(&items, &labels, &ScoreOptions::default()).expect("valid");
+        let jb = r.judgerbench.as_ref().expect("JudgerBenchV2 categories");
+        assert_eq!(jb.judges[0].categories[0].category, "Creation");
+        assert_eq!(jb.judges[0].categories[0].correct, 1);
+        // Two items of one model against R1's full table: warned, and the warning reaches the
+        // report.
+        assert!(r
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("JudgerBenchV2: x: Creation")));
+
+        for it in &mut items {
+            it.category = Some("Poetry".into());
+        }
+        let r = Report::build(&items, &labels, &ScoreOptions::default()).expect("valid");
+        assert!(r.judgerbench.is_none());
+        let forced = ScoreOptions {
+            judgerbench_always: true,
+            ..Default::default()
+        };
+        let r = Report::build(&items, &labels, &forced).expect("valid");
+        let c = &r.judgerbench.expect("asked for").judges[0].categories[0];
+        assert_eq!(c.gt_source, crate::metrics::judgerbench::GtSource::Tally);
+    }
 }

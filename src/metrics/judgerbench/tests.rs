@@ -441,3 +441,17 @@ fn intended_counts_only_the_models_in_the_items() {
     // against the judge's 2nd and 1st.
     assert_eq!(r.rank_diff, Some(3 + 5));
 }
+
+#[test]
+fn applies_only_to_its_categories_with_the_base_model() {
+    let items = category("Knowledge", &example_wins(30)[..1], 50);
+    assert!(applies(&items, BASE));
+    assert!(!applies(&items, "another-base"));
+    let other = category("Math", &example_wins(30)[..1], 50);
+    assert!(!applies(&other, BASE));
+    let mut spelled = category("Reason & Analysis", &example_wins(30)[..1], 50);
+    assert!(applies(&spelled, BASE));
+    spelled[0].category = None;
+    spelled.truncate(1);
+    assert!(!applies(&spelled, BASE));
+}
