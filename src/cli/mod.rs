@@ -98,16 +98,30 @@ pub struct ScoreArgs {
     /// Score only these judges (repeatable; default: every judge).
     #[arg(long = "judge", value_name = "J")]
     pub judges: Vec<String>,
-    /// Where the final labels come from when no human decided an item.
-    #[arg(long, value_enum, default_value_t = score::LabelsFrom::Auto)]
-    pub labels: score::LabelsFrom,
+    /// The ground truth where no person decided an item: `r1` the dataset's gold labels
+    /// (JudgerBenchV2's DeepSeek-R1 verdicts; the panel's consensus where an item has none),
+    /// `moj` the panel's majority. A human decision overrides either.
+    #[arg(long, value_enum, default_value_t = score::GtArg::R1)]
+    pub gt: score::GtArg,
     /// The reference model whose wins JudgerBenchV2 does not count.
-    #[arg(long, default_value = crate::metrics::DEFAULT_BASE_MODEL)]
+    #[arg(long, default_value = crate::metrics::DEFAULT_BASE_MODEL, value_name = "M")]
     pub base_model: String,
-    /// Reproduce the JudgerBenchV2 reference code's quirks (a model with no wins drops out)
-    /// instead of computing the intended value.
+    /// `intended`: the JudgerBenchV2 formula as meant; `reference`: number for number what the
+    /// OpenCompass code computes, quirks included (a model with no wins drops out; no score
+    /// where it raises), with warnings.
+    #[arg(long, value_enum, default_value_t = score::QuirksArg::Intended)]
+    pub quirks: score::QuirksArg,
+    /// Compute the JudgerBenchV2 score even when the data is not in its ten categories.
     #[arg(long)]
-    pub reference_quirks: bool,
+    pub judgerbench: bool,
+    /// Accuracy on tie labels: `three-way` (a tie is its own class, as OpenCompass does) or
+    /// `exclude` (items labelled tie are not compared).
+    #[arg(long, value_enum, default_value_t = score::TiesArg::ThreeWay)]
+    pub ties: score::TiesArg,
+    /// Accuracy on unreadable judge outputs: `wrong` (counted, as OpenCompass's judge
+    /// benchmarks do) or `exclude` (left out, as JudgerBenchV2 does).
+    #[arg(long, value_enum, default_value_t = score::UnparsedArg::Wrong)]
+    pub unparsed: score::UnparsedArg,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -3,6 +3,7 @@
 
 use super::{DatasetArgs, PanelArgs};
 use crate::dataset::LoadOptions;
+use crate::moj::LabelPolicy;
 use crate::review::{OpenOptions, Review};
 use anyhow::Context;
 
@@ -12,6 +13,15 @@ pub type Reviewed = Review;
 /// Opens the dataset named on the command line with its journal and panel, printing what was
 /// skipped or damaged to standard error (never silently).
 pub fn open_reviewed(data: &DatasetArgs, panel: &PanelArgs) -> anyhow::Result<Review> {
+    open_reviewed_with(data, panel, LabelPolicy::default())
+}
+
+/// `open_reviewed` with a choice of where final labels come from.
+pub fn open_reviewed_with(
+    data: &DatasetArgs,
+    panel: &PanelArgs,
+    policy: LabelPolicy,
+) -> anyhow::Result<Review> {
     let opts = OpenOptions {
         load: LoadOptions {
             format: data.format,
@@ -19,7 +29,7 @@ pub fn open_reviewed(data: &DatasetArgs, panel: &PanelArgs) -> anyhow::Result<Re
         },
         journal: data.journal.clone(),
         panel: panel.panel.clone(),
-        ..OpenOptions::default()
+        policy,
     };
     let review = Review::open(&data.dataset, &opts)
         .with_context(|| format!("opening {}", data.dataset.display()))?;

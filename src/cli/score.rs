@@ -1,11 +1,432 @@
-//! `arbiter score`: judge metrics against the final labels.
-use super::ScoreArgs;
+//! `arbiter score`: judge metrics against the final labels (accuracy, JudgerBenchV2 score,
+//! kappa, position consistency, per category, win counts), as tables or as the JSON `Report`.
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum LabelsFrom {
-    Auto,
+use super::table::Table;
+use super::{open::open_reviewed_with, ScoreArgs};
+use crate::metrics::judgerbench::{GroundTruth, JudgeScore, JudgerbenchOptions, Quirks};
+use crate::metrics::{AccuracyOptions, Report, ScoreOptions, TiePolicy, UnparsedPolicy};
+use crate::moj::LabelPolicy;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// `--gt`: where the ground truth comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GtArg {
+    /// The dataset's gold labels (JudgerBenchV2: DeepSeek-R1's), then the panel's consensus.
+    R1,
+    /// The panel's majority (Mixture of Judges).
+    Moj,
 }
 
-pub fn run(_args: ScoreArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not wired yet")
+/// `--quirks`: reproduce the JudgerBenchV2 reference code's quirks or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuirksArg {
+    Reference,
+    Intended,
+}
+
+/// `--ties`: accuracy on items labelled tie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TiesArg {
+    ThreeWay,
+    Exclude,
+}
+
+/// `--unparsed`: accuracy on unreadable judge outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnparsedArg {
+    Wrong,
+    Exclude,
+}
+
+fn options(args: &ScoreArgs, panel: Vec<String>) -> ScoreOptions {
+    ScoreOptions {
+        judges: args.judges.clone(),
+        panel,
+        accuracy: AccuracyOptions {
+            ties: match args.ties {
+                TiesArg::ThreeWay => TiePolicy::ThreeWay,
+                TiesArg::Exclude => TiePolicy::ExcludeTieLabels,
+            },
+            unparsed: match args.unparsed {
+                UnparsedArg::Wrong => UnparsedPolicy::Wrong,
+                UnparsedArg::Exclude => UnparsedPolicy::Excluded,
+            },
+        },
+        judgerbench: JudgerbenchOptions {
+            base_model: args.base_model.clone(),
+            ground_truth: match args.gt {
+                GtArg::R1 => GroundTruth::R1,
+                GtArg::Moj => GroundTruth::Moj,
+            },
+            quirks: match args.quirks {
+                QuirksArg::Reference => Quirks::Reference,
+                QuirksArg::Intended => Quirks::Intended,
+            },
+        },
+        judgerbench_always: args.judgerbench,
+    }
+}
+
+pub fn run(args: ScoreArgs) -> anyhow::Result<i32> {
+    let policy = match args.gt {
+        GtArg::R1 => LabelPolicy::HumanThenGoldThenConsensus,
+        GtArg::Moj => LabelPolicy::HumanThenConsensus,
+    };
+    let review = open_reviewed_with(&args.data, &args.panel, policy)?;
+    let panel = review
+        .panel()
+        .map(|p| p.judges().to_vec())
+        .unwrap_or_default();
+    let report = Report::build(
+        review.items(),
+        &review.final_labels(),
+        &options(&args, panel),
+    )?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(0)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+fn num(x: Option<usize>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn kappa(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+/// The human-readable report: one section per metric, empty sections left out.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let l = &r.labels;
+    let _ = writeln!(
+        out,
+        "{} items, {} with a final label (A {}, B {}, tie {})",
+        r.items, r.labelled, l.a, l.b, l.tie
+    );
+    if r.judges.is_empty() {
+        let _ = writeln!(out, "no judges to score: the dataset has no judgments yet");
+        return out;
+    }
+
+    let _ = writeln!(out, "\nAccuracy against the final labels");
+    let mut t = Table::new([
+        "judge",
+        "accuracy",
+        "correct",
+        "compared",
+        "unparsed",
+        "off-scale",
+        "missing",
+        "no label",
+    ]);
+    for a in &r.accuracy {
+        let c = &a.counts;
+        t.row([
+            a.judge.clone(),
+            pct(a.accuracy),
+            c.correct.to_string(),
+            c.compared.to_string(),
+            c.unparsed.to_string(),
+            c.out_of_scale.to_string(),
+            c.missing.to_string(),
+            c.no_label.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+
+    if let Some(jb) = &r.judgerbench {
+        let o = &jb.options;
+        let _ = writeln!(
+            out,
+            "\nJudgerBenchV2 (ground truth {:?}, quirks {:?}, base model {})",
+            o.ground_truth, o.quirks, o.base_model
+        );
+        for j in &jb.judges {
+            out.push_str(&judgerbench_table(j));
+        }
+        if jb.judges.len() > 1 {
+            let mut t = Table::new([
+                "judge",
+                "accuracy",
+                "rank diff",
+                "score diff",
+                "normalized",
+                "final",
+            ]);
+            for j in &jb.judges {
+                let m = &j.mean;
+                t.row([
+                    j.judge.clone(),
+                    pct(m.accuracy),
+                    pct(m.rank_diff),
+                    pct(m.score_diff),
+                    pct(m.normalized_diff),
+                    pct(m.final_score),
+                ]);
+            }
+            let _ = writeln!(out, "\nmean over categories");
+            out.push_str(&t.render());
+        }
+    }
+
+    if r.judges.len() > 1 {
+        let _ = writeln!(out, "\nCohen's kappa (items both judged readably)");
+        let mut pairs: BTreeMap<(&str, &str), String> = BTreeMap::new();
+        for p in &r.agreement.cohen {
+            let cell = format!("{} ({})", kappa(p.kappa), p.items);
+            pairs.insert((&p.judge_a, &p.judge_b), cell.clone());
+            pairs.insert((&p.judge_b, &p.judge_a), cell);
+        }
+        let mut t = Table::new(std::iter::once("").chain(r.judges.iter().map(String::as_str)));
+        for a in &r.judges {
+            let mut row = vec![a.clone()];
+            for b in &r.judges {
+                row.push(if a == b {
+                    "·".to_string()
+                } else {
+                    pairs
+                        .get(&(a.as_str(), b.as_str()))
+                        .cloned()
+                        .unwrap_or_default()
+                });
+            }
+            t.row(row);
+        }
+        out.push_str(&t.render());
+    }
+    if let Some(f) = &r.agreement.fleiss {
+        let _ = writeln!(
+            out,
+            "Fleiss' kappa of the panel ({}): {} over {} items ({} without every verdict left out)",
+            f.judges.join(", "),
+            kappa(f.kappa),
+            f.items,
+            f.skipped
+        );
+    }
+
+    if !r.position_consistency.is_empty() {
+        let _ = writeln!(out, "\nPosition consistency (judged in both orders)");
+        let mut t = Table::new([
+            "judge",
+            "consistent",
+            "pairs",
+            "rate",
+            "first",
+            "second",
+            "tie",
+            "incomplete",
+        ]);
+        for p in &r.position_consistency {
+            t.row([
+                p.judge.clone(),
+                p.consistent.to_string(),
+                p.pairs.to_string(),
+                pct(p.rate),
+                p.first_position.to_string(),
+                p.second_position.to_string(),
+                p.tie_involved.to_string(),
+                p.incomplete.to_string(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+
+    if r.categories.len() > 1 {
+        let _ = writeln!(out, "\nAccuracy per category");
+        let header = ["category", "items", "labelled"]
+            .into_iter()
+            .map(String::from)
+            .chain(r.judges.iter().cloned());
+        let mut t = Table::new(header);
+        for c in &r.categories {
+            let mut row = vec![
+                c.category.clone().unwrap_or_else(|| "(none)".into()),
+                c.items.to_string(),
+                c.labelled.to_string(),
+            ];
+            row.extend(c.accuracy.iter().map(|a| pct(a.accuracy)));
+            t.row(row);
+        }
+        out.push_str(&t.render());
+    }
+
+    if !r.leaderboard.labels.is_empty() {
+        let _ = writeln!(out, "\nWins per model (final labels, then each judge)");
+        let header = ["model", "labels", "losses", "ties"]
+            .into_iter()
+            .map(String::from)
+            .chain(r.leaderboard.judges.iter().map(|j| j.judge.clone()));
+        let mut t = Table::new(header);
+        for m in &r.leaderboard.labels {
+            let mut row = vec![
+                m.model.clone(),
+                m.wins.to_string(),
+                m.losses.to_string(),
+                m.ties.to_string(),
+            ];
+            for j in &r.leaderboard.judges {
+                let w = j
+                    .models
+                    .iter()
+                    .find(|x| x.model == m.model)
+                    .map_or(0, |x| x.wins);
+                row.push(w.to_string());
+            }
+            t.row(row);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+/// A judge's JudgerBenchV2 table: one row per category and the mean, like the paper's
+/// Appendix B.
+fn judgerbench_table(j: &JudgeScore) -> String {
+    let mut t = Table::new([
+        "category",
+        "accuracy",
+        "rank diff",
+        "score diff",
+        "normalized",
+        "final",
+        "parsed",
+        "gt",
+    ]);
+    for c in &j.categories {
+        t.row([
+            c.category.clone(),
+            pct(c.accuracy),
+            num(c.rank_diff),
+            num(c.score_diff),
+            pct(c.normalized_diff),
+            pct(c.final_score),
+            format!("{}/{}", c.parsed, c.items),
+            match c.gt_source {
+                crate::metrics::judgerbench::GtSource::R1Table => "r1 table".into(),
+                crate::metrics::judgerbench::GtSource::Tally => "tally".to_string(),
+            },
+        ]);
+    }
+    let m = &j.mean;
+    t.row([
+        format!("mean ({})", m.categories),
+        pct(m.accuracy),
+        pct(m.rank_diff),
+        pct(m.score_diff),
+        pct(m.normalized_diff),
+        pct(m.final_score),
+        String::new(),
+        String::new(),
+    ]);
+    format!("\n{}\n{}", j.judge, t.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Item;
+    use crate::metrics::testutil::{item, judged};
+    use crate::verdict::Outcome::{self, *};
+
+    fn battle(
+        id: &str,
+        category: &str,
+        a: &str,
+        b: &str,
+        js: Vec<crate::dataset::Judgment>,
+    ) -> Item {
+        let mut it = item(id, js);
+        it.category = Some(category.into());
+        it.response_a.model = a.into();
+        it.response_b.model = b.into();
+        it
+    }
+
+    #[test]
+    fn renders_every_section_with_the_numbers_of_the_report() {
+        let base = crate::metrics::DEFAULT_BASE_MODEL;
+        let items = vec![
+            battle(
+                "1",
+                "Knowledge",
+                "m1",
+                base,
+                vec![
+                    judged("x", Some(A), false),
+                    judged("y", Some(A), false),
+                    judged("x", Some(A), true),
+                ],
+            ),
+            battle(
+                "2",
+                "Knowledge",
+                base,
+                "m2",
+                vec![
+                    judged("x", Some(B), false),
+                    judged("y", Some(A), false),
+                    judged("x", Some(A), true),
+                ],
+            ),
+            battle(
+                "3",
+                "Code & AI",
+                "m1",
+                base,
+                vec![judged("x", Some(B), false), judged("y", Some(B), false)],
+            ),
+            battle(
+                "4",
+                "Code & AI",
+                base,
+                "m2",
+                vec![judged("x", Some(B), false), judged("y", Some(B), false)],
+            ),
+        ];
+        let labels: Vec<Option<Outcome>> = vec![Some(A), Some(B), Some(B), Some(A)];
+        let r = Report::build(&items, &labels, &ScoreOptions::default()).expect("valid");
+        let text = render(&r);
+        for needle in [
+            "4 items, 4 with a final label (A 2, B 2, tie 0)",
+            "Accuracy against the final labels",
+            "JudgerBenchV2 (ground truth R1, quirks Intended",
+            "Code_and_AI",
+            "mean (2)",
+            "Cohen's kappa",
+            "Fleiss' kappa of the panel (x, y)",
+            "Position consistency",
+            "Accuracy per category",
+            "Wins per model",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        // x: right on 1, 2 and 4 → 75.00; y: right on 1 and 3 → 50.00.
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Accuracy against"))
+            .skip(3)
+            .take(2)
+            .collect();
+        assert!(
+            rows[0].starts_with("x ") && rows[0].contains("75.00"),
+            "{text}"
+        );
+        assert!(
+            rows[1].starts_with("y ") && rows[1].contains("50.00"),
+            "{text}"
+        );
+    }
 }

@@ -1,0 +1,272 @@
+//! Agreement between judges: Cohen's kappa for every pair, Fleiss' kappa for a panel. Both
+//! count outcomes on the three-way A/B/tie scale (strengths collapsed) and only items where
+//! every judge involved gave a readable verdict.
+
+use super::answer;
+use crate::dataset::Item;
+use crate::verdict::Outcome;
+use serde::{Deserialize, Serialize};
+
+fn class(o: Outcome) -> usize {
+    match o {
+        Outcome::A => 0,
+        Outcome::B => 1,
+        Outcome::Tie => 2,
+    }
+}
+
+/// Cohen's kappa of two raters over the same items (`a[i]` and `b[i]` rate item `i`).
+/// `None` when it is undefined: no items, or chance agreement is 1 (both raters gave the same
+/// single label to every item, where kappa is 0/0).
+pub fn cohen_kappa(a: &[Outcome], b: &[Outcome]) -> Option<f64> {
+    let len = a.len().min(b.len());
+    if len == 0 {
+        return None;
+    }
+    let mut pa = [0usize; 3];
+    let mut pb = [0usize; 3];
+    let mut agreed = 0usize;
+    for (x, y) in a.iter().zip(b) {
+        pa[class(*x)] += 1;
+        pb[class(*y)] += 1;
+        agreed += usize::from(x == y);
+    }
+    let n = len as f64;
+    let po = agreed as f64 / n;
+    let pe: f64 = (0..3)
+        .map(|k| (pa[k] as f64 / n) * (pb[k] as f64 / n))
+        .sum();
+    // pe == 1 exactly when both raters used one and the same class throughout; test it on the
+    // counts so that rounding cannot turn 0/0 into a number.
+    if (0..3).any(|k| pa[k] == len && pb[k] == len) {
+        return None;
+    }
+    Some((po - pe) / (1.0 - pe))
+}
+
+/// Fleiss' kappa from per-item counts: `counts[i][k]` raters put item `i` in class `k`; every
+/// item must have the same number of raters. `None` when undefined: no items, fewer than two
+/// raters, unequal rater counts, or chance agreement 1 (every rating in one class).
+pub fn fleiss_kappa(counts: &[[usize; 3]]) -> Option<f64> {
+    let first = counts.first()?;
+    let raters: usize = first.iter().sum();
+    if raters < 2 || counts.iter().any(|c| c.iter().sum::<usize>() != raters) {
+        return None;
+    }
+    let items = counts.len() as f64;
+    let r = raters as f64;
+    let mut class_totals = [0usize; 3];
+    let mut p_bar = 0.0;
+    for c in counts {
+        let sq: usize = c.iter().map(|x| x * x).sum();
+        p_bar += (sq - raters) as f64 / (r * (r - 1.0));
+        for k in 0..3 {
+            class_totals[k] += c[k];
+        }
+    }
+    p_bar /= items;
+    if class_totals.iter().filter(|&&t| t > 0).count() < 2 {
+        return None;
+    }
+    let pe: f64 = class_totals
+        .iter()
+        .map(|&t| {
+            let p = t as f64 / (items * r);
+            p * p
+        })
+        .sum();
+    Some((p_bar - pe) / (1.0 - pe))
+}
+
+/// Cohen's kappa for one pair of judges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairKappa {
+    pub judge_a: String,
+    pub judge_b: String,
+    /// Items where both gave a readable verdict.
+    pub items: usize,
+    /// Of those, items where they gave the same outcome.
+    pub agreed: usize,
+    pub kappa: Option<f64>,
+}
+
+/// Cohen's kappa for every unordered pair of `judges`, in the judges' order.
+pub fn cohen_pairs(items: &[Item], judges: &[String]) -> Vec<PairKappa> {
+    let outcomes: Vec<Vec<Option<Outcome>>> = judges
+        .iter()
+        .map(|j| items.iter().map(|i| answer(i, j).outcome()).collect())
+        .collect();
+    let mut out = Vec::new();
+    for x in 0..judges.len() {
+        for y in x + 1..judges.len() {
+            let (a, b): (Vec<Outcome>, Vec<Outcome>) = outcomes[x]
+                .iter()
+                .zip(&outcomes[y])
+                .filter_map(|(p, q)| Some(((*p)?, (*q)?)))
+                .unzip();
+            out.push(PairKappa {
+                judge_a: judges[x].clone(),
+                judge_b: judges[y].clone(),
+                items: a.len(),
+                agreed: a.iter().zip(&b).filter(|(p, q)| p == q).count(),
+                kappa: cohen_kappa(&a, &b),
+            });
+        }
+    }
+    out
+}
+
+/// Fleiss' kappa of a panel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleissKappa {
+    pub judges: Vec<String>,
+    /// Items where every panel judge gave a readable verdict (the only ones Fleiss counts).
+    pub items: usize,
+    /// Items left out because some panel judge had no readable verdict.
+    pub skipped: usize,
+    pub kappa: Option<f64>,
+}
+
+/// Fleiss' kappa of `panel` over the items every panel judge rated.
+pub fn fleiss(items: &[Item], panel: &[String]) -> FleissKappa {
+    let mut counts = Vec::new();
+    for item in items {
+        let mut c = [0usize; 3];
+        let mut complete = true;
+        for j in panel {
+            match answer(item, j).outcome() {
+                Some(o) => c[class(o)] += 1,
+                None => complete = false,
+            }
+        }
+        if complete {
+            counts.push(c);
+        }
+    }
+    FleissKappa {
+        judges: panel.to_vec(),
+        items: counts.len(),
+        skipped: items.len() - counts.len(),
+        kappa: if panel.len() >= 2 {
+            fleiss_kappa(&counts)
+        } else {
+            None
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use proptest::prelude::*;
+    use Outcome::*;
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-12)
+    }
+
+    #[test]
+    fn cohen_by_hand() {
+        // 10 items: agree on 4 A and 3 B; disagree on 3.
+        // a: A×6 B×4, b: A×5 B×5 → pe = .6·.5 + .4·.5 = .5; po = .7 → κ = .4.
+        let a = [A, A, A, A, A, A, B, B, B, B];
+        let b = [A, A, A, A, B, B, B, B, B, A];
+        assert!(close(cohen_kappa(&a, &b), 0.4));
+        // Complete disagreement on a balanced split is -1.
+        assert!(close(cohen_kappa(&[A, B], &[B, A]), -1.0));
+        assert_eq!(cohen_kappa(&[A, A], &[A, A]), None);
+        assert_eq!(cohen_kappa(&[], &[]), None);
+        // One rater constant, the other not: defined (pe < 1), and 0 here.
+        assert!(close(cohen_kappa(&[A, A], &[A, B]), 0.0));
+    }
+
+    #[test]
+    fn fleiss_by_hand() {
+        // 3 raters, 4 items: [3,0,0] [0,3,0] [2,1,0] [1,1,1].
+        // P_i: 1, 1, 1/3, 0 → P̄ = 7/12. Totals A 6, B 5, tie 1 of 12 →
+        // Pe = (36+25+1)/144 = 62/144. κ = (7/12 − 62/144)/(1 − 62/144) = 22/82.
+        let k = fleiss_kappa(&[[3, 0, 0], [0, 3, 0], [2, 1, 0], [1, 1, 1]]);
+        assert!(close(k, 22.0 / 82.0), "{k:?}");
+        assert_eq!(fleiss_kappa(&[[2, 0, 0], [2, 0, 0]]), None);
+        assert_eq!(fleiss_kappa(&[[2, 0, 0], [1, 0, 0]]), None);
+        assert_eq!(fleiss_kappa(&[[1, 0, 0]]), None);
+    }
+
+    #[test]
+    fn pairs_and_panel_skip_items_without_every_verdict() {
+        let items = panel_items(
+            &["x", "y", "z"],
+            &[
+                vec![Some(A), Some(B), Some(A), None],
+                vec![Some(A), Some(B), Some(B), Some(A)],
+                vec![Some(A), Some(A), Some(B), Some(B)],
+            ],
+        );
+        let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let pairs = cohen_pairs(&items, &names);
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(
+            (pairs[0].judge_a.as_str(), pairs[0].judge_b.as_str()),
+            ("x", "y")
+        );
+        assert_eq!((pairs[0].items, pairs[0].agreed), (3, 2));
+        assert_eq!((pairs[2].items, pairs[2].agreed), (4, 2));
+        let f = fleiss(&items, &names);
+        assert_eq!((f.items, f.skipped), (3, 1));
+        // By hand: items [3,0,0], [1,2,0], [1,2,0] → P̄ = (1 + 1/3 + 1/3)/3 = 5/9;
+        // totals A 5, B 4 of 9 → Pe = 41/81; κ = (45/81 − 41/81)/(40/81) = 0.1.
+        assert!(close(f.kappa, 0.1), "{:?}", f.kappa);
+    }
+
+    fn arb_outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![Just(A), Just(B), Just(Tie)]
+    }
+
+    proptest! {
+        #[test]
+        fn cohen_is_symmetric_bounded_and_one_for_identical_judges(
+            pairs in prop::collection::vec((arb_outcome(), arb_outcome()), 1..60)
+        ) {
+            let (a, b): (Vec<Outcome>, Vec<Outcome>) = pairs.into_iter().unzip();
+            let ab = cohen_kappa(&a, &b);
+            prop_assert_eq!(ab, cohen_kappa(&b, &a));
+            if let Some(k) = ab {
+                prop_assert!((-1.0 - 1e-12..=1.0 + 1e-12).contains(&k), "{}", k);
+            }
+            // Identical judges: 1 whenever defined, and defined unless they used one label.
+            let same = cohen_kappa(&a, &a);
+            let distinct = a.iter().collect::<std::collections::HashSet<_>>().len();
+            if distinct > 1 {
+                prop_assert!(close(same, 1.0), "{:?}", same);
+            } else {
+                prop_assert_eq!(same, None);
+            }
+        }
+
+        #[test]
+        fn fleiss_is_bounded_one_when_unanimous_and_ignores_rater_order(
+            rows in prop::collection::vec(prop::collection::vec(arb_outcome(), 3), 1..40)
+        ) {
+            let names: Vec<String> = ["p", "q", "r"].map(String::from).to_vec();
+            let votes: Vec<Vec<Option<Outcome>>> =
+                (0..3).map(|k| rows.iter().map(|r| Some(r[k])).collect()).collect();
+            let items = panel_items(&["p", "q", "r"], &votes);
+            let f = fleiss(&items, &names);
+            if let Some(k) = f.kappa {
+                prop_assert!((-1.0 - 1e-12..=1.0 + 1e-12).contains(&k), "{}", k);
+            }
+            let reversed: Vec<String> = names.iter().rev().cloned().collect();
+            prop_assert_eq!(f.kappa, fleiss(&items, &reversed).kappa);
+            // Three copies of the first judge agree perfectly.
+            let copies: Vec<Vec<Option<Outcome>>> = (0..3).map(|_| votes[0].clone()).collect();
+            let unanimous = fleiss(&panel_items(&["p", "q", "r"], &copies), &names);
+            let distinct = votes[0].iter().collect::<std::collections::HashSet<_>>().len();
+            if distinct > 1 {
+                prop_assert!(close(unanimous.kappa, 1.0), "{:?}", unanimous.kappa);
+            } else {
+                prop_assert_eq!(unanimous.kappa, None);
+            }
+        }
+    }
+}
