@@ -135,7 +135,7 @@ pub struct AnnotateArgs {
     #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
     pub item: Option<String>,
     /// The decision: A, B or tie.
-    #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
+    #[arg(long, required_unless_present_any = ["stdin", "undo"], conflicts_with = "stdin")]
     pub verdict: Option<String>,
     /// A note kept with the decision.
     #[arg(long, conflicts_with = "stdin")]
