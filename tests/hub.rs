@@ -2,6 +2,8 @@
 //! the real hub sends, large files redirected to a second "storage" origin, and injected
 //! faults (dropped connections, 404s, corrupt bytes, gated repositories).
 
+mod common;
+
 use arbiter::engine::hub::{DownloadEvent, Hub, HubError, HubSettings, ModelFiles, RepoId, Token};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -1012,4 +1014,80 @@ fn cli_downloads_lists_and_removes_with_env_settings() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("500.6 kB freed"), "{stdout}");
     assert!(!cache.join("models--org--tiny").exists());
+}
+
+/// The tiny Qwen2 model the engine tests write, as a hub repository: weights as an LFS file.
+fn tiny_model_repo(dir: &Path) -> FakeRepo {
+    common::tiny_model::write(dir);
+    let file = |name: &str, lfs: bool| FakeFile {
+        name: name.into(),
+        bytes: std::fs::read(dir.join(name)).unwrap(),
+        lfs,
+    };
+    FakeRepo {
+        commit: COMMIT.into(),
+        gated_for: None,
+        files: vec![
+            file("config.json", false),
+            file("tokenizer.json", false),
+            file("tokenizer_config.json", false),
+            file("generation_config.json", false),
+            file("model.safetensors", true),
+        ],
+    }
+}
+
+#[test]
+fn a_model_downloaded_from_the_hub_loads_and_generates_like_the_local_copy() {
+    use arbiter::engine::catalogue::ModelSource;
+    use arbiter::engine::{GenerateRequest, LoadOptions, Prompt, SamplingParams};
+    let server = FakeHub::start();
+    let local = tempfile::tempdir().unwrap();
+    server.add_repo("org/tiny-qwen", tiny_model_repo(local.path()));
+    let cache = tempfile::tempdir().unwrap();
+    let hub = Hub::new(server.settings(cache.path()));
+    let source = ModelSource::Hub {
+        repo: RepoId::parse("org/tiny-qwen").unwrap(),
+        revision: None,
+        entry: None,
+    };
+    let mut downloads = 0;
+    let mut model = arbiter::engine::load(&source, &LoadOptions::default(), &hub, &mut |e| {
+        if matches!(
+            e,
+            arbiter::engine::LoadEvent::Download(DownloadEvent::FileDone { .. })
+        ) {
+            downloads += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(downloads, 5, "every file the engine needs, and only those");
+    assert_eq!(model.info.name, "org/tiny-qwen");
+    assert_eq!(model.info.source, format!("org/tiny-qwen@{COMMIT}"));
+    let request = GenerateRequest::new(
+        Prompt::user("Which answer is better?"),
+        SamplingParams {
+            max_new_tokens: 24,
+            ..SamplingParams::default()
+        },
+    );
+    let never = AtomicBool::new(false);
+    let from_hub = model.generate(&request, &never, &mut |_| {}).unwrap();
+    let mut direct =
+        arbiter::engine::loader::load_dir(local.path(), &LoadOptions::default(), &mut |_| {})
+            .unwrap();
+    let from_dir = direct.generate(&request, &never, &mut |_| {}).unwrap();
+    assert_eq!(from_hub.tokens, from_dir.tokens);
+    // A second load is served from the cache: no request reaches the hub offline.
+    let mut offline = server.settings(cache.path());
+    offline.offline = true;
+    server.clear_seen();
+    arbiter::engine::load(
+        &source,
+        &LoadOptions::default(),
+        &Hub::new(offline),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(server.seen().is_empty());
 }

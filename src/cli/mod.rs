@@ -2,7 +2,9 @@
 //! its own file and only parses arguments, calls the library and prints.
 
 mod annotate;
+mod bench;
 mod inspect;
+mod judge;
 mod models;
 mod open;
 mod parse;
@@ -52,6 +54,13 @@ pub enum Command {
     Models(models::ModelsArgs),
     /// Download a model into the hub cache (same as `arbiter models download`).
     Download(models::DownloadArgs),
+    /// Judge a dataset's items with a local model, streaming each critique and saving each
+    /// judgment to the journal (resumable: what is judged is not judged again).
+    Judge(judge::JudgeArgs),
+    /// Plain generation from a prompt on standard input: check that a model works.
+    Chat(judge::ChatArgs),
+    /// Time prefill, first token and decode of a model and report peak memory, as JSON.
+    Bench(bench::BenchArgs),
 }
 
 /// How to open a dataset: shared by every subcommand that reads one.
@@ -192,5 +201,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Parse(a) => parse::run(a),
         Command::Models(a) => models::run(a),
         Command::Download(a) => models::download(a),
+        Command::Judge(a) => judge::judge(a),
+        Command::Chat(a) => judge::chat(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

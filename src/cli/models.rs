@@ -241,7 +241,7 @@ fn remove(hub: &Hub, model: &str) -> anyhow::Result<i32> {
 
 /// The download's progress on standard error: one line redrawn in place on a terminal, a line
 /// per file otherwise (logs stay readable).
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     terminal: bool,
     meter: TransferMeter,
     last_draw: Option<Instant>,
@@ -249,7 +249,7 @@ struct ProgressLine {
 }
 
 impl ProgressLine {
-    fn new(terminal: bool) -> ProgressLine {
+    pub(crate) fn new(terminal: bool) -> ProgressLine {
         ProgressLine {
             terminal,
             meter: TransferMeter::new(),
@@ -258,7 +258,7 @@ impl ProgressLine {
         }
     }
 
-    fn show(&mut self, event: &DownloadEvent) {
+    pub(crate) fn show(&mut self, event: &DownloadEvent) {
         let mut err = std::io::stderr().lock();
         match event {
             DownloadEvent::Plan {
@@ -343,7 +343,7 @@ impl ProgressLine {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let mut err = std::io::stderr().lock();
         self.clear(&mut err);
     }

@@ -1,0 +1,341 @@
+//! The shape of a decoder, read from a hub model's `config.json` or a GGUF file's metadata.
+//!
+//! Real `config.json` files carry extra keys, `null`s (`"sliding_window": null`) and omit
+//! optional ones, so every optional key has the default transformers uses for it. Qwen2 and
+//! Llama share one decoder; they differ here only in defaults (Qwen2 has q/k/v biases).
+
+use candle_core::quantized::gguf_file;
+use serde::Deserialize;
+use std::path::Path;
+
+/// Which family a model belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Qwen2,
+    Llama,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Qwen2 => "qwen2",
+            Family::Llama => "llama",
+        }
+    }
+}
+
+/// Everything the decoder needs to know about a model's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_position: usize,
+    pub tie_embeddings: bool,
+    /// q/k/v projections carry a bias (Qwen2).
+    pub attention_bias: bool,
+    /// RoPE rotates adjacent pairs (GGUF `llama`, whose q/k rows the converter permuted)
+    /// rather than the two halves of each head (transformers' layout, GGUF `qwen2`).
+    pub rope_interleaved: bool,
+    /// End-of-sequence ids the config declares (`eos_token_id` may be a list).
+    pub eos_ids: Vec<u32>,
+    pub bos_id: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid model config: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("model type `{0}` is not supported: Arbiter runs qwen2 and llama models (CompassJudger, Qwen2.5, Llama, SmolLM)")]
+    Unsupported(String),
+    #[error("{what}: {why}")]
+    Invalid { what: String, why: String },
+    #[error("GGUF metadata lacks `{0}`: the file is not a complete model")]
+    MissingKey(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    model_type: Option<String>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    vocab_size: usize,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    max_position_embeddings: Option<usize>,
+    tie_word_embeddings: Option<bool>,
+    attention_bias: Option<bool>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    eos_token_id: Option<IdOrIds>,
+    #[serde(default)]
+    bos_token_id: Option<IdOrIds>,
+    #[serde(default)]
+    hidden_act: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdOrIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl IdOrIds {
+    fn into_vec(self) -> Vec<u32> {
+        match self {
+            IdOrIds::One(id) => vec![id],
+            IdOrIds::Many(ids) => ids,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Reads a transformers `config.json`.
+    pub fn from_config_json(path: &Path) -> Result<ModelConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json_str(&text).map_err(|e| match e {
+            ConfigError::Json { source, .. } => ConfigError::Json {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_json_str(text: &str) -> Result<ModelConfig, ConfigError> {
+        let hf: HfConfig = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: "config.json".into(),
+            source,
+        })?;
+        let kind = hf
+            .model_type
+            .clone()
+            .or_else(|| hf.architectures.first().cloned())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let family = if kind.starts_with("qwen2") {
+            Family::Qwen2
+        } else if kind.starts_with("llama") || kind.starts_with("mistral") {
+            Family::Llama
+        } else {
+            return Err(ConfigError::Unsupported(kind));
+        };
+        if let Some(act) = &hf.hidden_act {
+            if act != "silu" {
+                return Err(ConfigError::Invalid {
+                    what: "config.json hidden_act".into(),
+                    why: format!("`{act}` is not supported (only silu)"),
+                });
+            }
+        }
+        if let Some(scaling) = hf.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            tracing::warn!(
+                "config.json sets rope_scaling {scaling}; Arbiter applies plain RoPE, so prompts \
+                 longer than the model's native context may degrade"
+            );
+        }
+        let heads = hf.num_attention_heads;
+        let kv_heads = hf.num_key_value_heads.unwrap_or(heads);
+        let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / heads.max(1));
+        let cfg = ModelConfig {
+            family,
+            hidden_size: hf.hidden_size,
+            intermediate_size: hf.intermediate_size,
+            layers: hf.num_hidden_layers,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab_size: hf.vocab_size,
+            rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta: hf.rope_theta.unwrap_or(10_000.0),
+            max_position: hf.max_position_embeddings.unwrap_or(32_768),
+            tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
+            attention_bias: hf.attention_bias.unwrap_or(family == Family::Qwen2),
+            rope_interleaved: false,
+            eos_ids: hf.eos_token_id.map(IdOrIds::into_vec).unwrap_or_default(),
+            bos_id: hf
+                .bos_token_id
+                .and_then(|b| b.into_vec().into_iter().next()),
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Reads the metadata of a GGUF file of the `qwen2` or `llama` architecture.
+    pub fn from_gguf(content: &gguf_file::Content) -> Result<ModelConfig, ConfigError> {
+        let md = &content.metadata;
+        let arch = md
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .ok_or_else(|| ConfigError::MissingKey("general.architecture".into()))?;
+        let family = match arch.as_str() {
+            "qwen2" => Family::Qwen2,
+            "llama" => Family::Llama,
+            other => return Err(ConfigError::Unsupported(other.to_string())),
+        };
+        let get = |key: &str| -> Result<&gguf_file::Value, ConfigError> {
+            md.get(&format!("{arch}.{key}"))
+                .ok_or_else(|| ConfigError::MissingKey(format!("{arch}.{key}")))
+        };
+        let int = |key: &str| -> Result<usize, ConfigError> {
+            let v = get(key)?;
+            v.to_u64()
+                .or_else(|_| v.to_u32().map(u64::from))
+                .or_else(|_| v.to_i32().map(|x| x.max(0) as u64))
+                .map(|x| x as usize)
+                .map_err(|e| ConfigError::Invalid {
+                    what: format!("GGUF {arch}.{key}"),
+                    why: e.to_string(),
+                })
+        };
+        let float = |key: &str| -> Option<f64> {
+            get(key)
+                .ok()
+                .and_then(|v| v.to_f32().map(f64::from).or_else(|_| v.to_f64()).ok())
+        };
+        let hidden = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let kv_heads = int("attention.head_count_kv").unwrap_or(heads);
+        let head_dim = int("attention.key_length")
+            .or_else(|_| int("rope.dimension_count"))
+            .unwrap_or(hidden / heads.max(1));
+        let vocab_size = match content.tensor_infos.get("token_embd.weight") {
+            Some(info) => info.shape.dims()[0],
+            None => return Err(ConfigError::MissingKey("tensor token_embd.weight".into())),
+        };
+        let token_id = |key: &str| -> Option<u32> { md.get(key).and_then(|v| v.to_u32().ok()) };
+        let cfg = ModelConfig {
+            family,
+            hidden_size: hidden,
+            intermediate_size: int("feed_forward_length")?,
+            layers: int("block_count")?,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab_size,
+            rms_norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
+            rope_theta: float("rope.freq_base").unwrap_or(10_000.0),
+            max_position: int("context_length").unwrap_or(4096),
+            tie_embeddings: !content.tensor_infos.contains_key("output.weight"),
+            attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            rope_interleaved: family == Family::Llama,
+            eos_ids: token_id("tokenizer.ggml.eos_token_id")
+                .into_iter()
+                .collect(),
+            bos_id: token_id("tokenizer.ggml.bos_token_id"),
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |why: String| {
+            Err(ConfigError::Invalid {
+                what: "model config".into(),
+                why,
+            })
+        };
+        if self.heads == 0 || self.kv_heads == 0 || self.layers == 0 || self.hidden_size == 0 {
+            return bad("heads, kv heads, layers and hidden size must be positive".into());
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return bad(format!(
+                "{} attention heads are not a multiple of {} kv heads",
+                self.heads, self.kv_heads
+            ));
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
+        }
+        Ok(())
+    }
+
+    /// The catalogue's view of this shape, for memory estimates.
+    pub fn architecture(&self) -> super::catalogue::Architecture {
+        super::catalogue::Architecture {
+            hidden_size: self.hidden_size as u64,
+            layers: self.layers as u64,
+            attention_heads: self.heads as u64,
+            kv_heads: self.kv_heads as u64,
+            head_dim: self.head_dim as u64,
+            intermediate_size: self.intermediate_size as u64,
+            vocab_size: self.vocab_size as u64,
+            tied_embeddings: self.tie_embeddings,
+            max_context: self.max_position as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qwen_config_with_nulls_and_missing_keys_loads() {
+        let text = r#"{
+          "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+          "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+          "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+          "sliding_window": null, "rope_scaling": null, "use_sliding_window": false,
+          "eos_token_id": 151645, "torch_dtype": "bfloat16", "rope_theta": 1000000.0,
+          "max_window_layers": 28, "rms_norm_eps": 1e-06, "tie_word_embeddings": false
+        }"#;
+        let cfg = ModelConfig::from_json_str(text).expect("loads");
+        assert_eq!(cfg.family, Family::Qwen2);
+        assert_eq!(cfg.head_dim, 128);
+        assert!(cfg.attention_bias, "qwen2 has q/k/v biases by default");
+        assert_eq!(cfg.eos_ids, vec![151645]);
+        assert_eq!(cfg.architecture().parameters(), 7_615_616_512);
+    }
+
+    #[test]
+    fn eos_list_and_llama_defaults() {
+        let text = r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300,
+            "eos_token_id": [2, 7], "bos_token_id": 1}"#;
+        let cfg = ModelConfig::from_json_str(text).expect("loads");
+        assert_eq!(cfg.kv_heads, 4);
+        assert!(!cfg.attention_bias);
+        assert_eq!(cfg.eos_ids, vec![2, 7]);
+        assert_eq!(cfg.bos_id, Some(1));
+    }
+
+    #[test]
+    fn unsupported_and_inconsistent_configs_are_named() {
+        let gpt = r#"{"model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300}"#;
+        let e = ModelConfig::from_json_str(gpt).unwrap_err();
+        assert!(e.to_string().contains("gpt_neox"), "{e}");
+        let odd = r#"{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 3, "vocab_size": 300}"#;
+        let e = ModelConfig::from_json_str(odd).unwrap_err();
+        assert!(e.to_string().contains("multiple"), "{e}");
+    }
+}

@@ -1,0 +1,259 @@
+//! The generation loop: render the prompt with the model's chat template, prefill it in
+//! chunks, then decode token by token, streaming text as it is decoded, until an end-of-turn
+//! token, the token budget, or a cancel.
+
+use super::error::{compute, EngineError};
+use super::loader::LoadedModel;
+use super::sampling::{Sampler, SamplingParams};
+use crate::dataset::Message;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Prefill chunk: long judge prompts go through in pieces of this many tokens, which bounds
+/// the attention scores' memory (chunk x heads x context) and gives cancel a chance between
+/// pieces. Output is identical to a single pass (tested).
+pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+
+/// What the model is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// Rendered with the model's chat template, with the assistant turn opened.
+    Chat(Vec<Message>),
+    /// Fed as is (already templated, or a model without a template).
+    Raw(String),
+}
+
+impl Prompt {
+    /// A single user turn.
+    pub fn user(text: impl Into<String>) -> Prompt {
+        Prompt::Chat(vec![Message::new("user", text)])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub prompt: Prompt,
+    pub sampling: SamplingParams,
+    pub prefill_chunk: usize,
+    /// Keep going past end-of-turn tokens until `max_new_tokens` (benchmarks measure a fixed
+    /// number of decode steps, like transformers' `min_new_tokens`).
+    pub ignore_stop: bool,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: Prompt, sampling: SamplingParams) -> GenerateRequest {
+        GenerateRequest {
+            prompt,
+            sampling,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            ignore_stop: false,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn.
+    Stop,
+    /// `max_new_tokens` reached (a critique may be cut off).
+    Length,
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How long a request took. Milliseconds, tokens/s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Timing {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Prompt processing up to the first token's logits.
+    pub prefill_ms: f64,
+    /// From the request to the first generated token's text.
+    pub time_to_first_token_ms: f64,
+    /// After the first token, per token.
+    pub decode_tokens_per_s: f64,
+    pub total_ms: f64,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub finish: FinishReason,
+    pub timing: Timing,
+}
+
+impl LoadedModel {
+    /// The exact text the model reads for `prompt`, chat template applied.
+    pub fn render(&self, prompt: &Prompt) -> Result<String, EngineError> {
+        match (prompt, &self.template) {
+            (Prompt::Raw(text), _) => Ok(text.clone()),
+            (Prompt::Chat(messages), Some(template)) => Ok(template.render(messages, true)?),
+            (Prompt::Chat(messages), None) => {
+                tracing::warn!(
+                    "{} has no chat template: feeding the conversation as plain text",
+                    self.info.name
+                );
+                Ok(messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n\n"))
+            }
+        }
+    }
+
+    /// Token ids of `prompt` as the model reads it.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        let text = self.render(prompt)?;
+        // The chat template writes BOS itself where the model wants one.
+        let add_special = matches!(prompt, Prompt::Raw(_)) || self.template.is_none();
+        Ok(self.tokenizer.encode(&text, add_special)?)
+    }
+
+    /// Generates a reply to `request`, calling `on_text` with each piece of decoded text as
+    /// soon as it is whole (multi-byte characters never split). Stops within one token of
+    /// `cancel` being set.
+    pub fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation, EngineError> {
+        let started = Instant::now();
+        let prompt = self.prompt_tokens(&request.prompt)?;
+        self.generate_tokens(&prompt, request, cancel, on_text, started)
+    }
+
+    /// [`generate`](Self::generate) from token ids.
+    pub fn generate_tokens(
+        &mut self,
+        prompt: &[u32],
+        request: &GenerateRequest,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+        started: Instant,
+    ) -> Result<Generation, EngineError> {
+        let max = self.decoder.config().max_position;
+        if prompt.is_empty() {
+            return Err(EngineError::PromptTooLong { tokens: 0, max });
+        }
+        if prompt.len() >= max {
+            return Err(EngineError::PromptTooLong {
+                tokens: prompt.len(),
+                max,
+            });
+        }
+        let budget = request.sampling.max_new_tokens.min(max - prompt.len());
+        let mut timing = Timing {
+            prompt_tokens: prompt.len(),
+            ..Timing::default()
+        };
+        self.decoder.reset();
+        self.decoder
+            .reserve(prompt.len() + budget)
+            .map_err(compute("allocating the KV cache"))?;
+        let chunk = request.prefill_chunk.max(1);
+        let mut logits = None;
+        for piece in prompt.chunks(chunk) {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(Generation {
+                    text: String::new(),
+                    tokens: vec![],
+                    finish: FinishReason::Cancelled,
+                    timing: finish_timing(timing, started, None),
+                });
+            }
+            logits = Some(self.decoder.forward(piece).map_err(compute("prefill"))?);
+        }
+        let mut logits = logits.ok_or(EngineError::PromptTooLong { tokens: 0, max })?;
+        timing.prefill_ms = ms(started.elapsed());
+
+        let mut sampler = Sampler::new(request.sampling.clone());
+        let mut stream = self.tokenizer.inner().decode_stream(true);
+        let mut tokens: Vec<u32> = Vec::with_capacity(budget);
+        let mut text = String::new();
+        let mut first_at = None;
+        let mut finish = FinishReason::Length;
+        while tokens.len() < budget {
+            let next = sampler
+                .sample(&logits, &tokens)
+                .map_err(compute("sampling"))?;
+            if !request.ignore_stop && self.stop_ids.contains(&next) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            tokens.push(next);
+            let piece = stream
+                .step(next)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+            if first_at.is_none() {
+                first_at = Some(Instant::now());
+                timing.time_to_first_token_ms = ms(started.elapsed());
+            }
+            if let Some(piece) = piece {
+                text.push_str(&piece);
+                on_text(&piece);
+            }
+            if cancel.load(Ordering::Relaxed) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            if tokens.len() == budget {
+                break;
+            }
+            logits = self.decoder.forward(&[next]).map_err(compute("decoding"))?;
+        }
+        timing.generated_tokens = tokens.len();
+        // The stream holds back bytes that do not yet make a whole character; at the end they
+        // are what they are (a cut-off character decodes as U+FFFD), so the streamed text ends
+        // equal to the decode of every token.
+        let full = self
+            .tokenizer
+            .decode(&tokens, true)
+            .map_err(EngineError::Tokenizer)?;
+        if let Some(rest) = full.strip_prefix(text.as_str()) {
+            if !rest.is_empty() {
+                on_text(rest);
+                text.push_str(rest);
+            }
+        } else {
+            tracing::warn!("streamed text diverged from the final decode; keeping the stream");
+        }
+        Ok(Generation {
+            text,
+            tokens,
+            finish,
+            timing: finish_timing(timing, started, first_at),
+        })
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn finish_timing(mut t: Timing, started: Instant, first_at: Option<Instant>) -> Timing {
+    t.total_ms = ms(started.elapsed());
+    if let Some(first) = first_at {
+        let after_first = t.generated_tokens.saturating_sub(1);
+        let secs = first.elapsed().as_secs_f64();
+        if after_first > 0 && secs > 0.0 {
+            t.decode_tokens_per_s = after_first as f64 / secs;
+        }
+    }
+    t
+}

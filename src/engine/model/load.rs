@@ -1,0 +1,198 @@
+//! Building a [`Decoder`] from safetensors (transformers' tensor names) or from GGUF
+//! (llama.cpp's names), onto a device.
+
+use super::layers::{KvCache, Mlp, Proj, RmsNorm, Rope};
+use super::{Attention, Decoder, Embedding, Layer};
+use crate::engine::config::ModelConfig;
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::{DType, Device, Result};
+use candle_nn::VarBuilder;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// RoPE positions built at load; the tables grow when a longer sequence comes.
+const INITIAL_POSITIONS: usize = 4096;
+
+/// Loads transformers-layout safetensors (one file or the shards of an index) in `dtype`.
+pub fn load_safetensors(
+    config: &ModelConfig,
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<Decoder> {
+    // SAFETY: the files are memory-mapped read-only; they are our cache's or the user's model
+    // files and are not expected to change while loaded (as in every candle example).
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device)? };
+    let (h, d) = (config.hidden_size, config.head_dim);
+    let dense = |vb: &VarBuilder, name: &str, out: usize, inp: usize, bias: bool| -> Result<Proj> {
+        let p = vb.pp(name);
+        Ok(Proj::Dense {
+            weight: p.get((out, inp), "weight")?,
+            bias: if bias {
+                Some(p.get(out, "bias")?)
+            } else {
+                None
+            },
+        })
+    };
+    let norm = |vb: &VarBuilder, name: &str| -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: vb.pp(name).get(h, "weight")?,
+            eps: config.rms_norm_eps as f32,
+        })
+    };
+    let m = vb.pp("model");
+    let embed = m.pp("embed_tokens").get((config.vocab_size, h), "weight")?;
+    let mut layers = Vec::with_capacity(config.layers);
+    for i in 0..config.layers {
+        let l = m.pp(format!("layers.{i}"));
+        let a = l.pp("self_attn");
+        let bias = config.attention_bias;
+        let (nq, nkv) = (config.heads * d, config.kv_heads * d);
+        layers.push(Layer {
+            attn_norm: norm(&l, "input_layernorm")?,
+            attn: Attention {
+                q: dense(&a, "q_proj", nq, h, bias)?,
+                k: dense(&a, "k_proj", nkv, h, bias)?,
+                v: dense(&a, "v_proj", nkv, h, bias)?,
+                o: dense(&a, "o_proj", h, nq, false)?,
+                heads: config.heads,
+                kv_heads: config.kv_heads,
+                head_dim: d,
+            },
+            mlp_norm: norm(&l, "post_attention_layernorm")?,
+            mlp: Mlp {
+                gate: dense(
+                    &l.pp("mlp"),
+                    "gate_proj",
+                    config.intermediate_size,
+                    h,
+                    false,
+                )?,
+                up: dense(&l.pp("mlp"), "up_proj", config.intermediate_size, h, false)?,
+                down: dense(
+                    &l.pp("mlp"),
+                    "down_proj",
+                    h,
+                    config.intermediate_size,
+                    false,
+                )?,
+            },
+            cache: KvCache::new(),
+        });
+    }
+    let lm_head = if config.tie_embeddings || !vb.contains_tensor("lm_head.weight") {
+        Proj::Dense {
+            weight: embed.clone(),
+            bias: None,
+        }
+    } else {
+        dense(&vb, "lm_head", config.vocab_size, h, false)?
+    };
+    Ok(Decoder {
+        config: config.clone(),
+        embed: Embedding::Dense(embed),
+        layers,
+        norm: norm(&m, "norm")?,
+        lm_head,
+        rope: Rope::new(
+            config.rope_theta,
+            d,
+            INITIAL_POSITIONS.min(config.max_position.max(1)),
+            config.rope_interleaved,
+            dtype,
+            device,
+        )?,
+        device: device.clone(),
+        dtype,
+    })
+}
+
+/// Loads a GGUF model. Quantized matrices stay quantized; norms, biases and activations are f32.
+pub fn load_gguf<R: std::io::Read + std::io::Seek>(
+    config: &ModelConfig,
+    content: &gguf_file::Content,
+    reader: &mut R,
+    device: &Device,
+) -> Result<Decoder> {
+    let mut qtensor = |name: &str| content.tensor(reader, name, device);
+    let mut layers = Vec::with_capacity(config.layers);
+    let eps = config.rms_norm_eps as f32;
+    let embed = Arc::new(qtensor("token_embd.weight")?);
+    let has = |name: &str| content.tensor_infos.contains_key(name);
+    for i in 0..config.layers {
+        let p = format!("blk.{i}");
+        let mut proj = |name: &str| -> Result<Proj> {
+            let weight = QMatMul::from_qtensor(qtensor(&format!("{p}.{name}.weight"))?)?;
+            let bias_name = format!("{p}.{name}.bias");
+            let bias = if has(&bias_name) {
+                Some(qtensor(&bias_name)?.dequantize(device)?)
+            } else {
+                None
+            };
+            Ok(Proj::Quant { weight, bias })
+        };
+        let q = proj("attn_q")?;
+        let k = proj("attn_k")?;
+        let v = proj("attn_v")?;
+        let o = proj("attn_output")?;
+        let gate = proj("ffn_gate")?;
+        let up = proj("ffn_up")?;
+        let down = proj("ffn_down")?;
+        let attn_norm = RmsNorm {
+            weight: qtensor(&format!("{p}.attn_norm.weight"))?.dequantize(device)?,
+            eps,
+        };
+        let mlp_norm = RmsNorm {
+            weight: qtensor(&format!("{p}.ffn_norm.weight"))?.dequantize(device)?,
+            eps,
+        };
+        layers.push(Layer {
+            attn_norm,
+            attn: Attention {
+                q,
+                k,
+                v,
+                o,
+                heads: config.heads,
+                kv_heads: config.kv_heads,
+                head_dim: config.head_dim,
+            },
+            mlp_norm,
+            mlp: Mlp { gate, up, down },
+            cache: KvCache::new(),
+        });
+    }
+    let norm = RmsNorm {
+        weight: qtensor("output_norm.weight")?.dequantize(device)?,
+        eps,
+    };
+    let lm_head = if has("output.weight") {
+        Proj::Quant {
+            weight: QMatMul::from_qtensor(qtensor("output.weight")?)?,
+            bias: None,
+        }
+    } else {
+        Proj::Quant {
+            weight: QMatMul::from_arc(embed.clone())?,
+            bias: None,
+        }
+    };
+    Ok(Decoder {
+        config: config.clone(),
+        embed: Embedding::Quant(QMatMul::from_arc(embed)?),
+        layers,
+        norm,
+        lm_head,
+        rope: Rope::new(
+            config.rope_theta,
+            config.head_dim,
+            INITIAL_POSITIONS.min(config.max_position.max(1)),
+            config.rope_interleaved,
+            DType::F32,
+            device,
+        )?,
+        device: device.clone(),
+        dtype: DType::F32,
+    })
+}

@@ -1,0 +1,234 @@
+//! The decoder that runs Qwen2 and Llama judges, from safetensors or GGUF.
+//!
+//! This is the project's own model code rather than candle-transformers' `qwen2` /
+//! `quantized_*`: those build RoPE tables in the model dtype (long prompts drift in bf16),
+//! pass no causal mask to a multi-token forward after the first (so chunked prefill is wrong),
+//! and grow the KV cache with a `Tensor::cat` per token. Here RoPE is built in f32, every
+//! multi-token forward is masked causally against what is cached (chunked prefill equals
+//! single-pass prefill), the cache is written in place, and grouped-query attention reads
+//! each key/value head once instead of materialising `repeat_kv` copies.
+
+mod layers;
+mod load;
+
+use candle_core::{DType, Device, Result, Tensor};
+use layers::{causal_mask, softmax_f32, KvCache, Mlp, Proj, RmsNorm, Rope};
+
+pub use load::{load_gguf, load_safetensors};
+
+use super::config::ModelConfig;
+
+/// The token embedding: a dense table, or a quantized one whose rows are dequantized on use.
+#[derive(Debug, Clone)]
+enum Embedding {
+    Dense(Tensor),
+    Quant(candle_core::quantized::QMatMul),
+}
+
+impl Embedding {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(table) => {
+                let (b, s) = ids.dims2()?;
+                table
+                    .index_select(&ids.flatten_all()?, 0)?
+                    .reshape((b, s, ()))
+            }
+            Embedding::Quant(q) => q.embedding(ids),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    mlp_norm: RmsNorm,
+    mlp: Mlp,
+    cache: KvCache,
+}
+
+impl Layer {
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        start: usize,
+        rope: &Rope,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let h = self.attn_norm.forward(x)?;
+        let h = self.attention(&h, start, rope, mask)?;
+        let x = (x + h)?;
+        let h = self.mlp.forward(&self.mlp_norm.forward(&x)?)?;
+        x + h
+    }
+
+    fn attention(
+        &mut self,
+        x: &Tensor,
+        start: usize,
+        rope: &Rope,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let a = &self.attn;
+        let (b, seq, _) = x.dims3()?;
+        let heads = |p: &Proj, n: usize| -> Result<Tensor> {
+            p.forward(x)?
+                .reshape((b, seq, n, a.head_dim))?
+                .transpose(1, 2)
+        };
+        let q = rope.apply(&heads(&a.q, a.heads)?, start)?;
+        let k = rope.apply(&heads(&a.k, a.kv_heads)?, start)?;
+        let v = heads(&a.v, a.kv_heads)?;
+        let (k, v) = self.cache.append(&k, &v)?;
+        let total = k.dim(2)?;
+        let group = a.heads / a.kv_heads;
+        // Query heads that share a kv head are adjacent, so (b, heads, seq, d) regroups as
+        // (b, kv_heads, group*seq, d) and attends to each cached kv head directly.
+        let scale = 1.0 / (a.head_dim as f64).sqrt();
+        let q = (q * scale)?.reshape((b, a.kv_heads, group * seq, a.head_dim))?;
+        let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((b, a.kv_heads, group, seq, total))?
+                .broadcast_add(mask)?
+                .reshape((b, a.kv_heads, group * seq, total))?,
+            None => scores,
+        };
+        let probs = softmax_f32(&scores)?;
+        let out = probs.matmul(&v)?; // (b, kv_heads, group*seq, d)
+        let out = out
+            .reshape((b, a.heads, seq, a.head_dim))?
+            .transpose(1, 2)?
+            .reshape((b, seq, a.heads * a.head_dim))?;
+        a.o.forward(&out)
+    }
+}
+
+/// A loaded decoder with its KV cache: one sequence at a time.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    config: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Proj,
+    rope: Rope,
+    device: Device,
+    /// The dtype activations and the KV cache use.
+    dtype: DType,
+}
+
+impl Decoder {
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Tokens in the cache: the position the next token will take.
+    pub fn position(&self) -> usize {
+        self.layers.first().map(|l| l.cache.len()).unwrap_or(0)
+    }
+
+    /// Forgets the sequence (keeps the cache's memory for the next one).
+    pub fn reset(&mut self) {
+        for layer in &mut self.layers {
+            layer.cache.reset();
+        }
+    }
+
+    /// Rewinds the sequence to its first `len` tokens.
+    pub fn truncate(&mut self, len: usize) {
+        for layer in &mut self.layers {
+            layer.cache.truncate(len);
+        }
+    }
+
+    /// Frees the cache's memory.
+    pub fn clear_cache(&mut self) {
+        for layer in &mut self.layers {
+            layer.cache.clear();
+        }
+    }
+
+    /// Allocates cache and RoPE tables for `tokens` positions up front, so a generation of
+    /// known length never reallocates mid-stream (and an out-of-memory shows before it starts).
+    pub fn reserve(&mut self, tokens: usize) -> Result<()> {
+        self.rope.reserve(tokens)?;
+        let (kv, d) = (self.config.kv_heads, self.config.head_dim);
+        for layer in &mut self.layers {
+            layer
+                .cache
+                .reserve(tokens, kv, d, self.dtype, &self.device)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `tokens` after what is cached and returns the f32 logits of the last one.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let hidden = self.hidden(tokens)?;
+        let last = hidden.narrow(1, tokens.len() - 1, 1)?;
+        self.lm_head
+            .forward(&last)?
+            .flatten_all()?
+            .to_dtype(DType::F32)
+    }
+
+    /// Runs `tokens` after what is cached and returns f32 logits for every one, (len, vocab):
+    /// for teacher-forced comparisons.
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let hidden = self.hidden(tokens)?;
+        let (_, s, h) = hidden.dims3()?;
+        self.lm_head
+            .forward(&hidden.reshape((1, s, h))?)?
+            .reshape((s, ()))?
+            .to_dtype(DType::F32)
+    }
+
+    fn hidden(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        if tokens.is_empty() {
+            candle_core::bail!("forward needs at least one token");
+        }
+        if let Some(bad) = tokens
+            .iter()
+            .find(|t| **t as usize >= self.config.vocab_size)
+        {
+            candle_core::bail!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                self.config.vocab_size
+            );
+        }
+        let start = self.position();
+        let seq = tokens.len();
+        self.rope.reserve(start + seq)?;
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
+        let mask = if seq > 1 {
+            Some(causal_mask(seq, start, self.dtype, &self.device)?)
+        } else {
+            None
+        };
+        for layer in &mut self.layers {
+            x = layer.forward(&x, start, &self.rope, mask.as_ref())?;
+        }
+        self.norm.forward(&x)
+    }
+}

