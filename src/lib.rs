@@ -8,6 +8,8 @@ pub mod cli;
 pub mod critique;
 pub mod dataset;
 pub mod engine;
+#[cfg(feature = "gui")]
+pub mod gui;
 pub mod journal;
 pub mod metrics;
 pub mod moj;

@@ -28,9 +28,14 @@ pub use open::{open_reviewed, Reviewed};
                   Everything Arbiter produces about a dataset (human decisions, new judgments) goes to a \
                   journal beside it, DATASET.arbiter-journal.jsonl; the dataset itself is never modified."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Open this dataset in the app (with no subcommand and no dataset, the app opens the
+    /// bundled demo dataset).
+    #[arg(value_name = "DATASET")]
+    pub dataset: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,10 +191,19 @@ pub struct ExportArgs {
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let Some(command) = cli.command else {
-        use clap::CommandFactory;
-        Cli::command().print_help()?;
-        println!();
-        return Ok(0);
+        #[cfg(feature = "gui")]
+        {
+            crate::gui::run(cli.dataset)?;
+            return Ok(0);
+        }
+        #[cfg(not(feature = "gui"))]
+        {
+            let _ = cli.dataset;
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            println!("\n\nThis build has no desktop app: rebuild with the `gui` feature (on by default).");
+            return Ok(0);
+        }
     };
     match command {
         Command::Inspect(a) => inspect::run(a),

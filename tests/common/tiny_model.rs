@@ -250,3 +250,129 @@ pub fn write(dir: &Path) {
     )
     .expect("generation config");
 }
+
+/// A "scripted" tiny Qwen2: real files, real tokenizer, real decoder, but weights chosen so
+/// that greedy decoding writes exactly `script` (then ends its turn), whatever the prompt.
+///
+/// How: every piece of the script is its own vocabulary entry, the embedding is one-hot,
+/// attention and MLP outputs are zero (so the last hidden state is the current token's
+/// one-hot), and `lm_head` maps each piece to the next one. The first piece follows the
+/// newline that opens the assistant turn. Pieces must be distinct.
+pub fn write_scripted(dir: &Path, script: &[&str]) {
+    std::fs::create_dir_all(dir).expect("model dir");
+    let base = vocab();
+    let mut tok = tokenizer_json();
+    let mut added: Vec<serde_json::Value> = tok["added_tokens"].as_array().expect("added").clone();
+    let first_piece = base.len() + SPECIALS.len();
+    for (i, piece) in script.iter().enumerate() {
+        added.push(
+            json!({"id": first_piece + i, "content": piece, "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": false, "special": false}),
+        );
+    }
+    tok["added_tokens"] = serde_json::Value::Array(added);
+    let vocab = first_piece + script.len();
+    let hidden = vocab.div_ceil(HEADS) * HEADS;
+    let head_dim = hidden / HEADS;
+    let im_end = base.len() + 2;
+    let newline = byte_chars()[b'\n' as usize].to_string();
+    let newline_id = base
+        .iter()
+        .position(|t| *t == newline)
+        .expect("newline token");
+    let mut next = vec![im_end; vocab];
+    next[newline_id] = first_piece;
+    for i in 0..script.len() {
+        next[first_piece + i] = if i + 1 < script.len() {
+            first_piece + i + 1
+        } else {
+            im_end
+        };
+    }
+    let dev = Device::Cpu;
+    let zeros = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &dev).expect("zeros");
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let eye: Vec<f32> = (0..vocab * hidden)
+        .map(|k| if k / hidden == k % hidden { 1.0 } else { 0.0 })
+        .collect();
+    tensors.insert(
+        "model.embed_tokens.weight".into(),
+        Tensor::from_vec(eye, (vocab, hidden), &dev).expect("embed"),
+    );
+    let mut head = vec![0f32; vocab * hidden];
+    for (t, n) in next.iter().enumerate() {
+        head[n * hidden + t] = 1.0;
+    }
+    tensors.insert(
+        "lm_head.weight".into(),
+        Tensor::from_vec(head, (vocab, hidden), &dev).expect("lm_head"),
+    );
+    for i in 0..LAYERS {
+        let p = format!("model.layers.{i}");
+        for (name, shape) in [
+            ("self_attn.q_proj.weight", vec![HEADS * head_dim, hidden]),
+            ("self_attn.q_proj.bias", vec![HEADS * head_dim]),
+            ("self_attn.k_proj.weight", vec![KV_HEADS * head_dim, hidden]),
+            ("self_attn.k_proj.bias", vec![KV_HEADS * head_dim]),
+            ("self_attn.v_proj.weight", vec![KV_HEADS * head_dim, hidden]),
+            ("self_attn.v_proj.bias", vec![KV_HEADS * head_dim]),
+            ("self_attn.o_proj.weight", vec![hidden, HEADS * head_dim]),
+            ("mlp.gate_proj.weight", vec![INTERMEDIATE, hidden]),
+            ("mlp.up_proj.weight", vec![INTERMEDIATE, hidden]),
+            ("mlp.down_proj.weight", vec![hidden, INTERMEDIATE]),
+        ] {
+            tensors.insert(format!("{p}.{name}"), zeros(&shape));
+        }
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            tensors.insert(
+                format!("{p}.{norm}.weight"),
+                Tensor::ones(hidden, DType::F32, &dev).expect("ones"),
+            );
+        }
+    }
+    tensors.insert(
+        "model.norm.weight".into(),
+        Tensor::ones(hidden, DType::F32, &dev).expect("ones"),
+    );
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).expect("weights");
+    let config = json!({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+        "hidden_size": hidden, "intermediate_size": INTERMEDIATE,
+        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+        "num_key_value_heads": KV_HEADS, "vocab_size": vocab,
+        "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+        "tie_word_embeddings": false, "eos_token_id": im_end, "hidden_act": "silu"
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).expect("tokenizer");
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        json!({"chat_template": CHAT_TEMPLATE, "eos_token": "<|im_end|>"}).to_string(),
+    )
+    .expect("tokenizer config");
+}
+
+/// A CompassJudger-2 critique cut into distinct pieces, long enough to stream over many
+/// tokens: the script `write_scripted` models use in the GUI and demo tests.
+pub fn cj2_script() -> Vec<String> {
+    let mut pieces = vec!["{\"User's Demand\": \"".to_string()];
+    let fields = [
+        ("Strengths of Model A", "A"),
+        ("Weaknesses of Model A", "B"),
+        ("Strengths of Model B", "C"),
+        ("Weaknesses of Model B", "D"),
+        ("Reasoning", "E"),
+    ];
+    let words = |tag: &str, pieces: &mut Vec<String>| {
+        for w in 0..12 {
+            pieces.push(format!("{tag}word{w} "));
+        }
+    };
+    words("demand", &mut pieces);
+    for (key, tag) in fields {
+        pieces.push(format!("\", \"{key}\": \""));
+        words(tag, &mut pieces);
+    }
+    pieces.push("\", \"Choice\": \"Model B\"}".to_string());
+    pieces
+}

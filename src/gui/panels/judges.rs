@@ -1,0 +1,294 @@
+//! What the judges said about the current item: one card per judgment (verdict, strength, the
+//! critique as structured fields when the output has them, raw text on demand), the panel's
+//! consensus, and the "Run a judge" box whose critique streams in field by field.
+
+use crate::critique::{Critique, CritiqueParser};
+use crate::dataset::Judgment;
+use crate::engine::catalogue;
+use crate::engine::device::DeviceChoice;
+use crate::gui::runner::Runner;
+use crate::gui::session::Session;
+use crate::gui::settings::Settings;
+use crate::gui::theme;
+use crate::prompts::Library;
+use crate::verdict::OutputFormat;
+use std::collections::HashSet;
+
+#[derive(Default)]
+pub struct Judges {
+    /// Cards showing their raw output, by (item, judge, swapped).
+    raw: HashSet<(String, String, bool)>,
+    templates: Option<Vec<String>>,
+}
+
+/// Draws the fields of a critique with their state marks.
+pub fn critique_fields(ui: &mut egui::Ui, critique: &Critique) {
+    for f in critique.fields.iter().filter(|f| !f.superseded) {
+        ui.horizontal_wrapped(|ui| {
+            ui.label(theme::field_mark(f.state))
+                .on_hover_text(format!("{:?}", f.state));
+            ui.strong(&f.key);
+        });
+        if !f.text.is_empty() {
+            ui.label(&f.text);
+        }
+    }
+}
+
+impl Judges {
+    /// Returns true when Run was pressed.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        session: &mut Session,
+        runner: &mut Runner,
+        settings: &mut Settings,
+    ) -> bool {
+        let mut run = false;
+        egui::ScrollArea::vertical()
+            .id_salt("judges")
+            .auto_shrink(false)
+            .show(ui, |ui| {
+                run = self.run_box(ui, runner, settings);
+                ui.separator();
+                let Some(index) = session.current else {
+                    return;
+                };
+                let item = session.review.items()[index].clone();
+                let consensus = session.review.consensus()[index].clone();
+                ui.horizontal(|ui| {
+                    ui.heading("Judges");
+                    ui.label(format!("({})", item.judgments.len()));
+                });
+                ui.horizontal_wrapped(|ui| {
+                    ui.label("Consensus:");
+                    ui.label(theme::outcome_text(
+                        consensus.outcome.map_or("none", |o| o.label()),
+                        consensus.outcome,
+                    ));
+                    ui.label(format!(
+                        "votes A {} · B {} · tie {}",
+                        consensus.counts.a, consensus.counts.b, consensus.counts.tie
+                    ));
+                });
+                for d in &consensus.disputes {
+                    ui.colored_label(theme::DISPUTE, describe_dispute(d));
+                }
+                if item.judgments.is_empty() {
+                    ui.label(egui::RichText::new("No judgments yet: run a judge above.").weak());
+                }
+                for (n, j) in item.judgments.iter().enumerate() {
+                    ui.push_id(n, |ui| self.card(ui, &item.id, j));
+                }
+            });
+        run
+    }
+
+    fn card(&mut self, ui: &mut egui::Ui, item: &str, j: &Judgment) {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.horizontal_wrapped(|ui| {
+                ui.strong(&j.judge);
+                if j.swapped {
+                    ui.label(egui::RichText::new("B/A order").small()).on_hover_text(
+                        "judged with the responses swapped; the verdict is shown for the item's own A and B",
+                    );
+                }
+                match j.verdict {
+                    Some(v) => {
+                        ui.label(theme::outcome_text(v.label(), Some(v.outcome)));
+                    }
+                    None => {
+                        ui.colored_label(theme::DISPUTE, "no verdict");
+                    }
+                }
+            });
+            if let Some(p) = &j.problem {
+                ui.label(egui::RichText::new(format!("{p:?}")).small().color(theme::DISPUTE));
+            }
+            if let Some(output) = &j.output {
+                let mut parser = CritiqueParser::new(OutputFormat::Auto);
+                parser.feed(output.as_bytes());
+                let critique = parser.finish();
+                critique_fields(ui, &critique);
+                let key = (item.to_string(), j.judge.clone(), j.swapped);
+                let mut show_raw = self.raw.contains(&key);
+                if ui.toggle_value(&mut show_raw, "raw output").changed() {
+                    if show_raw {
+                        self.raw.insert(key.clone());
+                    } else {
+                        self.raw.remove(&key);
+                    }
+                }
+                if show_raw {
+                    ui.add(egui::TextEdit::multiline(&mut output.as_str()).code_editor().desired_width(f32::INFINITY));
+                }
+            }
+        });
+    }
+
+    fn run_box(&mut self, ui: &mut egui::Ui, runner: &mut Runner, settings: &mut Settings) -> bool {
+        let mut run = false;
+        ui.heading("Run a judge");
+        egui::Grid::new("run").num_columns(2).show(ui, |ui| {
+            let label = ui.label("Model");
+            ui.horizontal(|ui| {
+                ui.add(egui::TextEdit::singleline(&mut settings.model).desired_width(220.0))
+                    .labelled_by(label.id)
+                    .on_hover_text(
+                        "a catalogue name, a hub id owner/name, a model folder or a .gguf file",
+                    );
+                egui::ComboBox::new("catalogue", "catalogue")
+                    .selected_text("pick")
+                    .show_ui(ui, |ui| {
+                        for e in catalogue::CATALOGUE {
+                            ui.selectable_value(
+                                &mut settings.model,
+                                e.repo.to_string(),
+                                e.short_name,
+                            );
+                        }
+                    });
+                if ui.small_button("file…").clicked() {
+                    if let Some(p) = rfd::FileDialog::new()
+                        .add_filter("GGUF", &["gguf"])
+                        .pick_file()
+                    {
+                        settings.model = p.display().to_string();
+                    }
+                }
+            });
+            ui.end_row();
+            ui.label("");
+            let templates = self.templates.get_or_insert_with(|| {
+                Library::load()
+                    .map(|l| {
+                        l.list()
+                            .into_iter()
+                            .filter(|t| t.kind == crate::prompts::TemplateKind::Pairwise)
+                            .map(|t| t.name)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+            egui::ComboBox::new("template", "template")
+                .selected_text(settings.template.clone())
+                .show_ui(ui, |ui| {
+                    for t in templates.iter() {
+                        ui.selectable_value(&mut settings.template, t.clone(), t);
+                    }
+                });
+            ui.end_row();
+            ui.label("");
+            egui::ComboBox::new("device", "device")
+                .selected_text(settings.device.clone())
+                .show_ui(ui, |ui| {
+                    for d in DeviceChoice::built() {
+                        ui.selectable_value(&mut settings.device, d.to_string(), d);
+                    }
+                });
+            ui.end_row();
+            let label = ui.label("Max new tokens");
+            ui.add(egui::DragValue::new(&mut settings.max_new_tokens).range(16..=8192))
+                .labelled_by(label.id);
+            ui.end_row();
+        });
+        ui.horizontal(|ui| {
+            if runner.is_busy() {
+                if ui.button("Stop (Esc)").clicked() {
+                    runner.stop();
+                }
+            } else if ui.button("Run on this item (r)").clicked() {
+                run = true;
+            }
+            if let Some(info) = &runner.loaded {
+                ui.label(
+                    egui::RichText::new(format!(
+                        "{} · {} · {}",
+                        info.name, info.precision, info.device
+                    ))
+                    .small(),
+                );
+            }
+        });
+        if let Some(load) = &runner.loading {
+            match load.fraction() {
+                Some(f) => {
+                    ui.add(egui::ProgressBar::new(f).text(load.describe()));
+                }
+                None => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label(load.describe());
+                    });
+                }
+            }
+        }
+        if let Some(active) = &runner.active {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.horizontal_wrapped(|ui| {
+                    ui.strong(active.judge());
+                    ui.label(format!("on {}", active.item));
+                    ui.spinner();
+                    let rate = active
+                        .rate()
+                        .map_or("…".to_string(), |r| format!("{r:.1} tok/s"));
+                    ui.label(format!(
+                        "{} prompt tokens · {rate} · {:.1} s",
+                        active.prompt_tokens,
+                        active.elapsed_s()
+                    ));
+                    if active.stopping {
+                        ui.label("stopping…");
+                    }
+                });
+                let critique = active.critique();
+                critique_fields(ui, critique);
+                if let Some(v) = critique.verdict {
+                    ui.horizontal(|ui| {
+                        ui.label("Verdict:");
+                        ui.label(theme::outcome_text(v.label(), Some(v.outcome)));
+                    });
+                }
+            });
+        } else if let Some(last) = &runner.last {
+            let verdict = last
+                .verdict
+                .map_or("no verdict".to_string(), |v| v.label().to_string());
+            let saved = if last.saved {
+                "saved to the journal"
+            } else {
+                "not saved"
+            };
+            ui.label(format!(
+                "{} on {}: {verdict}, {} tokens at {:.1} tok/s ({}), {saved}",
+                last.judge,
+                last.item,
+                last.tokens,
+                last.tokens_per_s,
+                last.finish.label()
+            ));
+        }
+        run
+    }
+}
+
+fn describe_dispute(d: &crate::moj::DisputeReason) -> String {
+    use crate::moj::DisputeReason;
+    match d {
+        DisputeReason::NoMajority { counts } => format!(
+            "no majority (A {} · B {} · tie {})",
+            counts.a, counts.b, counts.tie
+        ),
+        DisputeReason::Missing { judges } => format!("no verdict yet from {}", judges.join(", ")),
+        DisputeReason::Unparseable { judges } => format!(
+            "unreadable verdict from {}",
+            judges
+                .iter()
+                .map(|u| u.judge.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
