@@ -16,6 +16,7 @@ const SHIPPED: &[&str] = &[
     "arena-5way",
     "pointwise-10",
     "critique",
+    "judgerbench-v2",
 ];
 
 fn response(model: &str, text: &str) -> Response {
@@ -81,7 +82,10 @@ fn every_shipped_template_loads_with_a_consistent_header() {
                 assert!(!p.contains("answer"), "{name}");
                 assert!(matches!(
                     t.output(),
-                    OutputFormat::Cj2Json | OutputFormat::Brackets | OutputFormat::Arena5
+                    OutputFormat::Cj2Json
+                        | OutputFormat::Brackets
+                        | OutputFormat::Arena5
+                        | OutputFormat::JudgerBench
                 ));
             }
             TemplateKind::Pointwise => {
@@ -100,6 +104,7 @@ fn every_shipped_template_loads_with_a_consistent_header() {
     assert_eq!(expect("cj2-quick"), OutputFormat::Cj2Json);
     assert_eq!(expect("pairwise-ab"), OutputFormat::Brackets);
     assert_eq!(expect("arena-5way"), OutputFormat::Arena5);
+    assert_eq!(expect("judgerbench-v2"), OutputFormat::JudgerBench);
     assert!(lib.list().iter().all(|i| i.source == Source::Embedded));
 }
 
@@ -200,6 +205,47 @@ fn quick_and_bracket_prompts_keep_their_literal_formats() {
     assert!(render("pointwise-10").contains("Rating: [["));
     let critique = render("critique");
     assert!(!critique.contains("[[") && !critique.contains("Choice"));
+}
+
+#[test]
+fn judgerbench_prompt_follows_the_item_language_and_category() {
+    let t = library().get("judgerbench-v2").expect("shipped").clone();
+    assert_eq!(t.languages(), vec!["zh"]);
+    let en = t
+        .render(&single_turn(), &RenderOptions::default())
+        .expect("renders");
+    assert!(en.contains("knowledge-based QA") && en.ends_with("\"winner\":\"B\"}"));
+    let mut zh = single_turn();
+    zh.language = Some("cn".into());
+    zh.category = Some("Code_and_AI".into());
+    let zh = t.render(&zh, &RenderOptions::default()).expect("renders");
+    assert!(zh.contains("代码和AI相关的问题") && zh.ends_with("\"胜者\":\"B\"}"));
+    assert!(zh.contains("ALPHA: 100") && !zh.contains("winner"));
+    // JudgerBenchV2 has no criterion for other categories: say so rather than guess.
+    let mut other = single_turn();
+    other.category = Some("Math".into());
+    let err = t
+        .render(&other, &RenderOptions::default())
+        .expect_err("no criterion for Math");
+    assert!(err.to_string().contains("Math"), "{err}");
+}
+
+#[test]
+fn a_user_template_can_have_one_body_per_language() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::write(
+        dir.path().join("two-tongues.txt"),
+        "kind: pairwise\noutput: brackets\ndescription: both\n---\nEN {question} {answer_a} {answer_b}\n--- language: fr\nFR {question} {answer_a} {answer_b}\n",
+    )
+    .expect("write");
+    let lib = Library::with_user_dir(Some(dir.path())).expect("loads");
+    let t = lib.get("two-tongues").expect("added");
+    let mut item = single_turn();
+    let en = t.render(&item, &RenderOptions::default()).expect("renders");
+    item.language = Some("fr-CA".into());
+    let fr = t.render(&item, &RenderOptions::default()).expect("renders");
+    assert!(en.starts_with("EN What is") && en.ends_with("about 90 degrees."));
+    assert!(fr.starts_with("FR What is") && fr.ends_with("about 90 degrees.\n"));
 }
 
 #[test]

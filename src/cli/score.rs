@@ -3,7 +3,9 @@
 
 use super::table::Table;
 use super::{open::open_reviewed_with, ScoreArgs};
-use crate::metrics::judgerbench::{GroundTruth, JudgeScore, JudgerbenchOptions, Quirks};
+use crate::metrics::judgerbench::{
+    GroundTruth, GtSource, JudgeScore, JudgerbenchOptions, JudgerbenchReport, Quirks,
+};
 use crate::metrics::{AccuracyOptions, Report, ScoreOptions, TiePolicy, UnparsedPolicy};
 use crate::moj::LabelPolicy;
 use std::collections::BTreeMap;
@@ -147,38 +149,7 @@ pub fn render(r: &Report) -> String {
     out.push_str(&t.render());
 
     if let Some(jb) = &r.judgerbench {
-        let o = &jb.options;
-        let _ = writeln!(
-            out,
-            "\nJudgerBenchV2 (ground truth {:?}, quirks {:?}, base model {})",
-            o.ground_truth, o.quirks, o.base_model
-        );
-        for j in &jb.judges {
-            out.push_str(&judgerbench_table(j));
-        }
-        if jb.judges.len() > 1 {
-            let mut t = Table::new([
-                "judge",
-                "accuracy",
-                "rank diff",
-                "score diff",
-                "normalized",
-                "final",
-            ]);
-            for j in &jb.judges {
-                let m = &j.mean;
-                t.row([
-                    j.judge.clone(),
-                    pct(m.accuracy),
-                    pct(m.rank_diff),
-                    pct(m.score_diff),
-                    pct(m.normalized_diff),
-                    pct(m.final_score),
-                ]);
-            }
-            let _ = writeln!(out, "\nmean over categories");
-            out.push_str(&t.render());
-        }
+        out.push_str(&judgerbench_section(jb));
     }
 
     if r.judges.len() > 1 {
@@ -292,6 +263,85 @@ pub fn render(r: &Report) -> String {
     out
 }
 
+/// The JudgerBenchV2 section: each judge's table by category, then, for several judges, the
+/// paper's summary (one row per judge, each column's mean over the categories) and the final
+/// score of every judge in every category.
+fn judgerbench_section(jb: &JudgerbenchReport) -> String {
+    let mut out = String::new();
+    let o = &jb.options;
+    let _ = writeln!(
+        out,
+        "\nJudgerBenchV2 (ground truth {}, quirks {}, base model {})",
+        match o.ground_truth {
+            GroundTruth::R1 => "r1",
+            GroundTruth::Moj => "moj",
+        },
+        match o.quirks {
+            Quirks::Reference => "reference",
+            Quirks::Intended => "intended",
+        },
+        o.base_model
+    );
+    let _ = writeln!(
+        out,
+        "final = (accuracy - normalized + 100) / 2; normalized = 100 * mean over models of (|rank diff| / (n - 1) + |win diff| / max |win diff|)"
+    );
+    for j in &jb.judges {
+        out.push_str(&judgerbench_table(j));
+    }
+    if jb.judges.len() > 1 {
+        let mut t = Table::new([
+            "judge",
+            "accuracy",
+            "rank diff",
+            "score diff",
+            "normalized",
+            "final",
+            "categories",
+        ]);
+        for j in &jb.judges {
+            let m = &j.mean;
+            t.row([
+                j.judge.clone(),
+                pct(m.accuracy),
+                pct(m.rank_diff),
+                pct(m.score_diff),
+                pct(m.normalized_diff),
+                pct(m.final_score),
+                format!("{}/{}", m.categories, j.categories.len()),
+            ]);
+        }
+        let _ = writeln!(
+            out,
+            "\nJudgerBenchV2 summary: mean over the scored categories"
+        );
+        out.push_str(&t.render());
+
+        let mut t = Table::new(
+            std::iter::once("category".to_string())
+                .chain(jb.judges.iter().map(|j| j.judge.clone())),
+        );
+        let names: Vec<&str> = jb.judges[0]
+            .categories
+            .iter()
+            .map(|c| c.category.as_str())
+            .collect();
+        for name in names {
+            let row = std::iter::once(name.to_string()).chain(jb.judges.iter().map(|j| {
+                pct(j
+                    .categories
+                    .iter()
+                    .find(|c| c.category == name)
+                    .and_then(|c| c.final_score))
+            }));
+            t.row(row);
+        }
+        let _ = writeln!(out, "\nJudgerBenchV2 final score per category");
+        out.push_str(&t.render());
+    }
+    out
+}
+
 /// A judge's JudgerBenchV2 table: one row per category and the mean, like the paper's
 /// Appendix B.
 fn judgerbench_table(j: &JudgeScore) -> String {
@@ -315,8 +365,8 @@ fn judgerbench_table(j: &JudgeScore) -> String {
             pct(c.final_score),
             format!("{}/{}", c.parsed, c.items),
             match c.gt_source {
-                crate::metrics::judgerbench::GtSource::R1Table => "r1 table".into(),
-                crate::metrics::judgerbench::GtSource::Tally => "tally".to_string(),
+                GtSource::R1Table => "r1 table".to_string(),
+                GtSource::Tally => "tally".to_string(),
             },
         ]);
     }
@@ -402,9 +452,12 @@ mod tests {
         for needle in [
             "4 items, 4 with a final label (A 2, B 2, tie 0)",
             "Accuracy against the final labels",
-            "JudgerBenchV2 (ground truth R1, quirks Intended",
+            "JudgerBenchV2 (ground truth r1, quirks intended",
             "Code_and_AI",
             "mean (2)",
+            "final = (accuracy - normalized + 100) / 2",
+            "JudgerBenchV2 summary: mean over the scored categories",
+            "JudgerBenchV2 final score per category",
             "Cohen's kappa",
             "Fleiss' kappa of the panel (x, y)",
             "Position consistency",

@@ -9,6 +9,9 @@
 //! - Sides: the reference seeds Python's `random` with 0 and shuffles fifty 0s and fifty 1s;
 //!   record `idx` uses entry `idx % 100` of that list (the reference repeats it ten times):
 //!   0 puts the base (reference) model's answer in A, 1 puts the tested model's answer in A.
+//!   Past 1,000 records the reference raises `IndexError`; Arbiter keeps repeating the list
+//!   (so a file that concatenates category files of a multiple of 100 records each keeps
+//!   every record's side, though not its per-file id).
 //! - Gold: the side whose model is named by `r1_gt` (DeepSeek-R1's choice); `None` when
 //!   neither side's model has that name (the reference would count that as B; `meta` keeps the
 //!   raw record so the metrics can follow it).

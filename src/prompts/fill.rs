@@ -70,9 +70,10 @@ fn answer_block(response: &Response) -> String {
 const HISTORY_HEADING: &str = "The conversation so far, before the question below:";
 
 impl Template {
-    /// Renders the prompt for one item. Fails, naming the placeholder and the template, when
-    /// the item cannot fill a placeholder the prompt shows (a `{criterion}` for a category the
-    /// header does not cover, a `{category}` on an item without one...).
+    /// Renders the prompt for one item, from the body for its language (see `template.rs`).
+    /// Fails, naming the placeholder and the template, when the item cannot fill a placeholder
+    /// the prompt shows (a `{criterion}` for a category the header does not cover, a
+    /// `{category}` on an item without one...).
     pub fn render(&self, item: &Item, opts: &RenderOptions) -> Result<String, PromptError> {
         let preference = opts.preference.as_deref().map(str::trim).unwrap_or("");
         if !preference.is_empty() && self.kind != TemplateKind::Pairwise {
@@ -136,7 +137,9 @@ impl Template {
             };
             v
         };
-        let mut out = self.body.render_with(&mut value).map_err(|e| match e {
+        let body = self.body_for(item.language.as_deref());
+        let names = body.names();
+        let mut out = body.render_with(&mut value).map_err(|e| match e {
             super::text::TextError::Missing { placeholder } => PromptError::Unfilled {
                 template: self.name.clone(),
                 item: item.id.clone(),
@@ -149,7 +152,7 @@ impl Template {
             },
         })?;
 
-        if !self.uses("preference") && !preference.is_empty() {
+        if !names.contains("preference") && !preference.is_empty() {
             if !out.ends_with('\n') {
                 out.push('\n');
             }
@@ -158,7 +161,7 @@ impl Template {
             out.push('\n');
         }
         let earlier = earlier_turns(item);
-        if !self.uses("conversation") && !earlier.is_empty() {
+        if !names.contains("conversation") && !earlier.is_empty() {
             out = format!(
                 "{HISTORY_HEADING}\n\n{}\n\n{out}",
                 conversation_text(earlier)
@@ -365,6 +368,39 @@ mod tests {
             .render(&no_user, &RenderOptions::default())
             .expect_err("no question");
         assert!(err.to_string().contains("{question}"), "{err}");
+    }
+
+    #[test]
+    fn the_body_follows_the_item_language_with_its_own_layout_rules() {
+        let t = template(
+            "kind: pairwise\noutput: judgerbench\ncriteria.en.*: Be fair.\ncriteria.zh.*: 公平。\n---\n{criterion} Q: {question} {answer_a} {answer_b}{#preference}\n[{preference}]{/preference}\n--- language: zh\n{criterion} 问: {question} {answer_a} {answer_b}",
+        );
+        let mut it = item(vec![Message::new("user", "q")]);
+        let render = |it: &Item, opts: &RenderOptions| t.render(it, opts).expect("renders");
+        let plain = RenderOptions::default();
+        it.language = Some("en".into());
+        assert_eq!(render(&it, &plain), "Be fair. Q: q answer one answer two");
+        it.language = None;
+        let err = t
+            .render(&it, &plain)
+            .expect_err("no criterion without a language");
+        assert!(err.to_string().contains("{criterion}"), "{err}");
+        it.language = Some("cn".into());
+        assert_eq!(render(&it, &plain), "公平。 问: q answer one answer two");
+        // The preference goes where the chosen body puts it, else at its end.
+        let pref = RenderOptions {
+            preference: Some("P.".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            render(&it, &pref),
+            "公平。 问: q answer one answer two\n\nP.\n"
+        );
+        it.language = Some("en".into());
+        assert_eq!(
+            render(&it, &pref),
+            "Be fair. Q: q answer one answer two\n[P.]"
+        );
     }
 
     #[test]

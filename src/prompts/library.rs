@@ -25,6 +25,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../prompts/pointwise-10.txt"),
     ),
     ("critique", include_str!("../../prompts/critique.txt")),
+    (
+        "judgerbench-v2",
+        include_str!("../../prompts/judgerbench-v2.txt"),
+    ),
 ];
 
 /// The environment variable that points at a prompts directory instead of the config one.

@@ -2,7 +2,8 @@
 //! the user's prompts directory) and their rendering for an `Item`.
 //!
 //! - `text`: the template language (`{placeholder}`, `{#section}...{/section}`, `{{`/`}}`).
-//! - `template`: one template file, its header and the checks made when it is loaded.
+//! - `template`: one template file, its header, its bodies (one per language where it has
+//!   several) and the checks made when it is loaded.
 //! - `criteria`: per-language, per-category criterion sentences behind `{criterion}`.
 //! - `fill`: what each placeholder shows for an item, and the conversation layout.
 //! - `preference`: ready-made style preferences for pairwise templates.

@@ -12,8 +12,14 @@
 //!
 //! A line starting with `#` is a comment, and so is `#...` after the value of `name`, `kind`
 //! and `output` (descriptions and criteria may contain `#`).
+//!
+//! Per-language bodies: a body line `--- language: <code>` ends the body before it and starts
+//! the body for items of that language (compared as criteria compare languages, so `zh` also
+//! serves `cn` and `zh-CN`). The first body serves every other language and items without one.
+//! The line break before such a line belongs to it, not to the body it ends, so a body can end
+//! without one (as a benchmark's prompt may have to). Each body is checked on its own.
 
-use super::criteria::Criteria;
+use super::criteria::{language_key, Criteria};
 use super::text::Body;
 use super::PromptError;
 use crate::verdict::OutputFormat;
@@ -119,7 +125,11 @@ pub struct Template {
     pub(crate) output: OutputFormat,
     pub(crate) description: String,
     pub(crate) criteria: Criteria,
+    /// The first body: for items whose language has no body of its own.
     pub(crate) body: Body,
+    /// `(language key, body)` for each `--- language: <code>` section, in file order.
+    pub(crate) localized: Vec<(String, Body)>,
+    /// The placeholders and section names of every body.
     pub(crate) placeholders: BTreeSet<String>,
     /// The file as it was read, for `arbiter prompts show`.
     pub(crate) source_text: String,
@@ -201,9 +211,33 @@ impl Template {
             )));
         }
 
-        let body = Body::parse(body_text).map_err(|e| bad(format!("in the prompt text: {e}")))?;
-        let placeholders = body.names();
-        check_placeholders(kind, &placeholders, &criteria).map_err(bad)?;
+        let mut body = None;
+        let mut localized: Vec<(String, Body)> = Vec::new();
+        let mut placeholders = BTreeSet::new();
+        for (language, text) in split_bodies(body_text).map_err(bad)? {
+            let what = match &language {
+                None => "the prompt text".to_string(),
+                Some(l) => format!("the prompt text for language {l}"),
+            };
+            let parsed = Body::parse(text).map_err(|e| bad(format!("in {what}: {e}")))?;
+            let names = parsed.names();
+            check_placeholders(kind, &names, &criteria)
+                .map_err(|e| bad(format!("in {what}: {e}")))?;
+            placeholders.extend(names);
+            match language {
+                None => body = Some(parsed),
+                Some(l) => {
+                    let key = language_key(&l);
+                    if localized.iter().any(|(k, _)| *k == key) {
+                        return Err(bad(format!(
+                            "`--- language: {l}` is given twice; keep one prompt per language"
+                        )));
+                    }
+                    localized.push((key, parsed));
+                }
+            }
+        }
+        let body = body.expect("split_bodies always yields the first body");
         Ok(Template {
             name: name.to_string(),
             kind,
@@ -211,6 +245,7 @@ impl Template {
             description,
             criteria,
             body,
+            localized,
             placeholders,
             source_text: text.to_string(),
         })
@@ -243,8 +278,22 @@ impl Template {
         &self.placeholders
     }
 
+    /// Whether any of the template's bodies uses this placeholder or section.
     pub fn uses(&self, placeholder: &str) -> bool {
         self.placeholders.contains(placeholder)
+    }
+
+    /// The languages that have a body of their own (`--- language: <code>`), as keys (`zh`).
+    pub fn languages(&self) -> Vec<&str> {
+        self.localized.iter().map(|(l, _)| l.as_str()).collect()
+    }
+
+    /// The body for an item of this language: its own, else the first.
+    pub(crate) fn body_for(&self, language: Option<&str>) -> &Body {
+        language
+            .map(language_key)
+            .and_then(|key| self.localized.iter().find(|(l, _)| *l == key))
+            .map_or(&self.body, |(_, b)| b)
     }
 }
 
@@ -258,6 +307,47 @@ fn split_header(text: &str) -> Option<(&str, &str)> {
         start += line.len();
     }
     None
+}
+
+/// The language a body line `--- language: <code>` starts a body for, if it is one.
+fn language_line(line: &str) -> Option<&str> {
+    let rest = line.trim_end().strip_prefix("---")?.trim_start();
+    let code = rest
+        .strip_prefix("language")?
+        .trim_start()
+        .strip_prefix(':')?;
+    Some(code.trim())
+}
+
+/// Splits the text after the header into its bodies: the first (language `None`), then one per
+/// `--- language: <code>` line. The line break before such a line is not part of the body it
+/// ends.
+fn split_bodies(text: &str) -> Result<Vec<(Option<String>, &str)>, String> {
+    let mut bodies = Vec::new();
+    let mut language: Option<String> = None;
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some(code) = language_line(line.trim_end_matches(['\n', '\r'])) {
+            if code.is_empty() || code == "*" || code.contains(char::is_whitespace) {
+                return Err(format!(
+                    "{:?}: name one language after `--- language:` (for instance zh); the first prompt serves all others",
+                    line.trim_end()
+                ));
+            }
+            let before = &text[start..offset];
+            let before = before
+                .strip_suffix('\n')
+                .map(|b| b.strip_suffix('\r').unwrap_or(b))
+                .unwrap_or(before);
+            bodies.push((language.take(), before));
+            language = Some(code.to_string());
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    bodies.push((language, &text[start..]));
+    Ok(bodies)
 }
 
 fn check_placeholders(
@@ -332,7 +422,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn parsing_any_file_never_panics(text in "(kind: pairwise\n|output: brackets\n|name: t\n|criteria\\.[a-z*]{0,2}\\.[A-Za-z*& ]{0,4}: x\n|---\n|\\{[#/]?[a-z_]{1,9}\\}|[^\n]{0,8}\n){0,12}") {
+        fn parsing_any_file_never_panics(text in "(kind: pairwise\n|output: brackets\n|name: t\n|criteria\\.[a-z*]{0,2}\\.[A-Za-z*& ]{0,4}: x\n|---\n|--- language: ?[a-z*]{0,3}\r?\n|\\{[#/]?[a-z_]{1,9}\\}|[^\n]{0,8}\n){0,12}") {
             let _ = Template::parse("t", "t.txt", &text);
         }
     }
@@ -385,6 +475,71 @@ mod tests {
             "kind: critique\noutput: critique\n---\n{question} {answer} {answer_a}",
         );
         invalid("bad", "kind: pointwise\noutput: pointwise\n---\n{question}");
+    }
+
+    const BILINGUAL: &str = "kind: pairwise\noutput: judgerbench\n---\nEN {question} {answer_a} {answer_b}\n---\nstill EN\n--- language: zh\nZH {question} {answer_a} {answer_b}\n";
+
+    #[test]
+    fn per_language_bodies_are_split_at_their_lines() {
+        let t = Template::parse("t", "t.txt", BILINGUAL).expect("valid");
+        assert_eq!(t.languages(), vec!["zh"]);
+        let render = |b: &Body| {
+            b.render_with(&mut |name| Some(format!("<{name}>")))
+                .expect("renders")
+        };
+        // A plain `---` line in a body is text; the line break before `--- language:` is not.
+        assert_eq!(
+            render(t.body_for(None)),
+            "EN <question> <answer_a> <answer_b>\n---\nstill EN"
+        );
+        assert_eq!(
+            render(t.body_for(Some("zh"))),
+            "ZH <question> <answer_a> <answer_b>\n"
+        );
+        for same in ["cn", "zh-CN", "ZH"] {
+            assert_eq!(t.body_for(Some(same)), t.body_for(Some("zh")), "{same}");
+        }
+        assert_eq!(t.body_for(Some("fr")), t.body_for(None));
+        // CRLF files: the separator takes `\r\n`.
+        let crlf = BILINGUAL.replace('\n', "\r\n");
+        let t = Template::parse("t", "t.txt", &crlf).expect("valid");
+        assert!(render(t.body_for(None)).ends_with("still EN"));
+        assert!(Template::parse("t", "t.txt", PAIRWISE)
+            .expect("valid")
+            .languages()
+            .is_empty());
+    }
+
+    #[test]
+    fn every_language_body_is_checked_on_its_own() {
+        let msg = invalid(
+            "bad",
+            "kind: pairwise\noutput: brackets\n---\n{question} {answer_a} {answer_b}\n--- language: zh\n{question} {answer_a}",
+        );
+        assert!(
+            msg.contains("language zh") && msg.contains("{answer_b}"),
+            "{msg}"
+        );
+        let msg = invalid(
+            "bad",
+            "kind: pairwise\noutput: brackets\n---\n{question} {answer_a} {answer_b}\n--- language: zh\n{question} {answer_a} {answer_b}\n--- language: cn\n{question} {answer_a} {answer_b}",
+        );
+        assert!(msg.contains("twice"), "{msg}");
+        for code in ["", "*", "zh en"] {
+            let msg = invalid(
+                "bad",
+                &format!("kind: pairwise\noutput: brackets\n---\n{{question}} {{answer_a}} {{answer_b}}\n--- language: {code}\n{{question}} {{answer_a}} {{answer_b}}"),
+            );
+            assert!(msg.contains("--- language:"), "{code:?}: {msg}");
+        }
+        let msg = invalid(
+            "bad",
+            "kind: pairwise\noutput: judgerbench\ncriteria.*.*: c\n---\n{criterion} {question} {answer_a} {answer_b}\n--- language: zh\n{question} {answer_a} {answer_b}",
+        );
+        assert!(
+            msg.contains("language zh") && msg.contains("{criterion}"),
+            "{msg}"
+        );
     }
 
     #[test]

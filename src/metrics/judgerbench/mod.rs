@@ -21,9 +21,9 @@
 //!
 //! | case | `Reference` | `Intended` |
 //! |---|---|---|
-//! | a tested model with no wins from the judge | drops out of the judge's side: n shrinks, and max\|ΔW\| zips two name-sorted lists by position | ranked with 0 wins; max\|ΔW\| over each model's own pair |
-//! | max\|ΔW\| = 0 (the judge's counts equal the ground truth's) | raises ZeroDivisionError: no score | win term 0 |
-//! | one model counted (n − 1 = 0) | raises ZeroDivisionError: no score | rank term 0 |
+//! | a tested model with no wins from the judge | drops out of the judge's side: n shrinks, and max\|ΔW\| zips two name-sorted lists by position | ranked with 0 wins; max\|ΔW\| over each model's own pair; a warning gives the reference's normalized_diff |
+//! | max\|ΔW\| = 0 (the judge's counts equal the ground truth's) | raises ZeroDivisionError: no score | win term 0 (warned) |
+//! | one model counted (n − 1 = 0) | raises ZeroDivisionError: no score | rank term 0 (warned) |
 //! | no tested model won (incl. no parsed verdict) | raises ValueError (`max()` of nothing): no score | drift over zero wins; no parsed verdict: no accuracy, no final score |
 //! | the judge gave wins to a model the ground truth lacks | raises KeyError: no score | that model has 0 ground-truth wins |
 //! | R1's table lists models absent from the items | the ground truth is ranked over all ten | only the models in the items count (warned) |
@@ -395,12 +395,37 @@ fn score_category(
         if let Some(d) = &d {
             if d.models == 1 {
                 warnings.push(format!(
-                    "{category}: one tested model only; its rank term counts as 0"
+                    "{category}: one tested model only; its rank term counts as 0 (OpenCompass's evaluator raises ZeroDivisionError here)"
                 ));
             }
             if d.max_score_diff == 0 {
-                warnings.push(format!("{category}: the judge's win counts equal the ground truth's; the win term counts as 0"));
+                warnings.push(format!("{category}: the judge's win counts equal the ground truth's; the win term counts as 0 (OpenCompass's evaluator raises ZeroDivisionError here)"));
             }
+        }
+        // Say where OpenCompass's own numbers would differ, so that a user comparing the two
+        // knows why (the table above documents each case).
+        let dropped: Vec<&str> = wins
+            .iter()
+            .filter(|(_, &w)| w == 0)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        if !dropped.is_empty() && s.parsed > 0 {
+            let present: BTreeMap<String, usize> = wins
+                .iter()
+                .filter(|(_, &w)| w > 0)
+                .map(|(m, w)| (m.clone(), *w))
+                .collect();
+            let theirs = match drift::reference(&present, &gt) {
+                Ok(r) => format!(
+                    "would report normalized_diff {:.6} (max|ΔW| {}) instead",
+                    r.normalized_diff, r.max_score_diff
+                ),
+                Err(e) => format!("raises here ({e})"),
+            };
+            warnings.push(format!(
+                "{category}: {} had no wins from this judge; OpenCompass's evaluator drops such models and {theirs}; Arbiter counts them with 0 wins (--quirks reference reproduces OpenCompass)",
+                dropped.join(", ")
+            ));
         }
         d
     };
