@@ -52,12 +52,18 @@ def main():
         ids = llm.tokenize(text.encode(), add_bos=False, special=False)
     ids = ids[: args.prompt_tokens]
 
+    import numpy as np
+
+    def last_logits():
+        # Without logits_all, llama.cpp keeps only the last position's logits.
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
     def once():
         llm.reset()
         start = time.perf_counter()
         llm.eval(ids)
         prefill = time.perf_counter() - start
-        scores = llm.scores[llm.n_tokens - 1]
+        scores = last_logits()
         first = None
         for _ in range(args.new_tokens):
             tok = int(scores.argmax())
@@ -65,7 +71,7 @@ def main():
                 first = time.perf_counter()
                 ttft = first - start
             llm.eval([tok])
-            scores = llm.scores[llm.n_tokens - 1]
+            scores = last_logits()
         decode = time.perf_counter() - first
         return prefill * 1000, ttft * 1000, (args.new_tokens - 1) / decode if decode > 0 else 0.0
 

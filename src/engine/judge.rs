@@ -7,7 +7,7 @@ use super::sampling::SamplingParams;
 use crate::critique::{Critique, CritiqueParser};
 use crate::dataset::{Item, Judgment, Problem, Provenance};
 use crate::prompts::{PromptError, RenderOptions, Template};
-use crate::verdict::{Order, OutputFormat};
+use crate::verdict::{self, Order, OutputFormat, ParseError};
 use serde_json::{json, Map, Value};
 
 /// Who judges and how: the same spec gives the same judge name and settings key.
@@ -54,6 +54,8 @@ impl JudgeSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JudgeTask {
     pub item: String,
+    /// The item's language, for formats whose verdict key depends on it (JudgerBenchV2).
+    pub language: Option<String>,
     pub order: Order,
     /// The prompt text before the chat template.
     pub prompt: String,
@@ -74,6 +76,7 @@ impl JudgeTask {
         };
         Ok(JudgeTask {
             item: item.id.clone(),
+            language: item.language.clone(),
             order,
             prompt: template.render(item, &opts)?,
             output: template.output(),
@@ -112,21 +115,39 @@ pub fn conclude(
     let mut parser = task.parser();
     parser.feed(generation.text.as_bytes());
     let critique = parser.finish();
-    let verdict = critique.verdict.map(|v| task.order.to_item(v));
-    let problem = match (&verdict, critique.score) {
-        (None, None) if task.output != OutputFormat::Critique => {
-            let mut why = if critique.problems.is_empty() {
-                "no verdict in the output".to_string()
-            } else {
-                critique.problems.join("; ")
-            };
-            if generation.finish == super::generate::FinishReason::Length {
-                why.push_str(" (generation hit max_new_tokens: raise --max-new-tokens)");
-            }
-            Some(Problem::Unreadable(why))
+    let cut_off = generation.finish == super::generate::FinishReason::Length;
+    let hint = |mut why: String| {
+        if cut_off {
+            why.push_str(" (generation hit max_new_tokens: raise --max-new-tokens)");
         }
-        _ => None,
+        why
     };
+    let (as_judged, problem) = if task.output == OutputFormat::JudgerBench {
+        // The benchmark's own reading, so scores match OpenCompass: the last `"winner"` (or
+        // `"胜者"` for Chinese items) wins, and a letter other than A/B is a wrong answer.
+        let chinese = task.language.as_deref().is_some_and(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("cn") || l.starts_with("zh")
+        });
+        match verdict::parse_judgerbench(&generation.text, chinese) {
+            Ok(v) => (Some(v), None),
+            Err(ParseError::OutOfScale(letter)) => (None, Some(Problem::OutOfScale(letter))),
+            Err(e) => (None, Some(Problem::Unreadable(hint(e.to_string())))),
+        }
+    } else {
+        let problem = match (&critique.verdict, critique.score) {
+            (None, None) if task.output != OutputFormat::Critique => {
+                Some(Problem::Unreadable(hint(if critique.problems.is_empty() {
+                    "no verdict in the output".to_string()
+                } else {
+                    critique.problems.join("; ")
+                })))
+            }
+            _ => None,
+        };
+        (critique.verdict, problem)
+    };
+    let verdict = as_judged.map(|v| task.order.to_item(v));
     let judgment = Judgment {
         judge: spec.judge_name(),
         verdict,
@@ -170,5 +191,95 @@ pub fn conclude(
         judgment,
         critique,
         run,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::generate::{FinishReason, Timing};
+    use crate::verdict::Verdict;
+
+    fn run(output: OutputFormat, language: &str, order: Order, text: &str) -> JudgeOutcome {
+        let spec = JudgeSpec {
+            model: "m".into(),
+            template: "t".into(),
+            preference: None,
+            sampling: SamplingParams::default(),
+        };
+        let task = JudgeTask {
+            item: "q1".into(),
+            language: Some(language.into()),
+            order,
+            prompt: String::new(),
+            output,
+        };
+        let generation = Generation {
+            text: text.into(),
+            tokens: vec![],
+            finish: FinishReason::Stop,
+            timing: Timing::default(),
+        };
+        let info = ModelInfo {
+            name: "m".into(),
+            source: "m".into(),
+            family: "qwen2",
+            device: "cpu".into(),
+            precision: "f32".into(),
+            parameters: 0,
+            layers: 0,
+            max_context: 0,
+            load_seconds: 0.0,
+        };
+        conclude(&spec, "k", &task, &generation, &info)
+    }
+
+    #[test]
+    fn judgerbench_outputs_are_read_as_the_benchmark_reads_them() {
+        let two = r#"{"analysis": "x", "winner": "A"} then {"analysis": "y", "winner": "B"}"#;
+        let o = run(OutputFormat::JudgerBench, "en", Order::Original, two);
+        assert_eq!(
+            o.judgment.verdict,
+            Some(Verdict::B),
+            "the last match counts"
+        );
+        let swapped = run(OutputFormat::JudgerBench, "en", Order::Swapped, two);
+        assert_eq!(
+            swapped.judgment.verdict,
+            Some(Verdict::A),
+            "mapped back to the item's order"
+        );
+        let cn = run(
+            OutputFormat::JudgerBench,
+            "cn",
+            Order::Original,
+            r#"{"winner": "A"}"#,
+        );
+        assert_eq!(
+            cn.judgment.verdict, None,
+            "a Chinese item is read by its 胜者 key"
+        );
+        let cn = run(
+            OutputFormat::JudgerBench,
+            "cn",
+            Order::Original,
+            r#"{"分析": "好", "胜者": "A"}"#,
+        );
+        assert_eq!(cn.judgment.verdict, Some(Verdict::A));
+        let c = run(
+            OutputFormat::JudgerBench,
+            "en",
+            Order::Original,
+            r#"{"winner": "C"}"#,
+        );
+        assert_eq!(c.judgment.problem, Some(Problem::OutOfScale("C".into())));
+        let cj2 = run(
+            OutputFormat::Cj2Json,
+            "en",
+            Order::Original,
+            r#"{"Reasoning": "r", "Choice": "Model B"}"#,
+        );
+        assert_eq!(cj2.judgment.verdict, Some(Verdict::B));
+        assert_eq!(cj2.run["critique"]["Reasoning"], "r");
     }
 }

@@ -15,6 +15,12 @@ pub(crate) enum Proj {
         weight: QMatMul,
         bias: Option<Tensor>,
     },
+    /// Q4_0 / Q4_1 / Q8_0 on the CPU through the project's own kernels (candle's Q4_1 path
+    /// is scalar and its thread pool spins; see `quant`).
+    Fast {
+        weight: super::quant::QuantMatrix,
+        bias: Option<Tensor>,
+    },
 }
 
 impl Proj {
@@ -32,6 +38,7 @@ impl Proj {
                 (y, bias)
             }
             Proj::Quant { weight, bias } => (weight.forward(x)?, bias),
+            Proj::Fast { weight, bias } => (weight.forward(x)?, bias),
         };
         match bias {
             Some(b) => y.broadcast_add(b),

@@ -2,6 +2,7 @@
 //! (llama.cpp's names), onto a device.
 
 use super::layers::{KvCache, Mlp, Proj, RmsNorm, Rope};
+use super::quant::QuantMatrix;
 use super::{Attention, Decoder, Embedding, Layer};
 use crate::engine::config::ModelConfig;
 use candle_core::quantized::{gguf_file, QMatMul};
@@ -123,14 +124,26 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
     for i in 0..config.layers {
         let p = format!("blk.{i}");
         let mut proj = |name: &str| -> Result<Proj> {
-            let weight = QMatMul::from_qtensor(qtensor(&format!("{p}.{name}.weight"))?)?;
+            let q = qtensor(&format!("{p}.{name}.weight"))?;
             let bias_name = format!("{p}.{name}.bias");
             let bias = if has(&bias_name) {
                 Some(qtensor(&bias_name)?.dequantize(device)?)
             } else {
                 None
             };
-            Ok(Proj::Quant { weight, bias })
+            match QuantMatrix::from_qtensor(&q)? {
+                Some(weight) => {
+                    tracing::trace!(
+                        "{p}.{name}: {} through the project's kernels",
+                        weight.dtype_name()
+                    );
+                    Ok(Proj::Fast { weight, bias })
+                }
+                None => Ok(Proj::Quant {
+                    weight: QMatMul::from_qtensor(q)?,
+                    bias,
+                }),
+            }
         };
         let q = proj("attn_q")?;
         let k = proj("attn_k")?;

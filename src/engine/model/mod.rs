@@ -10,6 +10,7 @@
 
 mod layers;
 mod load;
+pub(crate) mod quant;
 
 use candle_core::{DType, Device, Result, Tensor};
 use layers::{causal_mask, softmax_f32, KvCache, Mlp, Proj, RmsNorm, Rope};
