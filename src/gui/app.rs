@@ -471,7 +471,7 @@ impl ArbiterApp {
                     .fill(ui.visuals().error_fg_color.gamma_multiply(0.15))
                     .inner_margin(6.0)
                     .show(ui, |ui| {
-                        ui.horizontal(|ui| {
+                        ui.horizontal_wrapped(|ui| {
                             ui.colored_label(
                                 ui.visuals().error_fg_color,
                                 egui::RichText::new("!").strong(),

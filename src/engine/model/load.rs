@@ -180,16 +180,19 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
         weight: qtensor("output_norm.weight")?.dequantize(device)?,
         eps,
     };
-    let lm_head = if has("output.weight") {
-        Proj::Quant {
-            weight: QMatMul::from_qtensor(qtensor("output.weight")?)?,
-            bias: None,
-        }
+    // The output projection is the largest matrix (vocab x hidden): it takes the fast kernels
+    // too when its type has them (often Q8_0, or the tied Q8_0 embedding).
+    let head = if has("output.weight") {
+        Arc::new(qtensor("output.weight")?)
     } else {
-        Proj::Quant {
-            weight: QMatMul::from_arc(embed.clone())?,
+        embed.clone()
+    };
+    let lm_head = match QuantMatrix::from_qtensor(&head)? {
+        Some(weight) => Proj::Fast { weight, bias: None },
+        None => Proj::Quant {
+            weight: QMatMul::from_arc(head)?,
             bias: None,
-        }
+        },
     };
     Ok(Decoder {
         config: config.clone(),
