@@ -155,21 +155,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
 pub fn describe(c: &Consensus) -> String {
     c.disputes
         .iter()
-        .map(|d| match d {
-            DisputeReason::NoMajority { counts } => format!(
-                "no majority (A {}, B {}, tie {})",
-                counts.a, counts.b, counts.tie
-            ),
-            DisputeReason::Missing { judges } => format!("missing: {}", judges.join(", ")),
-            DisputeReason::Unparseable { judges } => format!(
-                "unreadable: {}",
-                judges
-                    .iter()
-                    .map(|u| u.judge.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })
+        .map(DisputeReason::describe)
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -50,6 +50,28 @@ pub struct ModelInfo {
     pub load_seconds: f64,
 }
 
+impl ModelInfo {
+    fn new(
+        name: String,
+        source: String,
+        config: &ModelConfig,
+        device: DeviceChoice,
+        precision: String,
+    ) -> ModelInfo {
+        ModelInfo {
+            name,
+            source,
+            family: config.family.name(),
+            device: device.to_string(),
+            precision,
+            parameters: config.architecture().parameters(),
+            layers: config.layers,
+            max_context: config.max_position,
+            load_seconds: 0.0,
+        }
+    }
+}
+
 /// A model ready to generate.
 pub struct LoadedModel {
     pub decoder: Decoder,
@@ -173,17 +195,13 @@ pub fn load_dir(
         dir.join("generation_config.json").as_path(),
     );
     Ok(LoadedModel {
-        info: ModelInfo {
-            name: name.clone(),
-            source: dir.display().to_string(),
-            family: config.family.name(),
-            device: opts.device.to_string(),
-            precision: dtype_name.name().to_string(),
-            parameters: config.architecture().parameters(),
-            layers: config.layers,
-            max_context: config.max_position,
-            load_seconds: 0.0,
-        },
+        info: ModelInfo::new(
+            name.clone(),
+            dir.display().to_string(),
+            &config,
+            opts.device,
+            dtype_name.name().to_string(),
+        ),
         decoder,
         tokenizer,
         template,
@@ -273,17 +291,13 @@ pub fn load_gguf_file(
         .map_err(|e| EngineError::compute(format!("loading the tensors of {name}"), e))?;
     let stop_ids = stop_ids(&config, &tokenizer, template.as_ref(), Path::new(""));
     Ok(LoadedModel {
-        info: ModelInfo {
+        info: ModelInfo::new(
             name,
-            source: path.display().to_string(),
-            family: config.family.name(),
-            device: opts.device.to_string(),
+            path.display().to_string(),
+            &config,
+            opts.device,
             precision,
-            parameters: config.architecture().parameters(),
-            layers: config.layers,
-            max_context: config.max_position,
-            load_seconds: 0.0,
-        },
+        ),
         decoder,
         tokenizer,
         template,

@@ -154,6 +154,25 @@ pub enum DisputeReason {
 }
 
 impl DisputeReason {
+    /// The reason for people: `no majority (A 1, B 1, tie 0)`, `missing: j3`, `unreadable: j2`.
+    pub fn describe(&self) -> String {
+        match self {
+            DisputeReason::NoMajority { counts } => format!(
+                "no majority (A {}, B {}, tie {})",
+                counts.a, counts.b, counts.tie
+            ),
+            DisputeReason::Missing { judges } => format!("missing: {}", judges.join(", ")),
+            DisputeReason::Unparseable { judges } => format!(
+                "unreadable: {}",
+                judges
+                    .iter()
+                    .map(|u| u.judge.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             DisputeReason::NoMajority { .. } => "no majority",

@@ -72,7 +72,7 @@ impl Judges {
                     ));
                 });
                 for d in &consensus.disputes {
-                    ui.colored_label(theme::DISPUTE, describe_dispute(d));
+                    ui.colored_label(theme::DISPUTE, d.describe());
                 }
                 if item.judgments.is_empty() {
                     ui.label(egui::RichText::new("No judgments yet: run a judge above.").weak());
@@ -271,24 +271,5 @@ impl Judges {
             ));
         }
         run
-    }
-}
-
-fn describe_dispute(d: &crate::moj::DisputeReason) -> String {
-    use crate::moj::DisputeReason;
-    match d {
-        DisputeReason::NoMajority { counts } => format!(
-            "no majority (A {} · B {} · tie {})",
-            counts.a, counts.b, counts.tie
-        ),
-        DisputeReason::Missing { judges } => format!("no verdict yet from {}", judges.join(", ")),
-        DisputeReason::Unparseable { judges } => format!(
-            "unreadable verdict from {}",
-            judges
-                .iter()
-                .map(|u| u.judge.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
