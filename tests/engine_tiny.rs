@@ -43,6 +43,17 @@ fn sampled(n: usize) -> SamplingParams {
     }
 }
 
+/// `n` greedy tokens after `ids`, prefilled in chunks of `chunk`, not stopping at end of turn.
+fn greedy_in_chunks(model: &mut LoadedModel, ids: &[u32], chunk: usize, n: usize) -> Vec<u32> {
+    let mut request = GenerateRequest::new(Prompt::Raw(String::new()), greedy(n));
+    request.prefill_chunk = chunk;
+    request.ignore_stop = true;
+    model
+        .generate_tokens(ids, &request, &never(), &mut |_| {}, Instant::now())
+        .expect("generates")
+        .tokens
+}
+
 fn never() -> AtomicBool {
     AtomicBool::new(false)
 }
@@ -264,15 +275,7 @@ fn chunked_prefill_equals_single_pass() {
     let long = "The first answer explains the loop; the second one uses a built-in. ".repeat(30);
     let ids = prompt_ids(&model, &long);
     assert!(ids.len() > 600, "long prompt of {} tokens", ids.len());
-    let mut run = |chunk: usize| {
-        let mut request = GenerateRequest::new(Prompt::Raw(String::new()), greedy(32));
-        request.prefill_chunk = chunk;
-        request.ignore_stop = true;
-        model
-            .generate_tokens(&ids, &request, &never(), &mut |_| {}, Instant::now())
-            .expect("generates")
-            .tokens
-    };
+    let mut run = |chunk: usize| greedy_in_chunks(&mut model, &ids, chunk, 32);
     let single = run(ids.len());
     assert_eq!(single.len(), 32);
     for chunk in [1, 7, 64, 512] {
@@ -543,15 +546,7 @@ fn a_4000_token_prompt_prefills_in_chunks_exactly_as_in_one_pass() {
     let mut ids = prompt_ids(&model, &text);
     ids.truncate(4000);
     assert_eq!(ids.len(), 4000);
-    let mut run = |chunk: usize| {
-        let mut request = GenerateRequest::new(Prompt::Raw(String::new()), greedy(16));
-        request.prefill_chunk = chunk;
-        request.ignore_stop = true;
-        model
-            .generate_tokens(&ids, &request, &never(), &mut |_| {}, Instant::now())
-            .expect("generates")
-            .tokens
-    };
+    let mut run = |chunk: usize| greedy_in_chunks(&mut model, &ids, chunk, 16);
     assert_eq!(run(512), run(4000));
 }
 

@@ -83,6 +83,10 @@ pub struct Session {
     /// Bumped whenever what the items show may have changed (a decision, a judgment, a new
     /// filter), so views that summarise the whole dataset know when to recompute.
     generation: u64,
+    /// Derived from the items, recomputed by `refilter` rather than on every frame.
+    categories: Vec<String>,
+    judges: Vec<String>,
+    progress: (usize, usize),
 }
 
 impl Session {
@@ -99,6 +103,9 @@ impl Session {
             saved: None,
             note: String::new(),
             generation: 0,
+            categories: Vec::new(),
+            judges: Vec::new(),
+            progress: (0, 0),
         };
         s.refilter();
         s.current = s.visible.first().copied();
@@ -114,20 +121,12 @@ impl Session {
     }
 
     /// The categories present, sorted, for the filter menu.
-    pub fn categories(&self) -> Vec<String> {
-        let mut c: Vec<String> = self
-            .review
-            .items()
-            .iter()
-            .filter_map(|i| i.category.clone())
-            .collect();
-        c.sort();
-        c.dedup();
-        c
+    pub fn categories(&self) -> &[String] {
+        &self.categories
     }
 
-    pub fn judges(&self) -> Vec<String> {
-        crate::metrics::judges(self.review.items())
+    pub fn judges(&self) -> &[String] {
+        &self.judges
     }
 
     pub fn set_filter(&mut self, filter: Filter) {
@@ -140,6 +139,7 @@ impl Session {
     /// "undecided" view does not yank it away mid-thought.
     pub fn refilter(&mut self) {
         self.generation += 1;
+        self.summarise();
         let needle = self.filter.search.to_lowercase();
         let items = self.review.items();
         let consensus = self.review.consensus();
@@ -279,11 +279,19 @@ impl Session {
         Ok(())
     }
 
-    /// "37 of 212 disputes decided".
+    /// "37 of 212 disputes decided": (decided, disputes).
     pub fn progress(&self) -> (usize, usize) {
+        self.progress
+    }
+
+    fn summarise(&mut self) {
         let items = self.review.items();
-        let mut disputes = 0;
-        let mut decided = 0;
+        let mut categories: Vec<String> = items.iter().filter_map(|i| i.category.clone()).collect();
+        categories.sort();
+        categories.dedup();
+        self.categories = categories;
+        self.judges = crate::metrics::judges(items);
+        let (mut decided, mut disputes) = (0, 0);
         for (i, c) in self.review.consensus().iter().enumerate() {
             if c.is_dispute() {
                 disputes += 1;
@@ -292,6 +300,6 @@ impl Session {
                 }
             }
         }
-        (decided, disputes)
+        self.progress = (decided, disputes);
     }
 }

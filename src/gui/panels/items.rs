@@ -54,7 +54,7 @@ impl ItemList {
                     ui.selectable_value(&mut filter.judge_disagrees, None, "any judge");
                     for j in judges {
                         let label = format!("{j} disagrees with the label");
-                        ui.selectable_value(&mut filter.judge_disagrees, Some(j), label);
+                        ui.selectable_value(&mut filter.judge_disagrees, Some(j.clone()), label);
                     }
                 });
             let search = ui.add(

@@ -14,11 +14,18 @@ use crate::prompts::Library;
 use crate::verdict::OutputFormat;
 use std::collections::HashSet;
 
+/// A judgment's critique with the output length it was parsed from.
+type ParsedOutput = (usize, Critique);
+
 #[derive(Default)]
 pub struct Judges {
     /// Cards showing their raw output, by (item, judge, swapped).
     raw: HashSet<(String, String, bool)>,
     templates: Option<Vec<String>>,
+    /// The parsed critiques of the item on screen, by judgment index: parsing every output on
+    /// every frame would cost more than drawing it. Keyed by item and output length, so a new
+    /// item or a new judgment re-parses.
+    parsed: Option<(String, Vec<Option<ParsedOutput>>)>,
 }
 
 /// Draws the fields of a critique with their state marks.
@@ -78,13 +85,30 @@ impl Judges {
                     ui.label(egui::RichText::new("No judgments yet: run a judge above.").weak());
                 }
                 for (n, j) in item.judgments.iter().enumerate() {
-                    ui.push_id(n, |ui| self.card(ui, &item.id, j));
+                    ui.push_id(n, |ui| self.card(ui, &item.id, n, j));
                 }
             });
         run
     }
 
-    fn card(&mut self, ui: &mut egui::Ui, item: &str, j: &Judgment) {
+    fn critique(&mut self, item: &str, index: usize, output: &str) -> &Critique {
+        if self.parsed.as_ref().is_none_or(|(i, _)| i != item) {
+            self.parsed = Some((item.to_string(), Vec::new()));
+        }
+        let (_, list) = self.parsed.as_mut().expect("invariant: set just above");
+        if list.len() <= index {
+            list.resize_with(index + 1, || None);
+        }
+        let slot = &mut list[index];
+        if slot.as_ref().is_none_or(|(len, _)| *len != output.len()) {
+            let mut parser = CritiqueParser::new(OutputFormat::Auto);
+            parser.feed(output.as_bytes());
+            *slot = Some((output.len(), parser.finish()));
+        }
+        &slot.as_ref().expect("invariant: filled just above").1
+    }
+
+    fn card(&mut self, ui: &mut egui::Ui, item: &str, index: usize, j: &Judgment) {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.horizontal_wrapped(|ui| {
@@ -107,10 +131,7 @@ impl Judges {
                 ui.label(egui::RichText::new(format!("{p:?}")).small().color(theme::DISPUTE));
             }
             if let Some(output) = &j.output {
-                let mut parser = CritiqueParser::new(OutputFormat::Auto);
-                parser.feed(output.as_bytes());
-                let critique = parser.finish();
-                critique_fields(ui, &critique);
+                critique_fields(ui, self.critique(item, index, output));
                 let key = (item.to_string(), j.judge.clone(), j.swapped);
                 let mut show_raw = self.raw.contains(&key);
                 if ui.toggle_value(&mut show_raw, "raw output").changed() {
