@@ -20,7 +20,7 @@ definition without Arbiter's code.
 - The mean: each column's plain mean over the categories that have a final score.
 
 Usage: judgerbench_end_to_end.py SPEC.json   (prints JSON)
-SPEC: {"dataset": path, "base_model": str, "judge": str, "panel": [str],
+SPEC: {"dataset": path (a file, or a folder of files read in name order), "base_model": str, "judge": str, "panel": [str],
        "outputs": {judge: [output per record]}, "decisions": {"idx": "A"|"B"|"tie"},
        "gt": "r1"|"moj", "quirks": "reference"|"intended"}
 """
@@ -55,6 +55,13 @@ def read_winner(text, lan):
 
 
 def load(path):
+    """One file, or a folder of one file per category (each placed from its own first record)."""
+    if os.path.isdir(path):
+        rows = []
+        for name in sorted(os.listdir(path)):
+            if name.endswith('.json'):
+                rows.extend(load(os.path.join(path, name)))
+        return rows
     with open(path, encoding='utf-8') as f:
         records = json.load(f)
     sides = placements()

@@ -180,6 +180,51 @@ fn build(seed: u64) -> Case {
     }
 }
 
+/// The same case as a folder of one file per category, as the benchmark ships (`Knowledge.json`,
+/// ...): every record moves to its category's file, so it takes the A/B side of its position
+/// there and the id `{category}/{position}`; outputs and decisions follow their records.
+fn into_folder(case: Case) -> Case {
+    let records: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&case.dataset).expect("read data")).expect("json");
+    let mut files: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (idx, rec) in records.iter().enumerate() {
+        let category = rec["gold"]["category"].as_str().expect("category");
+        files
+            .entry(format!("{category}.json"))
+            .or_default()
+            .push(idx);
+    }
+    let folder = case.dir.path().join("JudgerBenchV2");
+    std::fs::create_dir(&folder).expect("folder");
+    // Record order in the folder: files by name, records in file order.
+    let mut order = Vec::new();
+    for (name, members) in &files {
+        let part: Vec<&Value> = members.iter().map(|&i| &records[i]).collect();
+        std::fs::write(folder.join(name), serde_json::to_vec(&part).expect("json"))
+            .expect("write part");
+        order.extend(members.iter().copied());
+    }
+    // Outputs keep their text; the side each names is read against the folder's placement by
+    // both implementations alike.
+    let outputs = case
+        .outputs
+        .iter()
+        .map(|(&judge, texts)| (judge, order.iter().map(|&i| texts[i].clone()).collect()))
+        .collect();
+    let decisions = order
+        .iter()
+        .enumerate()
+        .filter_map(|(new, old)| case.decisions.get(old).map(|&l| (new, l)))
+        .collect();
+    write_journal(&folder, &outputs, &decisions);
+    Case {
+        dir: case.dir,
+        dataset: folder,
+        outputs,
+        decisions,
+    }
+}
+
 /// Writes the dataset's journal: each output as a judgment read the benchmark's way, then the
 /// human decisions.
 fn write_journal(
@@ -348,86 +393,87 @@ fn arbiter_score_on_a_judgerbench_file_matches_the_formula_per_category_and_over
     }
     let mut coverage: BTreeMap<String, usize> = BTreeMap::new();
     for seed in 1..=12u64 {
-        let case = build(seed);
-        for (gt, quirks) in [
-            ("r1", "reference"),
-            ("r1", "intended"),
-            ("moj", "reference"),
-            ("moj", "intended"),
-        ] {
-            let ours = arbiter_score(&case.dataset, gt, quirks);
-            let theirs = python_score(&case, gt, quirks);
-            let jb = &ours["judgerbench"];
-            assert_eq!(jb["options"]["ground_truth"], gt, "seed {seed}");
-            let judges = jb["judges"].as_array().expect("judges");
-            assert_eq!(judges.len(), 1, "--judge scores one judge");
-            let judge = &judges[0];
-            assert_eq!(judge["judge"], JUDGE);
-            let ours_cats = judge["categories"].as_array().expect("categories");
-            let theirs_cats = theirs["categories"].as_array().expect("categories");
-            let names = |cats: &[Value]| -> Vec<String> {
-                cats.iter()
-                    .map(|c| c["category"].as_str().expect("name").to_string())
-                    .collect()
-            };
-            assert_eq!(names(ours_cats), names(theirs_cats), "seed {seed}");
-            for (o, t) in ours_cats.iter().zip(theirs_cats) {
-                let what = |f: &str| {
-                    format!(
-                        "seed {seed} --gt {gt} --quirks {quirks} {} {f}",
-                        o["category"]
-                    )
-                };
-                assert_eq!(o["gt_source"], t["gt_source"], "{}", what("gt_source"));
-                close(&what("accuracy"), &o["accuracy"], &t["accuracy"]);
-                if let Some(err) = t.get("error") {
-                    let ours_err = o["reference_error"]["error"].as_str().unwrap_or("none");
-                    let class = match ours_err {
-                        "unknown_model" => "KeyError",
-                        "no_wins" => "ValueError",
-                        "single_model" | "zero_max_diff" => "ZeroDivisionError",
-                        other => panic!("{}: Arbiter has {other}, script {err}", what("error")),
-                    };
-                    assert_eq!(class, err, "{}", what("error"));
-                    assert!(o["final_score"].is_null(), "{}", what("final"));
-                    *coverage
-                        .entry(format!("{quirks}: {}", err.as_str().unwrap_or("?")))
-                        .or_default() += 1;
-                    continue;
-                }
-                for f in FIGURES {
-                    close(&what(f), &o[f], &t[f]);
-                }
-                appendix_b(&what("relation"), o);
-                let dropped = o["models"]
-                    .as_array()
-                    .expect("models")
-                    .iter()
-                    .any(|m| m["rank"].is_null());
-                *coverage
-                    .entry(format!(
-                        "{quirks}, {}{}",
-                        t["gt_source"].as_str().expect("source"),
-                        if dropped { ", a model dropped" } else { "" }
-                    ))
-                    .or_default() += 1;
-            }
-            let (om, tm) = (&judge["mean"], &theirs["mean"]);
-            assert_eq!(om["categories"], tm["categories"], "seed {seed} mean count");
-            for f in [
-                "accuracy",
-                "rank_diff",
-                "score_diff",
-                "normalized_diff",
-                "final_score",
+        for case in [build(seed), into_folder(build(seed))] {
+            for (gt, quirks) in [
+                ("r1", "reference"),
+                ("r1", "intended"),
+                ("moj", "reference"),
+                ("moj", "intended"),
             ] {
-                close(
-                    &format!("seed {seed} {gt} {quirks} mean {f}"),
-                    &om[f],
-                    &tm[f],
-                );
+                let ours = arbiter_score(&case.dataset, gt, quirks);
+                let theirs = python_score(&case, gt, quirks);
+                let jb = &ours["judgerbench"];
+                assert_eq!(jb["options"]["ground_truth"], gt, "seed {seed}");
+                let judges = jb["judges"].as_array().expect("judges");
+                assert_eq!(judges.len(), 1, "--judge scores one judge");
+                let judge = &judges[0];
+                assert_eq!(judge["judge"], JUDGE);
+                let ours_cats = judge["categories"].as_array().expect("categories");
+                let theirs_cats = theirs["categories"].as_array().expect("categories");
+                let names = |cats: &[Value]| -> Vec<String> {
+                    cats.iter()
+                        .map(|c| c["category"].as_str().expect("name").to_string())
+                        .collect()
+                };
+                assert_eq!(names(ours_cats), names(theirs_cats), "seed {seed}");
+                for (o, t) in ours_cats.iter().zip(theirs_cats) {
+                    let what = |f: &str| {
+                        format!(
+                            "seed {seed} --gt {gt} --quirks {quirks} {} {f}",
+                            o["category"]
+                        )
+                    };
+                    assert_eq!(o["gt_source"], t["gt_source"], "{}", what("gt_source"));
+                    close(&what("accuracy"), &o["accuracy"], &t["accuracy"]);
+                    if let Some(err) = t.get("error") {
+                        let ours_err = o["reference_error"]["error"].as_str().unwrap_or("none");
+                        let class = match ours_err {
+                            "unknown_model" => "KeyError",
+                            "no_wins" => "ValueError",
+                            "single_model" | "zero_max_diff" => "ZeroDivisionError",
+                            other => panic!("{}: Arbiter has {other}, script {err}", what("error")),
+                        };
+                        assert_eq!(class, err, "{}", what("error"));
+                        assert!(o["final_score"].is_null(), "{}", what("final"));
+                        *coverage
+                            .entry(format!("{quirks}: {}", err.as_str().unwrap_or("?")))
+                            .or_default() += 1;
+                        continue;
+                    }
+                    for f in FIGURES {
+                        close(&what(f), &o[f], &t[f]);
+                    }
+                    appendix_b(&what("relation"), o);
+                    let dropped = o["models"]
+                        .as_array()
+                        .expect("models")
+                        .iter()
+                        .any(|m| m["rank"].is_null());
+                    *coverage
+                        .entry(format!(
+                            "{quirks}, {}{}",
+                            t["gt_source"].as_str().expect("source"),
+                            if dropped { ", a model dropped" } else { "" }
+                        ))
+                        .or_default() += 1;
+                }
+                let (om, tm) = (&judge["mean"], &theirs["mean"]);
+                assert_eq!(om["categories"], tm["categories"], "seed {seed} mean count");
+                for f in [
+                    "accuracy",
+                    "rank_diff",
+                    "score_diff",
+                    "normalized_diff",
+                    "final_score",
+                ] {
+                    close(
+                        &format!("seed {seed} {gt} {quirks} mean {f}"),
+                        &om[f],
+                        &tm[f],
+                    );
+                }
+                appendix_b(&format!("seed {seed} {gt} {quirks} mean"), om);
             }
-            appendix_b(&format!("seed {seed} {gt} {quirks} mean"), om);
         }
     }
     eprintln!("coverage: {coverage:#?}");

@@ -71,7 +71,8 @@ pub enum Command {
 /// How to open a dataset: shared by every subcommand that reads one.
 #[derive(Args, Debug, Clone)]
 pub struct DatasetArgs {
-    /// The dataset file (JSON or JSON Lines, optionally gzip-compressed).
+    /// The dataset file (JSON or JSON Lines, optionally gzip-compressed), or a folder of such
+    /// files read as one dataset (ids become `{file stem}/{id}`).
     pub dataset: PathBuf,
     /// Read the file as this format instead of detecting it.
     #[arg(long, value_enum)]

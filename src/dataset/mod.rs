@@ -2,12 +2,13 @@
 //! import of every supported file format (one submodule per format) and export.
 //!
 //! Loading never touches the network or a model, and never writes to the input file.
-//! `load` reads a file; `load_bytes` does the same from memory. The pipeline is in `loader`
+//! `load` reads a file or a folder of files (`folder`); `load_bytes` does the same from memory. The pipeline is in `loader`
 //! (`read` → `frame` → `detect` → one reader per format); `write_native` exports.
 
 mod arena;
 mod common;
 mod detect;
+mod folder;
 mod frame;
 pub mod judgerbench;
 mod loader;
@@ -17,6 +18,7 @@ pub mod opencompass;
 mod read;
 pub mod rewardbench;
 
+pub use folder::{files as folder_files, load_folder};
 pub use loader::load_bytes;
 pub use native::write_native;
 
@@ -338,6 +340,16 @@ pub enum DatasetError {
     },
     #[error("{path}: every record was unreadable ({count} skipped); is this the right --format?")]
     NothingLoaded { path: PathBuf, count: usize },
+    #[error("the folder {path} holds no dataset files (*.json, *.jsonl, optionally .gz)")]
+    EmptyFolder { path: PathBuf },
+    #[error("the folder {path} mixes formats: {first} is {} but {other} is {}; keep one format per folder", first_format.name(), other_format.name())]
+    MixedFormats {
+        path: PathBuf,
+        first: PathBuf,
+        first_format: Format,
+        other: PathBuf,
+        other_format: Format,
+    },
 }
 
 /// How to load a dataset.
@@ -350,8 +362,11 @@ pub struct LoadOptions {
 }
 
 /// Loads a dataset from a file, detecting its format unless `opts.format` says, reading gzip
-/// transparently.
+/// transparently; a folder loads every dataset file in it as one dataset (`folder`).
 pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Dataset, DatasetError> {
+    if path.is_dir() {
+        return load_folder(path, opts);
+    }
     let bytes = read::read_file(path)?;
     load_bytes(path, &bytes, opts)
 }
