@@ -408,6 +408,7 @@ fn judgment() -> impl Strategy<Value = dataset::Judgment> {
                     None
                 },
                 provenance: Provenance::Dataset,
+                run: Default::default(),
             },
         )
 }

@@ -264,6 +264,7 @@ fn write_journal(
                     swapped: false,
                     problem,
                     provenance: Provenance::Journal,
+                    run: Default::default(),
                 },
                 run: Default::default(),
             }));

@@ -215,14 +215,17 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
     };
     let key = spec.settings_key(&model.info.source, template.source_text());
     let judge_name = spec.judge_name();
+    // Judged already: by this judge with these settings, in the journal or in the file itself
+    // (a dataset that ships judgments with their `run`, as the demo does).
     let done: HashSet<(String, bool)> = review
-        .journal_judgments()
+        .items()
         .iter()
-        .filter(|r| {
-            r.judgment.judge == judge_name
-                && r.run.get("settings_key").and_then(|v| v.as_str()) == Some(key.as_str())
+        .flat_map(|item| item.judgments.iter().map(move |j| (item, j)))
+        .filter(|(_, j)| {
+            j.judge == judge_name
+                && j.run.get("settings_key").and_then(|v| v.as_str()) == Some(key.as_str())
         })
-        .map(|r| (r.item.clone(), r.judgment.swapped))
+        .map(|(item, j)| (item.id.clone(), j.swapped))
         .collect();
 
     let interrupted = interrupt_flag();

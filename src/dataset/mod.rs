@@ -88,6 +88,11 @@ pub struct Judgment {
     pub problem: Option<Problem>,
     #[serde(default)]
     pub provenance: Provenance,
+    /// How the judgment was produced, when known: model, template, sampling, settings key,
+    /// timings, token usage (what `engine::judge::conclude` records). It travels in a native
+    /// file's `run` and in a journal record's own `run`, not inside the judgment's JSON.
+    #[serde(skip)]
+    pub run: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a judgment has no verdict.
@@ -99,6 +104,18 @@ pub enum Problem {
     /// The judge answered, but with a label outside the scale it was given (JudgerBenchV2's
     /// `"winner": "C"`): it counts as answered, and wrong, where the benchmark says so.
     OutOfScale(String),
+}
+
+impl Problem {
+    /// A sentence for people: what went wrong with the judge's answer.
+    pub fn describe(&self) -> String {
+        match self {
+            Problem::Unreadable(why) => format!("no verdict could be read: {why}"),
+            Problem::OutOfScale(label) => {
+                format!("answered {label:?}, outside the scale it was given (counts as wrong)")
+            }
+        }
+    }
 }
 
 impl Judgment {

@@ -4,14 +4,16 @@
 //! {"id": "q1", "category": "math", "language": "en",
 //!  "question": "...",                     // or "conversation": [{"role", "content"}...]
 //!  "model_a": "m1", "response_a": "...", "model_b": "m2", "response_b": "...",
-//!  "judgments": [{"judge": "j", "verdict": "A>B", "output": "...", "swapped": false}],
+//!  "judgments": [{"judge": "j", "verdict": "A>B", "output": "...", "swapped": false,
+//!                  "run": {"model": ..., "template": ..., "sampling": ...}}],
 //!  "gold": "A", "meta": {...}}
 //! ```
 //!
 //! A judgment's `verdict` is in the item's orientation; when it is absent its `output` is read
 //! by the verdict parser (and turned back when `swapped`). Export adds what the model can hold
 //! beyond that: `prior_turns_a`/`prior_turns_b` (side-specific earlier turns) and `problem`
-//! (why a judgment has no verdict), so that a loaded dataset round-trips. Judgments replayed
+//! (why a judgment has no verdict), so that a loaded dataset round-trips. `run` is how the
+//! judgment was produced (as a journal records it), kept as written. Judgments replayed
 //! from a journal are written like any other: a written file is a new dataset.
 
 use super::common::{json_error, malformed, read_output, RecordError};
@@ -70,6 +72,8 @@ struct NativeJudgment<'a> {
     swapped: bool,
     #[serde(default)]
     problem: Option<Problem>,
+    #[serde(default)]
+    run: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Reads one native record.
@@ -157,6 +161,7 @@ fn judgment(j: NativeJudgment<'_>) -> Result<Judgment, RecordError> {
         swapped: j.swapped,
         problem,
         provenance: Provenance::Dataset,
+        run: j.run,
     })
 }
 
@@ -198,6 +203,8 @@ struct OutJudgment<'a> {
     swapped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a Problem>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    run: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// Writes items as native JSON Lines, one item a line, in order. Loading the output gives the
@@ -234,6 +241,7 @@ pub fn write_native<'a, W: Write>(
                     } else {
                         None
                     },
+                    run: &j.run,
                 })
                 .collect(),
             gold: item.gold.map(Outcome::label),

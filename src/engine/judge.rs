@@ -155,6 +155,7 @@ pub fn conclude(
         swapped: task.order.is_swapped(),
         problem,
         provenance: Provenance::Journal,
+        run: Default::default(),
     };
     let mut run = Map::new();
     run.insert("engine".into(), json!("local"));

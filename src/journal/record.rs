@@ -170,6 +170,7 @@ mod tests {
                 swapped: true,
                 problem: None,
                 provenance: Provenance::Journal,
+                run: Default::default(),
             },
             run,
         });

@@ -227,6 +227,7 @@ pub fn apply(replay: &Replay, dataset: &mut Dataset) -> Vec<ReplayWarning> {
         };
         let mut judgment = rec.judgment.clone();
         judgment.provenance = Provenance::Journal;
+        judgment.run = rec.run.clone();
         if !item.judgments.contains(&judgment) {
             item.judgments.push(judgment);
         }

@@ -109,6 +109,7 @@ pub(crate) mod testutil {
                 .is_none()
                 .then(|| Problem::Unreadable("nothing to read".into())),
             provenance: Provenance::Dataset,
+            run: Default::default(),
         }
     }
 

@@ -127,8 +127,11 @@ impl Judges {
                     }
                 }
             });
+            if let Some(run) = run_summary(&j.run) {
+                ui.label(egui::RichText::new(run).small().weak());
+            }
             if let Some(p) = &j.problem {
-                ui.label(egui::RichText::new(format!("{p:?}")).small().color(theme::DISPUTE));
+                ui.label(egui::RichText::new(p.describe()).small().color(theme::DISPUTE));
             }
             if let Some(output) = &j.output {
                 critique_fields(ui, self.critique(item, index, output));
@@ -292,5 +295,65 @@ impl Judges {
             ));
         }
         run
+    }
+}
+
+/// One line on how a judgment was produced, from its run metadata: model, precision and
+/// device, sampling, tokens and time. `None` when nothing is known (judgments from a file).
+fn run_summary(run: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let text = |k: &str| run.get(k).and_then(|v| v.as_str());
+    let mut parts = Vec::new();
+    if let Some(model) = text("model") {
+        let how: Vec<&str> = [text("precision"), text("device")].into_iter().flatten().collect();
+        if how.is_empty() {
+            parts.push(model.to_string());
+        } else {
+            parts.push(format!("{model} ({})", how.join(", ")));
+        }
+    }
+    if let Some(s) = run.get("sampling") {
+        let temperature = s.get("temperature").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let mut how = if temperature == 0.0 {
+            "greedy".to_string()
+        } else {
+            format!("temperature {temperature}")
+        };
+        if let Some(p) = s.get("repeat_penalty").and_then(|v| v.as_f64()) {
+            how.push_str(&format!(", repeat penalty {p:.2}"));
+        }
+        parts.push(how);
+    }
+    let timing = run.get("timing");
+    let number = |k: &str| timing.and_then(|t| t.get(k)).and_then(|v| v.as_f64());
+    if let Some(n) = number("generated_tokens") {
+        parts.push(format!("{n:.0} tokens"));
+    }
+    if let Some(ms) = number("total_ms") {
+        parts.push(format!("{:.1} s", ms / 1000.0));
+    }
+    if let Some(rate) = number("decode_tokens_per_s").filter(|r| *r > 0.0) {
+        parts.push(format!("{rate:.0} tok/s"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_summary;
+    use serde_json::json;
+
+    #[test]
+    fn the_run_line_names_model_sampling_tokens_and_time() {
+        let run = json!({
+            "model": "SmolLM2-135M-Instruct.Q4_1.gguf", "precision": "Q4_1", "device": "cpu",
+            "sampling": {"temperature": 0.0, "seed": 1, "max_new_tokens": 300, "repeat_penalty": 1.15},
+            "timing": {"generated_tokens": 45, "total_ms": 4100.0, "decode_tokens_per_s": 52.4},
+        });
+        let line = run_summary(run.as_object().unwrap()).unwrap();
+        assert_eq!(
+            line,
+            "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1, cpu) · greedy, repeat penalty 1.15 · 45 tokens · 4.1 s · 52 tok/s"
+        );
+        assert_eq!(run_summary(&Default::default()), None);
     }
 }
