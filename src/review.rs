@@ -228,7 +228,9 @@ impl Review {
     ) -> Result<(), ReviewError> {
         let index = self.check_item(item)?;
         let record = self.journal()?.record_judgment(item, judgment, run)?;
-        self.dataset.items[index].judgments.push(record.judgment);
+        let mut judgment = record.judgment;
+        judgment.run = record.run;
+        self.dataset.items[index].judgments.push(judgment);
         if self.panel.is_none() {
             self.panel = Panel::all(&self.dataset).ok();
             self.recompute();

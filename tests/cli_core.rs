@@ -290,3 +290,57 @@ fn bad_input_gets_a_message_that_names_it() {
     let err = failure(&["inspect", &other, "--journal", journal_s]);
     assert!(err.contains("belongs to another dataset"), "{err}");
 }
+
+#[test]
+fn export_dataset_bakes_journal_judgments_with_their_run_into_a_native_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = panel_file(dir.path());
+    let data_s = data.to_str().expect("utf-8 path");
+    // A judgment produced in Arbiter, journalled as `arbiter judge` journals it.
+    let mut review = arbiter::review::Review::open(&data, &Default::default()).expect("opens");
+    let judgment = arbiter::dataset::Judgment {
+        judge: "local:pairwise-ab".into(),
+        verdict: Some("B".parse().expect("a verdict")),
+        output: Some("... [[B]]".into()),
+        swapped: false,
+        problem: None,
+        provenance: arbiter::dataset::Provenance::Journal,
+        run: Default::default(),
+    };
+    let run = serde_json::json!({"model": "tiny", "settings_key": "0123456789abcdef"});
+    review
+        .add_judgment("p3", judgment, run.as_object().expect("object").clone())
+        .expect("journalled");
+    drop(review);
+
+    let out_path = dir.path().join("baked.jsonl");
+    let out_s = out_path.to_str().expect("utf-8 path");
+    let out = arbiter(&["export", data_s, "--as-dataset", "-o", out_s], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let baked: Vec<Value> = std::fs::read_to_string(&out_path)
+        .expect("export wrote its file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(baked.len(), 4);
+    let p3 = &baked[2]["judgments"];
+    assert_eq!(p3.as_array().expect("judgments").len(), 4);
+    assert_eq!(p3[3]["judge"], "local:pairwise-ab");
+    assert_eq!(p3[3]["verdict"], "B");
+    assert_eq!(p3[3]["run"]["settings_key"], "0123456789abcdef");
+    assert!(baked[0]["judgments"][0].get("run").is_none());
+
+    // The baked file is a dataset of its own: the judgment counts in the panel, with no journal.
+    let inspect = ok_json(&["inspect", out_s, "--json"]);
+    let judges: Vec<&str> = inspect["judges"]
+        .as_array()
+        .expect("judges")
+        .iter()
+        .map(|j| j["judge"].as_str().or(j.as_str()).expect("judge name"))
+        .collect();
+    assert!(judges.contains(&"local:pairwise-ab"), "{inspect}");
+}

@@ -187,6 +187,11 @@ pub struct ExportArgs {
     /// Where to write the labels (JSON Lines).
     #[arg(short, long, value_name = "OUT.jsonl")]
     pub output: PathBuf,
+    /// Write a dataset in Arbiter's native format instead of labels: every item with every
+    /// judgment, the journal's included with their run metadata (human decisions are not
+    /// judgments and stay in the journal).
+    #[arg(long)]
+    pub as_dataset: bool,
 }
 
 /// Runs the command line; returns the process exit code.

@@ -10,6 +10,18 @@ pub fn export(args: ExportArgs) -> anyhow::Result<i32> {
     let file = std::fs::File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut out = std::io::BufWriter::new(file);
+    if args.as_dataset {
+        crate::dataset::write_native(review.items(), &mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", args.output.display()))?;
+        let judgments: usize = review.items().iter().map(|i| i.judgments.len()).sum();
+        eprintln!(
+            "wrote {} items with {judgments} judgments to {}",
+            review.items().len(),
+            args.output.display()
+        );
+        return Ok(0);
+    }
     let n = review
         .export_labels(&mut out)
         .with_context(|| format!("writing {}", args.output.display()))?;

@@ -304,7 +304,10 @@ fn run_summary(run: &serde_json::Map<String, serde_json::Value>) -> Option<Strin
     let text = |k: &str| run.get(k).and_then(|v| v.as_str());
     let mut parts = Vec::new();
     if let Some(model) = text("model") {
-        let how: Vec<&str> = [text("precision"), text("device")].into_iter().flatten().collect();
+        let how: Vec<&str> = [text("precision"), text("device")]
+            .into_iter()
+            .flatten()
+            .collect();
         if how.is_empty() {
             parts.push(model.to_string());
         } else {
