@@ -132,6 +132,11 @@ impl ArbiterApp {
         self.opening = Some((path, rx));
     }
 
+    /// The Models window shows `free` as free memory instead of this machine's (snapshots).
+    pub fn pin_free_memory(&mut self, free: Option<u64>) {
+        self.models.pin_free_memory(free);
+    }
+
     pub fn is_opening(&self) -> bool {
         self.opening.is_some()
     }
@@ -274,6 +279,8 @@ impl ArbiterApp {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
         let ctx = ui.ctx().clone();
+        // A no-op after the first frame.
+        ctx.add_glyph_rasterizer(super::theme::icon_glyphs());
         self.apply_settings(&ctx);
         self.poll_opening();
         self.runner.poll(self.session.as_mut());
@@ -513,7 +520,13 @@ impl ArbiterApp {
                         None => {}
                     }
                     ui.separator();
-                    ui.label(format!("journal: {}", s.review.journal_path().display()));
+                    let journal = s.review.journal_path();
+                    let name = journal.file_name().map_or_else(
+                        || journal.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    ui.label(format!("journal: {name}"))
+                        .on_hover_text(journal.display().to_string());
                 }
                 if let Some(load) = &self.runner.loading {
                     ui.separator();

@@ -136,14 +136,17 @@ impl ItemList {
                         }
                     });
                     row.col(|ui| {
-                        let label = consensus.outcome.map_or("—", |o| o.label());
-                        ui.label(theme::outcome_text(label, consensus.outcome));
-                        if consensus.is_dispute() {
-                            let reasons: Vec<&str> =
-                                consensus.disputes.iter().map(|d| d.name()).collect();
-                            ui.colored_label(theme::DISPUTE, "•")
-                                .on_hover_text(reasons.join(", "));
-                        }
+                        // One line: the badge never wraps under the label.
+                        ui.horizontal(|ui| {
+                            let label = consensus.outcome.map_or("—", |o| o.label());
+                            ui.label(theme::outcome_text(label, consensus.outcome));
+                            if consensus.is_dispute() {
+                                let reasons: Vec<&str> =
+                                    consensus.disputes.iter().map(|d| d.name()).collect();
+                                ui.colored_label(theme::DISPUTE, "•")
+                                    .on_hover_text(reasons.join(", "));
+                            }
+                        });
                     });
                     row.col(|ui| {
                         if let Some(d) = session.review.decision(&item.id) {

@@ -162,6 +162,10 @@ impl Judges {
                     .on_hover_text(
                         "a catalogue name, a hub id owner/name, a model folder or a .gguf file",
                     );
+            });
+            ui.end_row();
+            ui.label("");
+            ui.horizontal(|ui| {
                 egui::ComboBox::new("catalogue", "catalogue")
                     .selected_text("pick")
                     .show_ui(ui, |ui| {

@@ -4,7 +4,7 @@
 
 use crate::gui::session::Session;
 use crate::metrics::{Report, ScoreOptions};
-use egui_plot::{Bar, BarChart, Plot};
+use egui_plot::{Bar, BarChart, GridMark, Plot};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -12,8 +12,20 @@ pub struct Metrics {
     cached: Option<(u64, Result<Report, String>)>,
 }
 
+/// A figure that is already in percent.
 fn pct(x: Option<f64>) -> String {
-    x.map_or("—".into(), |v| format!("{:.1}", v * 100.0))
+    x.map_or("—".into(), |v| format!("{v:.1}"))
+}
+
+/// Bar-chart ticks named after the bars (judges, models), only at whole positions.
+fn names_axis(names: Vec<String>) -> impl Fn(GridMark, &std::ops::RangeInclusive<f64>) -> String {
+    move |mark, _| {
+        let i = mark.value.round();
+        if (mark.value - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        names.get(i as usize).cloned().unwrap_or_default()
+    }
 }
 
 fn num(x: Option<f64>) -> String {
@@ -88,11 +100,12 @@ impl Metrics {
                     .accuracy
                     .iter()
                     .enumerate()
-                    .map(|(i, a)| {
-                        Bar::new(i as f64, a.accuracy.unwrap_or(0.0) * 100.0).name(&a.judge)
-                    })
+                    .map(|(i, a)| Bar::new(i as f64, a.accuracy.unwrap_or(0.0)).name(&a.judge))
                     .collect();
+                let names = report.accuracy.iter().map(|a| a.judge.clone()).collect();
                 Plot::new("accuracy")
+                    .x_axis_formatter(names_axis(names))
+                    .include_y(100.0)
                     .height(160.0)
                     .allow_drag(false)
                     .allow_zoom(false)
@@ -183,7 +196,14 @@ impl Metrics {
                     .enumerate()
                     .map(|(i, m)| Bar::new(i as f64, m.wins as f64).name(&m.model))
                     .collect();
+                let names = report
+                    .leaderboard
+                    .labels
+                    .iter()
+                    .map(|m| m.model.clone())
+                    .collect();
                 Plot::new("wins")
+                    .x_axis_formatter(names_axis(names))
                     .height(160.0)
                     .allow_drag(false)
                     .allow_zoom(false)

@@ -12,6 +12,10 @@ use std::sync::mpsc::{self, Receiver};
 #[derive(Default)]
 pub struct Models {
     cached: Option<Result<Vec<CachedModel>, String>>,
+    /// Free memory, read with the cache listing (not every frame).
+    free: Option<u64>,
+    /// Set by `pin_free_memory`: the figure shown instead of this machine's.
+    pinned_free: Option<Option<u64>>,
     task: Option<(String, Receiver<Result<String, String>>)>,
     message: Option<String>,
 }
@@ -23,6 +27,17 @@ impl Models {
                 .cached_models()
                 .map_err(|e| e.to_string()),
         );
+        self.free = match self.pinned_free {
+            Some(pinned) => pinned,
+            None => available_memory(&candle_core::Device::Cpu),
+        };
+    }
+
+    /// Shows `free` as the free memory instead of this machine's figure, so that a picture of
+    /// the window is the same on every machine (the app's snapshot tests).
+    pub fn pin_free_memory(&mut self, free: Option<u64>) {
+        self.pinned_free = Some(free);
+        self.cached = None;
     }
 
     fn spawn(
@@ -48,7 +63,7 @@ impl Models {
         if self.cached.is_none() {
             self.refresh();
         }
-        let free = available_memory(&candle_core::Device::Cpu);
+        let free = self.free;
         ui.horizontal(|ui| {
             ui.label(format!(
                 "Devices in this build: {}",
