@@ -341,6 +341,18 @@ fn the_demo_dataset_loads() {
         d.items.iter().filter_map(|i| i.language.clone()).collect();
     assert!(languages.len() >= 3, "{languages:?}");
     assert!(d.items.iter().any(Item::is_multi_turn));
+    // Bundled judgments come from real runs, each labelled with its model and settings.
+    let judgments: Vec<_> = d.items.iter().flat_map(|i| &i.judgments).collect();
+    assert!(!judgments.is_empty());
+    for j in judgments {
+        assert!(j.output.is_some(), "{}", j.judge);
+        for key in ["model", "template", "sampling", "settings_key", "timing"] {
+            assert!(j.run.contains_key(key), "{} lacks run.{key}", j.judge);
+        }
+        let model = j.run["model"].as_str().expect("model");
+        let template = j.run["template"].as_str().expect("template");
+        assert_eq!(j.judge, format!("{model}:{template}"));
+    }
 }
 
 #[test]
