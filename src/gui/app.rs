@@ -220,6 +220,8 @@ impl ArbiterApp {
     pub fn act(&mut self, action: Action) {
         match action {
             Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::ToggleMetrics => self.show_metrics = !self.show_metrics,
+            Action::ToggleModels => self.show_models = !self.show_models,
             Action::Search => self.focus_search = true,
             Action::Note => self.focus_note = true,
             Action::SwapSides => self.swapped_view = !self.swapped_view,

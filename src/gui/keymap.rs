@@ -18,6 +18,8 @@ pub enum Action {
     RunJudge,
     StopJudge,
     Note,
+    ToggleMetrics,
+    ToggleModels,
 }
 
 /// A key and what it does.
@@ -139,6 +141,18 @@ pub const KEYMAP: &[Binding] = &[
         label: "Enter",
         action: Action::Note,
         help: "write a note for the next decision",
+    },
+    Binding {
+        key: egui::Key::M,
+        label: "m",
+        action: Action::ToggleMetrics,
+        help: "show or hide the metrics window",
+    },
+    Binding {
+        key: egui::Key::L,
+        label: "l",
+        action: Action::ToggleModels,
+        help: "show or hide the models window (catalogue, cache, devices)",
     },
 ];
 

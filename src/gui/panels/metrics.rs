@@ -102,7 +102,10 @@ impl Metrics {
                     .enumerate()
                     .map(|(i, a)| Bar::new(i as f64, a.accuracy.unwrap_or(0.0)).name(&a.judge))
                     .collect();
-                let names = report.accuracy.iter().map(|a| a.judge.clone()).collect();
+                // Judge names are long: the bars are numbered, the table beside names them.
+                let names = (1..=report.accuracy.len())
+                    .map(|i| format!("#{i}"))
+                    .collect();
                 Plot::new("accuracy")
                     .x_axis_formatter(names_axis(names))
                     .include_y(100.0)
@@ -121,8 +124,8 @@ impl Metrics {
                         ui.strong("compared");
                         ui.strong("unreadable");
                         ui.end_row();
-                        for a in &report.accuracy {
-                            ui.label(&a.judge);
+                        for (i, a) in report.accuracy.iter().enumerate() {
+                            ui.label(format!("#{} {}", i + 1, a.judge));
                             ui.label(pct(a.accuracy));
                             ui.label(a.counts.compared.to_string());
                             ui.label(a.counts.unparsed.to_string());
