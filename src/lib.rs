@@ -14,5 +14,6 @@ pub mod journal;
 pub mod metrics;
 pub mod moj;
 pub mod prompts;
+pub mod remote;
 pub mod review;
 pub mod verdict;
