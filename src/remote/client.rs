@@ -188,6 +188,13 @@ impl Endpoint {
             read_sse(BufReader::new(body), &self.url, cancel, on_text)
                 .map_err(|e| self.with_timeout(e))?
         };
+        // An empty answer judges nothing, and it is what an interrupted request looks like on
+        // some servers: worth another attempt rather than a record.
+        if reader.text.trim().is_empty() {
+            return Err(RemoteError::Empty {
+                url: self.url.clone(),
+            });
+        }
         Ok(finish(reader, started, 1))
     }
 
@@ -314,7 +321,9 @@ impl Endpoint {
                 })
             }
         }
+        // A whole answer in one piece is complete even when it names no finish reason.
         reader.done = true;
+        reader.finish.get_or_insert_with(|| "stop".to_string());
         Ok(reader)
     }
 }

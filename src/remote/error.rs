@@ -32,6 +32,8 @@ pub enum RemoteError {
     StreamCut { url: String, received: usize },
     #[error("{url} sent a reply that is not an OpenAI-compatible chat completion: {reason}")]
     Malformed { url: String, reason: String },
+    #[error("{url} ended its answer without a word; a server that stops one request when another arrives does this (llama-cpp-python: start it with --interrupt_requests False)")]
+    Empty { url: String },
     #[error("{url} reported an error in the stream: {message}")]
     Server { url: String, message: String },
     #[error("cancelled")]
@@ -56,6 +58,7 @@ impl RemoteError {
             | RemoteError::Timeout { .. }
             | RemoteError::StreamCut { .. }
             | RemoteError::Malformed { .. }
+            | RemoteError::Empty { .. }
             | RemoteError::Server { .. } => true,
             RemoteError::Status { status, .. } => {
                 matches!(status, 408 | 409 | 425 | 429 | 500..=599)

@@ -1,6 +1,7 @@
 //! Reading a streamed chat completion: each SSE event's JSON chunk adds its `delta.content` to
-//! the answer, and the stream's end is checked. An answer counts only when the server said it
-//! ended (a `finish_reason`, or `[DONE]`); a body that simply stops is a cut stream.
+//! the answer, and the stream's end is checked. An answer counts only when the server said why
+//! it ended (a `finish_reason`): a body that simply stops is a cut stream, and so is `[DONE]`
+//! alone, which is how llama-cpp-python ends a request it interrupts for another.
 
 use super::error::RemoteError;
 use super::sse::{SseDecoder, SseEvent};
@@ -109,7 +110,7 @@ impl ChunkReader {
 
     /// True when the server said the answer is complete.
     pub fn is_complete(&self) -> bool {
-        self.finish.is_some() || self.done
+        self.finish.is_some()
     }
 }
 
@@ -290,12 +291,14 @@ mod tests {
     }
 
     #[test]
-    fn finish_without_done_and_done_without_finish_both_end_an_answer() {
+    fn a_finish_reason_ends_an_answer_and_done_alone_does_not() {
         let finish = serde_json::json!({"choices": [{"delta": {"content": "x"}, "finish_reason": "length"}]});
         let r = read(&format!("data: {finish}\n\n")).expect("finish ends it");
         assert_eq!(r.finish.as_deref(), Some("length"));
-        let r = read(&format!("{}data: [DONE]\n\n", delta("y"))).expect("done ends it");
-        assert_eq!(r.text, "y");
+        assert!(matches!(
+            read(&format!("{}data: [DONE]\n\n", delta("y"))),
+            Err(RemoteError::StreamCut { received: 1, .. })
+        ));
     }
 
     #[test]
