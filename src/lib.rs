@@ -4,6 +4,7 @@
 //! Data flows one way: files -> `dataset` + `journal` -> judges -> `verdict`s -> `moj` ->
 //! review -> `metrics` / export. The CLI (`cli`) is a thin front end over this library.
 
+pub mod batch;
 pub mod cli;
 pub mod critique;
 pub mod dataset;
@@ -14,5 +15,6 @@ pub mod journal;
 pub mod metrics;
 pub mod moj;
 pub mod prompts;
+pub mod remote;
 pub mod review;
 pub mod verdict;

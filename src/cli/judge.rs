@@ -4,7 +4,7 @@
 
 use super::models::ProgressLine;
 use super::{DatasetArgs, PanelArgs};
-use crate::dataset::Format;
+use crate::batch;
 use crate::engine::catalogue;
 use crate::engine::device::{parse_dtype, DeviceChoice};
 use crate::engine::hub::{Hub, HubSettings};
@@ -15,7 +15,7 @@ use crate::engine::{
 use crate::prompts::{resolve_preference, Library};
 use crate::verdict::{Orders, PairedVerdict};
 use anyhow::Context;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -151,7 +151,7 @@ pub struct JudgeArgs {
 }
 
 /// Ctrl-C stops the current generation (its partial judgment is not recorded) and the run.
-fn interrupt_flag() -> Arc<AtomicBool> {
+pub(super) fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     if let Err(e) = ctrlc::set_handler(move || f.store(true, Ordering::Relaxed)) {
@@ -163,34 +163,14 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
     let mut review = super::open_reviewed(&args.data, &PanelArgs::default())?;
     let library = Library::load()?;
-    let template_name = match &args.template {
-        Some(t) => t.clone(),
-        None if review.dataset.format == Format::Judgerbench
-            && library.get("judgerbench-v2").is_ok() =>
-        {
-            "judgerbench-v2".to_string()
-        }
-        None => "cj2-critical-thinking".to_string(),
-    };
+    let template_name = args
+        .template
+        .clone()
+        .unwrap_or_else(|| batch::default_template(review.dataset.format, &library));
     let template = library.get(&template_name)?;
     let preference = args.preference.as_deref().map(resolve_preference);
 
-    let mut items: Vec<String> = if args.items.is_empty() {
-        review.items().iter().map(|i| i.id.clone()).collect()
-    } else {
-        for id in &args.items {
-            if review.dataset.get(id).is_none() {
-                anyhow::bail!(
-                    "item {id:?} is not in {}; `arbiter inspect` lists what is there",
-                    args.data.dataset.display()
-                );
-            }
-        }
-        args.items.clone()
-    };
-    if let Some(n) = args.limit {
-        items.truncate(n);
-    }
+    let items = batch::select_items(&review, &args.items, args.limit)?;
     // Render every prompt before loading a model: a template that cannot be filled fails now.
     let orders = Orders::from_swap_flag(args.swap);
     let mut tasks = Vec::new();
@@ -215,18 +195,9 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
     };
     let key = spec.settings_key(&model.info.source, template.source_text());
     let judge_name = spec.judge_name();
-    // Judged already: by this judge with these settings, in the journal or in the file itself
+    // Judged already, by this judge with these settings: in the journal, or in the file itself
     // (a dataset that ships judgments with their `run`, as the demo does).
-    let done: HashSet<(String, bool)> = review
-        .items()
-        .iter()
-        .flat_map(|item| item.judgments.iter().map(move |j| (item, j)))
-        .filter(|(_, j)| {
-            j.judge == judge_name
-                && j.run.get("settings_key").and_then(|v| v.as_str()) == Some(key.as_str())
-        })
-        .map(|(item, j)| (item.id.clone(), j.swapped))
-        .collect();
+    let done = batch::judged_in_dataset(review.items(), &judge_name, &key);
 
     let interrupted = interrupt_flag();
     let stream = !(args.quiet || args.json);

@@ -10,6 +10,7 @@ mod open;
 mod parse;
 mod prompts;
 mod report;
+mod run;
 mod score;
 mod table;
 
@@ -62,6 +63,10 @@ pub enum Command {
     /// Judge a dataset's items with a local model, streaming each critique and saving each
     /// judgment to the journal (resumable: what is judged is not judged again).
     Judge(judge::JudgeArgs),
+    /// Judge a dataset with every judge of a panel file (local models and OpenAI-compatible
+    /// endpoints) concurrently, saving each judgment to the journal; resumable. Ends with the
+    /// Mixture-of-Judges summary.
+    Run(run::RunArgs),
     /// Plain generation from a prompt on standard input: check that a model works.
     Chat(judge::ChatArgs),
     /// Time prefill, first token and decode of a model and report peak memory, as JSON.
@@ -222,6 +227,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Models(a) => models::run(a),
         Command::Download(a) => models::download(a),
         Command::Judge(a) => judge::judge(a),
+        Command::Run(a) => run::run(a),
         Command::Chat(a) => judge::chat(a),
         Command::Bench(a) => bench::run(a),
     }

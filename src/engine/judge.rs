@@ -1,7 +1,8 @@
-//! Judging one item with a local model: the prompt for an item in one order, and the
-//! `Judgment` (with its run record for the journal) built from what the model wrote.
+//! Judging one item: the prompt for an item in one order, and the `Judgment` (with its run
+//! record for the journal) built from what the judge wrote, by the local engine or a remote
+//! endpoint alike.
 
-use super::generate::{Generation, Prompt};
+use super::generate::{FinishReason, Generation, Prompt, Timing};
 use super::loader::ModelInfo;
 use super::sampling::SamplingParams;
 use crate::critique::{Critique, CritiqueParser};
@@ -102,6 +103,35 @@ pub struct JudgeOutcome {
     pub run: Map<String, Value>,
 }
 
+/// What a judge wrote and how the generation went, whoever ran it (the local engine or a
+/// remote endpoint): the input `conclude_output` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeOutput<'a> {
+    /// The judge's name in the judgment (`JudgeSpec::judge_name()` for local runs; a panel
+    /// file names its judges itself).
+    pub judge: &'a str,
+    pub text: &'a str,
+    pub finish: FinishReason,
+    pub timing: Timing,
+    /// Who ran it: `engine`, `model`, ... (`local_description` for the local engine). Goes
+    /// into the run record first, so the common fields below it cannot be overridden.
+    pub runner: Map<String, Value>,
+    /// The critique as the runner's parser read it while the text streamed in; read from
+    /// `text` when `None`.
+    pub critique: Option<Critique>,
+}
+
+/// The run record's description of a local model.
+pub fn local_description(model: &ModelInfo) -> Map<String, Value> {
+    let mut run = Map::new();
+    run.insert("engine".into(), json!("local"));
+    run.insert("model".into(), json!(model.name));
+    run.insert("model_source".into(), json!(model.source));
+    run.insert("precision".into(), json!(model.precision));
+    run.insert("device".into(), json!(model.device));
+    run
+}
+
 /// Reads `generation`'s text as the template's format and builds the judgment: the verdict
 /// mapped back to the item's order, the raw output, and a run record with the model, template,
 /// order, sampling, timings, finish reason and the critique's fields.
@@ -112,13 +142,35 @@ pub fn conclude(
     generation: &Generation,
     model: &ModelInfo,
 ) -> JudgeOutcome {
-    let mut parser = task.parser();
-    parser.feed(generation.text.as_bytes());
-    let critique = parser.finish();
-    let cut_off = generation.finish == super::generate::FinishReason::Length;
+    let judge = spec.judge_name();
+    let output = JudgeOutput {
+        judge: &judge,
+        text: &generation.text,
+        finish: generation.finish,
+        timing: generation.timing,
+        runner: local_description(model),
+        critique: None,
+    };
+    conclude_output(spec, settings_key, task, output)
+}
+
+/// `conclude` for any runner: the same judgment and run record from a finished output.
+pub fn conclude_output(
+    spec: &JudgeSpec,
+    settings_key: &str,
+    task: &JudgeTask,
+    output: JudgeOutput<'_>,
+) -> JudgeOutcome {
+    let text = output.text;
+    let critique = output.critique.unwrap_or_else(|| {
+        let mut parser = task.parser();
+        parser.feed(text.as_bytes());
+        parser.finish()
+    });
+    let cut_off = output.finish == FinishReason::Length;
     let hint = |mut why: String| {
         if cut_off {
-            why.push_str(" (generation hit max_new_tokens: raise --max-new-tokens)");
+            why.push_str(" (generation hit its token limit: raise max_new_tokens)");
         }
         why
     };
@@ -129,7 +181,7 @@ pub fn conclude(
             let l = l.to_ascii_lowercase();
             l.starts_with("cn") || l.starts_with("zh")
         });
-        match verdict::parse_judgerbench(&generation.text, chinese) {
+        match verdict::parse_judgerbench(text, chinese) {
             Ok(v) => (Some(v), None),
             Err(ParseError::OutOfScale(letter)) => (None, Some(Problem::OutOfScale(letter))),
             Err(e) => (None, Some(Problem::Unreadable(hint(e.to_string())))),
@@ -149,20 +201,15 @@ pub fn conclude(
     };
     let verdict = as_judged.map(|v| task.order.to_item(v));
     let judgment = Judgment {
-        judge: spec.judge_name(),
+        judge: output.judge.to_string(),
         verdict,
-        output: Some(generation.text.clone()),
+        output: Some(text.to_string()),
         swapped: task.order.is_swapped(),
         problem,
         provenance: Provenance::Journal,
         run: Default::default(),
     };
-    let mut run = Map::new();
-    run.insert("engine".into(), json!("local"));
-    run.insert("model".into(), json!(model.name));
-    run.insert("model_source".into(), json!(model.source));
-    run.insert("precision".into(), json!(model.precision));
-    run.insert("device".into(), json!(model.device));
+    let mut run = output.runner;
     run.insert("template".into(), json!(spec.template));
     if let Some(p) = &spec.preference {
         run.insert("preference".into(), json!(p));
@@ -170,11 +217,11 @@ pub fn conclude(
     run.insert("order".into(), json!(task.order));
     run.insert("sampling".into(), json!(spec.sampling));
     run.insert("settings_key".into(), json!(settings_key));
-    run.insert("finish".into(), json!(generation.finish));
-    run.insert("timing".into(), json!(generation.timing));
+    run.insert("finish".into(), json!(output.finish));
+    run.insert("timing".into(), json!(output.timing));
     run.insert(
         "tokens".into(),
-        json!({"prompt": generation.timing.prompt_tokens, "completion": generation.timing.generated_tokens}),
+        json!({"prompt": output.timing.prompt_tokens, "completion": output.timing.generated_tokens}),
     );
     if let Some(score) = critique.score {
         run.insert("score".into(), json!(score));
@@ -198,7 +245,6 @@ pub fn conclude(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::generate::{FinishReason, Timing};
     use crate::verdict::Verdict;
 
     fn run(output: OutputFormat, language: &str, order: Order, text: &str) -> JudgeOutcome {

@@ -1,0 +1,681 @@
+//! `arbiter run` against a fake OpenAI-compatible server on 127.0.0.1 that streams chat
+//! completions the way vLLM and llama.cpp's server do and injects faults on demand: 429 with
+//! Retry-After, 500, a stream cut mid-JSON, a slow stream, a stalled stream, malformed SSE,
+//! a refused API key, a prompt the server rejects. Whatever happens, every judgment that can be
+//! made is in the journal exactly once, the others are reported per item, and no API key is
+//! ever written anywhere.
+
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const GOOD_KEY: &str = "sk-test-GOODKEY-0123456789";
+const BAD_KEY: &str = "sk-test-BADKEY-9876543210";
+const ITEMS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Fault {
+    /// 429 with this `Retry-After` value.
+    RateLimited(&'static str),
+    ServerError,
+    /// Two pieces of the answer, then half a JSON chunk, then the connection closes.
+    CutMidJson,
+    /// The whole answer, each piece after a pause shorter than the client's timeout.
+    Slow,
+    /// A pause longer than the client's timeout in the middle of the answer.
+    Stall,
+    /// A `data:` line that is not JSON.
+    MalformedSse,
+}
+
+impl Fault {
+    /// Whether the request it hits fails (and so is retried by the client).
+    fn fails(&self) -> bool {
+        *self != Fault::Slow
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    model: String,
+    item: String,
+    swapped: bool,
+    at: Instant,
+    fault: Option<Fault>,
+    status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    /// Faults to inject, per model, one per request in arrival order.
+    faults: HashMap<String, VecDeque<Fault>>,
+    /// (model, item) pairs answered 400 every time.
+    rejected: Vec<(String, String)>,
+    seen: Vec<Seen>,
+    in_flight: HashMap<String, usize>,
+    max_in_flight: HashMap<String, usize>,
+    /// Pause before every answer (to catch a run in the middle).
+    pace: Duration,
+}
+
+struct FakeServer {
+    state: Arc<Mutex<State>>,
+    addr: std::net::SocketAddr,
+}
+
+impl FakeServer {
+    fn start() -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("a bound address");
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let state = shared.clone();
+                std::thread::spawn(move || serve(conn, &state));
+            }
+        });
+        FakeServer { state, addr }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    fn inject(&self, model: &str, faults: &[Fault]) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .entry(model.to_string())
+            .or_default()
+            .extend(faults.iter().cloned());
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+/// The item id and order of a prompt: items' answers are "Alpha answer for q-NN" and
+/// "Beta answer for q-NN", and whichever comes first was shown as Model A.
+fn item_of(prompt: &str) -> (String, bool) {
+    let alpha = prompt
+        .find("Alpha answer for ")
+        .expect("the prompt shows answer A");
+    let beta = prompt
+        .find("Beta answer for ")
+        .expect("the prompt shows answer B");
+    let start = alpha + "Alpha answer for ".len();
+    (prompt[start..start + 4].to_string(), beta < alpha)
+}
+
+/// What each fake judge thinks: `judge-a` prefers Alpha, `judge-b` prefers Alpha on even items
+/// and Beta on odd ones (so odd items have no majority), both whatever the order shown.
+fn verdict(model: &str, item: &str, swapped: bool) -> &'static str {
+    let n: usize = item[2..].parse().expect("q-NN");
+    let prefers_alpha = model != "judge-b" || n.is_multiple_of(2);
+    if prefers_alpha != swapped {
+        "Model A"
+    } else {
+        "Model B"
+    }
+}
+
+fn serve(conn: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone the socket"));
+    let mut content_length = 0;
+    let mut auth = None;
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("authorization:") {
+            auth = Some(line["authorization:".len()..].trim().to_string());
+        }
+    }
+    let mut body = vec![0; content_length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request: Value = serde_json::from_slice(&body).expect("the client sends JSON");
+    assert_eq!(request["stream"], true, "the client streams");
+    assert_eq!(request["stream_options"]["include_usage"], true);
+    let model = request["model"].as_str().unwrap_or("").to_string();
+    let prompt = request["messages"][0]["content"].as_str().unwrap_or("");
+    let (item, swapped) = item_of(prompt);
+    let mut conn = conn;
+
+    let (fault, rejected, pace) = {
+        let mut s = state.lock().unwrap();
+        let fault = if auth.as_deref() == Some(&format!("Bearer {GOOD_KEY}")) {
+            s.faults.get_mut(&model).and_then(|q| q.pop_front())
+        } else {
+            None
+        };
+        let rejected = s.rejected.contains(&(model.clone(), item.clone()));
+        let n = s.in_flight.entry(model.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        let max = s.max_in_flight.entry(model.clone()).or_default();
+        *max = (*max).max(n);
+        (fault, rejected, s.pace)
+    };
+    let authorised = auth.as_deref() == Some(&format!("Bearer {GOOD_KEY}"));
+    let status = match (&fault, authorised, rejected) {
+        (_, false, _) => 401,
+        (_, true, true) => 400,
+        (Some(Fault::RateLimited(_)), ..) => 429,
+        (Some(Fault::ServerError), ..) => 500,
+        _ => 200,
+    };
+    // Recorded on arrival: a stalled answer may still be sleeping when the run ends.
+    state.lock().unwrap().seen.push(Seen {
+        model: model.clone(),
+        item: item.clone(),
+        swapped,
+        at: Instant::now(),
+        fault: fault.clone(),
+        status,
+    });
+    match status {
+        401 => {
+            // Like OpenAI, echo the key that was refused.
+            let key = auth.unwrap_or_default();
+            let message = format!(
+                "Incorrect API key provided: {}",
+                key.trim_start_matches("Bearer ")
+            );
+            respond_json(&mut conn, 401, "", &message);
+        }
+        400 => respond_json(
+            &mut conn,
+            400,
+            "",
+            "This model's maximum context length is 8 tokens",
+        ),
+        429 => {
+            let Some(Fault::RateLimited(after)) = &fault else {
+                unreachable!()
+            };
+            respond_json(
+                &mut conn,
+                429,
+                &format!("Retry-After: {after}\r\n"),
+                "slow down",
+            );
+        }
+        500 => respond_json(&mut conn, 500, "", "internal error"),
+        _ => {
+            std::thread::sleep(pace);
+            stream_answer(
+                &mut conn,
+                &model,
+                verdict(&model, &item, swapped),
+                fault.as_ref(),
+            );
+        }
+    }
+    let mut s = state.lock().unwrap();
+    if let Some(n) = s.in_flight.get_mut(&model) {
+        *n -= 1;
+    }
+}
+
+fn respond_json(conn: &mut TcpStream, status: u16, extra: &str, message: &str) {
+    let body = serde_json::json!({"error": {"message": message, "type": "error"}}).to_string();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn chunk(model: &str, content: Option<&str>, finish: Option<&str>) -> String {
+    let delta = match content {
+        Some(c) => serde_json::json!({"content": c}),
+        None => serde_json::json!({}),
+    };
+    let v = serde_json::json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    format!("data: {v}\n\n")
+}
+
+fn stream_answer(conn: &mut TcpStream, model: &str, choice: &str, fault: Option<&Fault>) {
+    let _ = conn.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+    );
+    let answer = format!("{{\"Choice\": \"{choice}\"}}");
+    let pieces = [&answer[..4], &answer[4..12], &answer[12..]];
+    for (i, piece) in pieces.iter().enumerate() {
+        match fault {
+            Some(Fault::CutMidJson) if i == 2 => {
+                let _ = conn.write_all(
+                    b"data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Mod",
+                );
+                let _ = conn.flush();
+                return;
+            }
+            Some(Fault::MalformedSse) if i == 1 => {
+                let _ = conn.write_all(b"data: {this is not json}\n\n");
+                return;
+            }
+            Some(Fault::Stall) if i == 1 => std::thread::sleep(Duration::from_millis(2500)),
+            Some(Fault::Slow) => std::thread::sleep(Duration::from_millis(200)),
+            _ => {}
+        }
+        if conn
+            .write_all(chunk(model, Some(piece), None).as_bytes())
+            .is_err()
+        {
+            return;
+        }
+        let _ = conn.flush();
+    }
+    let usage = serde_json::json!({"id": "c1", "model": model, "choices": [],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49}});
+    let _ = conn.write_all(chunk(model, None, Some("stop")).as_bytes());
+    let _ = conn.write_all(format!("data: {usage}\n\ndata: [DONE]\n\n").as_bytes());
+}
+
+fn write_dataset(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..ITEMS {
+        let id = format!("q-{i:02}");
+        text.push_str(
+            &serde_json::json!({"id": id, "question": format!("Which answer to question {id} is better?"),
+                "model_a": "alpha", "response_a": format!("Alpha answer for {id}."),
+                "model_b": "beta", "response_b": format!("Beta answer for {id}.")})
+            .to_string(),
+        );
+        text.push('\n');
+    }
+    let path = dir.join("items.jsonl");
+    std::fs::write(&path, text).expect("write the dataset");
+    path
+}
+
+/// `judge-a` (4 at a time, 1 s timeout), `judge-b` (2 at a time) and, when `locked`, a third
+/// judge whose variable holds a key the server refuses.
+fn write_panel(dir: &Path, server: &FakeServer, locked: bool) -> PathBuf {
+    let url = server.base_url();
+    let mut text = format!(
+        r#"
+[[judge]]
+name = "judge-a"
+kind = "remote"
+base_url = "{url}"
+model = "judge-a"
+api_key_env = "FAKE_GOOD_KEY"
+template = "cj2-quick"
+max_tokens = 64
+max_concurrency = 4
+timeout_s = 1
+retries = 6
+
+[[judge]]
+name = "judge-b"
+kind = "remote"
+base_url = "{url}"
+model = "judge-b"
+api_key_env = "FAKE_GOOD_KEY"
+template = "cj2-quick"
+max_concurrency = 2
+"#
+    );
+    if locked {
+        text.push_str(&format!(
+            r#"
+[[judge]]
+name = "locked"
+kind = "remote"
+base_url = "{url}"
+model = "locked"
+api_key_env = "FAKE_BAD_KEY"
+template = "cj2-quick"
+max_concurrency = 1
+"#
+        ));
+    }
+    let path = dir.join("panel.toml");
+    std::fs::write(&path, text).expect("write the panel file");
+    path
+}
+
+fn arbiter(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arbiter"));
+    cmd.args(args)
+        .env("FAKE_GOOD_KEY", GOOD_KEY)
+        .env("FAKE_BAD_KEY", BAD_KEY)
+        .env("RUST_LOG", "trace")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run(dataset: &Path, panel: &Path, extra: &[&str]) -> (Output, String, String) {
+    let mut args = vec![
+        "run",
+        dataset.to_str().unwrap(),
+        "--panel",
+        panel.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = arbiter(&args).output().expect("arbiter runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn journal_path(dataset: &Path) -> PathBuf {
+    dataset.with_file_name("items.jsonl.arbiter-journal.jsonl")
+}
+
+/// The judgment records of the journal (a torn last line is skipped, as replay does).
+fn judgments(dataset: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(journal_path(dataset)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "judgment")
+        .collect()
+}
+
+/// How many judgments the journal holds per (judge, item, swapped).
+fn counts(dataset: &Path) -> HashMap<(String, String, bool), usize> {
+    let mut counts = HashMap::new();
+    for j in judgments(dataset) {
+        let key = (
+            j["judgment"]["judge"].as_str().unwrap().to_string(),
+            j["item"].as_str().unwrap().to_string(),
+            j["judgment"]["swapped"].as_bool().unwrap_or(false),
+        );
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn item_ids() -> Vec<String> {
+    (0..ITEMS).map(|i| format!("q-{i:02}")).collect()
+}
+
+#[test]
+fn every_fault_is_survived_and_every_item_judged_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = write_dataset(dir.path());
+    let server = FakeServer::start();
+    let panel = write_panel(dir.path(), &server, true);
+    let faults = [
+        Fault::RateLimited("1"),
+        Fault::ServerError,
+        Fault::CutMidJson,
+        Fault::Slow,
+        Fault::MalformedSse,
+        Fault::Stall,
+        Fault::RateLimited("0"),
+        Fault::CutMidJson,
+    ];
+    server.inject("judge-a", &faults);
+    server.state.lock().unwrap().rejected = vec![("judge-a".into(), "q-05".into())];
+
+    let (out, stdout, stderr) = run(&dataset, &panel, &["--swap"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some judgments failed: {stderr}"
+    );
+
+    // Exactly once for everything that can be judged; nothing for what cannot.
+    let judged = counts(&dataset);
+    for id in item_ids() {
+        for swapped in [false, true] {
+            let a = judged
+                .get(&("judge-a".into(), id.clone(), swapped))
+                .copied();
+            let b = judged
+                .get(&("judge-b".into(), id.clone(), swapped))
+                .copied();
+            let locked = judged.get(&("locked".into(), id.clone(), swapped)).copied();
+            assert_eq!(b, Some(1), "judge-b {id} swapped={swapped}: {stderr}");
+            assert_eq!(locked, None, "the refused judge judged nothing");
+            if id == "q-05" {
+                assert_eq!(a, None, "the rejected item has no judgment");
+            } else {
+                assert_eq!(a, Some(1), "judge-a {id} swapped={swapped}: {stderr}");
+            }
+        }
+    }
+    assert_eq!(judged.len(), 2 * 2 * ITEMS - 2);
+
+    // Every fault was met and each failing one cost exactly one extra request; the slow
+    // stream was not cut short.
+    let seen = server.seen();
+    assert!(server.state.lock().unwrap().faults["judge-a"].is_empty());
+    let a_requests = seen.iter().filter(|s| s.model == "judge-a").count();
+    let failing = faults.iter().filter(|f| f.fails()).count();
+    assert_eq!(a_requests, 2 * ITEMS + failing, "{seen:#?}");
+    let slow = seen.iter().find(|s| s.fault == Some(Fault::Slow)).unwrap();
+    assert_eq!(slow.status, 200);
+
+    // Retry-After: 1 was honoured: the same request came back no sooner than a second later.
+    let limited = seen
+        .iter()
+        .find(|s| s.fault == Some(Fault::RateLimited("1")))
+        .unwrap();
+    let again = seen
+        .iter()
+        .find(|s| {
+            s.model == limited.model
+                && s.item == limited.item
+                && s.swapped == limited.swapped
+                && s.at > limited.at
+        })
+        .expect("the rate-limited request was retried");
+    assert!(again.at.duration_since(limited.at) >= Duration::from_secs(1));
+
+    // Never more requests in flight than a judge allows.
+    let max = server.state.lock().unwrap().max_in_flight.clone();
+    assert!(max["judge-a"] <= 4, "{max:?}");
+    assert!(max["judge-b"] <= 2, "{max:?}");
+    assert_eq!(max["locked"], 1);
+
+    // Errors that cannot be retried are reported per item, and named.
+    assert!(
+        stderr.contains("judge-a q-05 (A/B)") && stderr.contains("judge-a q-05 (B/A)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("maximum context length"), "{stderr}");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    for id in item_ids() {
+        assert!(
+            stderr.contains(&format!("locked {id} (A/B)")),
+            "{id}: {stderr}"
+        );
+    }
+    let locked_requests = seen.iter().filter(|s| s.model == "locked").count();
+    assert_eq!(
+        locked_requests, 1,
+        "a refused key stops the judge after its first answer"
+    );
+
+    // The MoJ summary: judge-a and judge-b agree on even items; odd ones are split, and
+    // `locked` is missing everywhere.
+    assert!(
+        stdout.contains("judge-a, judge-b, locked over 8 item(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("arbiter disputes"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("arbiter {}", dataset.display())),
+        "{stdout}"
+    );
+
+    // The records say who answered and how.
+    let record = judgments(&dataset)
+        .into_iter()
+        .find(|j| j["judgment"]["judge"] == "judge-b")
+        .unwrap();
+    let record_run = &record["run"];
+    assert_eq!(record_run["engine"], "remote");
+    assert_eq!(record_run["served_model"], "judge-b");
+    assert_eq!(record_run["usage"]["prompt_tokens"], 42);
+    assert_eq!(record_run["tokens"]["completion"], 7);
+    assert_eq!(record_run["template"], "cj2-quick");
+    assert!(
+        record_run["timing"]["time_to_first_token_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(record_run["settings_key"].is_string());
+
+    // No key anywhere: not in the journal, not on stdout, not in the (trace-level) log.
+    let journal = std::fs::read_to_string(journal_path(&dataset)).unwrap();
+    for key in [GOOD_KEY, BAD_KEY] {
+        assert!(!journal.contains(key), "the journal holds an API key");
+        assert!(!stdout.contains(key), "stdout shows an API key");
+        assert!(!stderr.contains(key), "stderr shows an API key");
+    }
+
+    // A second run redoes nothing that is judged and tries the failures again.
+    let before = server.seen().len();
+    let (out, _, stderr) = run(&dataset, &panel, &["--swap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let new: Vec<Seen> = server.seen()[before..].to_vec();
+    assert!(
+        new.iter()
+            .all(|s| s.model == "locked" || (s.model == "judge-a" && s.item == "q-05")),
+        "only what failed is asked again: {new:#?}"
+    );
+    assert!(
+        stderr.contains("skipped 30 already in the journal"),
+        "{stderr}"
+    );
+    assert_eq!(counts(&dataset).values().max(), Some(&1), "no duplicates");
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_without_duplicates_or_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = write_dataset(dir.path());
+    let server = FakeServer::start();
+    server.state.lock().unwrap().pace = Duration::from_millis(150);
+    let panel = write_panel(dir.path(), &server, false);
+    let mut child = arbiter(&[
+        "run",
+        dataset.to_str().unwrap(),
+        "--panel",
+        panel.to_str().unwrap(),
+        "--swap",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("arbiter starts");
+    // Wait for some, not all, judgments to be durable, then kill without warning.
+    loop {
+        let n = judgments(&dataset).len();
+        if n >= 3 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let after_kill = judgments(&dataset).len();
+    assert!(after_kill < 4 * ITEMS, "killed before the end");
+
+    let (out, _, stderr) = run(&dataset, &panel, &["--swap"]);
+    assert!(out.status.success(), "{stderr}");
+    let counts = counts(&dataset);
+    assert_eq!(counts.len(), 4 * ITEMS, "no gap: {counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "no duplicate: {counts:?}");
+    assert!(
+        stderr.contains(&format!("skipped {after_kill} already")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_vanished_endpoint_stops_its_judge_and_every_item_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = write_dataset(dir.path());
+    // A port with nothing listening: bind, note the port, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let panel = dir.path().join("panel.toml");
+    std::fs::write(
+        &panel,
+        format!(
+            "[[judge]]\nname = \"gone\"\nkind = \"remote\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"judge-a\"\ntemplate = \"cj2-quick\"\nretries = 1\nmax_concurrency = 2\n"
+        ),
+    )
+    .unwrap();
+    let (out, _, stderr) = run(&dataset, &panel, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    assert!(stderr.contains("gone stopped"), "{stderr}");
+    assert!(judgments(&dataset).is_empty());
+    for id in item_ids() {
+        assert!(
+            stderr.contains(&format!("gone {id} (A/B)")),
+            "{id}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_key_variable_or_a_bad_panel_fails_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = write_dataset(dir.path());
+    let server = FakeServer::start();
+    let panel = write_panel(dir.path(), &server, false);
+    let out = arbiter(&[
+        "run",
+        dataset.to_str().unwrap(),
+        "--panel",
+        panel.to_str().unwrap(),
+    ])
+    .env_remove("FAKE_GOOD_KEY")
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("FAKE_GOOD_KEY") && stderr.contains("not set"),
+        "{stderr}"
+    );
+    assert!(server.seen().is_empty());
+
+    std::fs::write(&panel, "[[judge]]\nname = \"x\"\nkind = \"remote\"\nmodel = \"m\"\nbase_url = \"http://h/v1\"\nmax_concurency = 2\n").unwrap();
+    let (out, _, stderr) = run(&dataset, &panel, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 6") && stderr.contains("max_concurency"),
+        "{stderr}"
+    );
+}
