@@ -8,6 +8,7 @@
 //! single-pass prefill), the cache is written in place, and grouped-query attention reads
 //! each key/value head once instead of materialising `repeat_kv` copies.
 
+mod attend;
 mod layers;
 mod load;
 pub(crate) mod quant;
@@ -93,6 +94,11 @@ impl Layer {
         let k = rope.apply(&heads(&a.k, a.kv_heads)?, start)?;
         let v = heads(&a.v, a.kv_heads)?;
         let (k, v) = self.cache.append(&k, &v)?;
+        if mask.is_none() {
+            if let Some(out) = attend::decode(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt())? {
+                return a.o.forward(&out);
+            }
+        }
         let total = k.dim(2)?;
         let group = a.heads / a.kv_heads;
         // Query heads that share a kv head are adjacent, so (b, heads, seq, d) regroups as

@@ -621,7 +621,7 @@ fn helper_loop() {
 ///
 /// A panic in `f` on a helper ends that helper and is raised again on the caller once all
 /// claimed items have finished.
-fn par_items(items: usize, f: impl Fn(usize) + Sync) {
+pub(crate) fn par_items(items: usize, f: impl Fn(usize) + Sync) {
     let board = helpers();
     if items <= 1 || board.threads.is_empty() {
         (0..items).for_each(f);
