@@ -16,7 +16,7 @@ pub use plan::{
     already_judged, default_template, judged_in_dataset, plan, select_items, JudgePlan, Plan, Scope,
 };
 pub use progress::{format_eta, BatchProgress, JudgeProgress};
-pub use run::{Batch, BatchEvent};
+pub use run::{order_label, Batch, BatchEvent, Waker};
 
 use std::path::PathBuf;
 

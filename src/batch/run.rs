@@ -72,7 +72,36 @@ pub enum BatchEvent {
     Finished { judge: usize },
 }
 
+/// `A/B` or `B/A`: the order a judgment was asked in, as progress and failure lines show it.
+pub fn order_label(order: Order) -> &'static str {
+    if order.is_swapped() {
+        "B/A"
+    } else {
+        "A/B"
+    }
+}
+
 impl BatchEvent {
+    /// The judgments this event says will not be made, one line each, named by `judge` (the
+    /// judge's name): `judge item (A/B): why`. Empty for every other event.
+    pub fn failures(&self, judge: &str) -> Vec<String> {
+        match self {
+            BatchEvent::Failed {
+                item, order, error, ..
+            } => vec![format!("{judge} {item} ({}): {error}", order_label(*order))],
+            BatchEvent::Stopped { not_started, .. } => not_started
+                .iter()
+                .map(|(item, order)| {
+                    format!(
+                        "{judge} {item} ({}): not attempted ({judge} stopped)",
+                        order_label(*order)
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn judge(&self) -> usize {
         match self {
             BatchEvent::Status { judge, .. }

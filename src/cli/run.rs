@@ -5,11 +5,12 @@
 
 use super::judge::interrupt_flag;
 use super::{DatasetArgs, PanelArgs};
-use crate::batch::{self, Batch, BatchEvent, BatchProgress, JudgeKind, PanelFile, Plan, Scope};
+use crate::batch::{
+    self, order_label, Batch, BatchEvent, BatchProgress, JudgeKind, PanelFile, Plan, Scope,
+};
 use crate::moj::{Panel, Summary};
 use crate::prompts::Library;
 use crate::review::Review;
-use crate::verdict::Order;
 use anyhow::Context;
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
@@ -40,14 +41,6 @@ pub struct RunArgs {
     /// Judge again what is already judged with the same settings.
     #[arg(long)]
     pub force: bool,
-}
-
-fn order_label(order: Order) -> &'static str {
-    if order.is_swapped() {
-        "B/A"
-    } else {
-        "A/B"
-    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -102,15 +95,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                     break;
                 }
             }
-            BatchEvent::Failed {
-                judge,
-                item,
-                order,
-                error,
-            } => {
-                let line = format!("{} {item} ({}): {error}", name(judge), order_label(order));
-                board.message(&format!("failed: {line}"));
-                failures.push(line);
+            BatchEvent::Failed { judge, .. } => {
+                for line in event.failures(&name(judge)) {
+                    board.message(&format!("failed: {line}"));
+                    failures.push(line);
+                }
             }
             BatchEvent::Retrying {
                 judge,
@@ -128,22 +117,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             )),
             BatchEvent::Stopped {
                 judge,
-                error,
-                not_started,
+                ref error,
+                ref not_started,
             } => {
                 board.message(&format!(
                     "{} stopped: {error}; {} of its judgments not attempted",
                     name(judge),
                     not_started.len()
                 ));
-                for (item, order) in not_started {
-                    failures.push(format!(
-                        "{} {item} ({}): not attempted ({} stopped)",
-                        name(judge),
-                        order_label(order),
-                        name(judge)
-                    ));
-                }
+                failures.extend(event.failures(&name(judge)));
             }
             BatchEvent::Status { .. }
             | BatchEvent::Started { .. }

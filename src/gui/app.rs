@@ -3,7 +3,8 @@
 
 use super::keymap::{self, Action};
 use super::panels::{
-    compare::Compare, items::ItemList, judges::Judges, metrics::Metrics, models::Models,
+    batch::BatchPanel, compare::Compare, items::ItemList, judges::Judges, metrics::Metrics,
+    models::Models,
 };
 use super::runner::{RunChoice, Runner};
 use super::session::Session;
@@ -78,6 +79,9 @@ pub struct ArbiterApp {
     pub show_help: bool,
     pub show_metrics: bool,
     pub show_models: bool,
+    pub show_batch: bool,
+    /// The batch-run window and the run it started, which goes on with the window closed.
+    pub batch: BatchPanel,
     /// Show response B on the left and A on the right (the labels move with them).
     pub swapped_view: bool,
     focus_search: bool,
@@ -98,12 +102,14 @@ impl ArbiterApp {
         ArbiterApp {
             session: None,
             banners: Vec::new(),
+            batch: BatchPanel::new(waker.clone()),
             runner: Runner::new(waker),
             settings,
             opening: None,
             show_help: false,
             show_metrics: false,
             show_models: false,
+            show_batch: false,
             swapped_view: false,
             focus_search: false,
             focus_note: false,
@@ -206,6 +212,10 @@ impl ArbiterApp {
         let Some(item) = session.current else {
             return;
         };
+        if let Some(why) = self.batch.blocks_local_runs() {
+            self.error(why);
+            return;
+        }
         let order = if self.swapped_view {
             Order::Swapped
         } else {
@@ -286,6 +296,7 @@ impl ArbiterApp {
         self.apply_settings(&ctx);
         self.poll_opening();
         self.runner.poll(self.session.as_mut());
+        self.batch.poll(self.session.as_mut());
         if let Some(e) = self.runner.error.take() {
             self.error(e);
         }
@@ -341,9 +352,14 @@ impl ArbiterApp {
                     .resizable(true)
                     .default_size(400.0)
                     .show(ui, |ui| {
-                        let run = self
-                            .judges
-                            .ui(ui, session, &mut self.runner, &mut self.settings);
+                        let blocked = self.batch.blocks_local_runs();
+                        let run = self.judges.ui(
+                            ui,
+                            session,
+                            &mut self.runner,
+                            &mut self.settings,
+                            blocked.as_deref(),
+                        );
                         if run {
                             self.run_request = true;
                         }
@@ -383,6 +399,22 @@ impl ArbiterApp {
                     self.models.ui(ui, &mut self.settings, &self.runner);
                 });
             self.show_models = open;
+        }
+        if self.show_batch {
+            let mut open = true;
+            let engine_busy = self.runner.is_busy();
+            egui::Window::new("Batch run")
+                .open(&mut open)
+                .default_size([640.0, 420.0])
+                .show(&ctx, |ui| {
+                    self.batch
+                        .ui(ui, self.session.as_ref(), &mut self.settings, engine_busy);
+                });
+            self.show_batch = open;
+        }
+        if self.batch.is_running() {
+            // The status bar's count and the window's rate and ETA move between events too.
+            ctx.request_repaint_after(Duration::from_millis(250));
         }
         if self.runner.is_busy() {
             // Keep the live fields and progress bar moving even between engine events.
@@ -455,6 +487,12 @@ impl ArbiterApp {
                             self.settings.zoom = (self.settings.zoom + 0.1).min(3.0);
                         }
                     });
+                });
+                ui.menu_button("Run", |ui| {
+                    if ui.button("Run a panel over the dataset…").clicked() {
+                        ui.close();
+                        self.show_batch = true;
+                    }
                 });
                 if ui.button("Metrics").clicked() {
                     self.show_metrics = !self.show_metrics;
@@ -529,6 +567,12 @@ impl ArbiterApp {
                     );
                     ui.label(format!("journal: {name}"))
                         .on_hover_text(journal.display().to_string());
+                }
+                if let Some(batch) = self.batch.status() {
+                    ui.separator();
+                    if ui.link(batch).on_hover_text("show the batch run").clicked() {
+                        self.show_batch = true;
+                    }
                 }
                 if let Some(load) = &self.runner.loading {
                     ui.separator();

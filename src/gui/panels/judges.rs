@@ -50,13 +50,14 @@ impl Judges {
         session: &mut Session,
         runner: &mut Runner,
         settings: &mut Settings,
+        blocked: Option<&str>,
     ) -> bool {
         let mut run = false;
         egui::ScrollArea::vertical()
             .id_salt("judges")
             .auto_shrink(false)
             .show(ui, |ui| {
-                run = self.run_box(ui, runner, settings);
+                run = self.run_box(ui, runner, settings, blocked);
                 ui.separator();
                 let Some(index) = session.current else {
                     return;
@@ -151,7 +152,14 @@ impl Judges {
         });
     }
 
-    fn run_box(&mut self, ui: &mut egui::Ui, runner: &mut Runner, settings: &mut Settings) -> bool {
+    /// `blocked`: why Run must wait (a batch run holds the engine).
+    fn run_box(
+        &mut self,
+        ui: &mut egui::Ui,
+        runner: &mut Runner,
+        settings: &mut Settings,
+        blocked: Option<&str>,
+    ) -> bool {
         let mut run = false;
         ui.heading("Run a judge");
         egui::Grid::new("run").num_columns(2).show(ui, |ui| {
@@ -226,7 +234,11 @@ impl Judges {
                 if ui.button("Stop (Esc)").clicked() {
                     runner.stop();
                 }
-            } else if ui.button("Run on this item (r)").clicked() {
+            } else if ui
+                .add_enabled(blocked.is_none(), egui::Button::new("Run on this item (r)"))
+                .on_disabled_hover_text(blocked.unwrap_or_default())
+                .clicked()
+            {
                 run = true;
             }
             if let Some(info) = &runner.loaded {
