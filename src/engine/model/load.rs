@@ -182,21 +182,39 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
     };
     // The output projection is the largest matrix (vocab x hidden): it takes the fast kernels
     // too when its type has them (often Q8_0, or the tied Q8_0 embedding).
-    let head = if has("output.weight") {
-        Arc::new(qtensor("output.weight")?)
-    } else {
+    // A tied table the fast kernels take is held once, repacked, for both uses.
+    let tied = !has("output.weight");
+    let head = if tied {
         embed.clone()
+    } else {
+        Arc::new(qtensor("output.weight")?)
     };
-    let lm_head = match QuantMatrix::from_qtensor(&head)? {
-        Some(weight) => Proj::Fast { weight, bias: None },
-        None => Proj::Quant {
-            weight: QMatMul::from_arc(head)?,
-            bias: None,
-        },
+    let (lm_head, embed) = match QuantMatrix::from_qtensor(&head)? {
+        Some(weight) if tied => {
+            drop(head);
+            (
+                Proj::Fast {
+                    weight: weight.clone(),
+                    bias: None,
+                },
+                Embedding::Fast(weight),
+            )
+        }
+        Some(weight) => (
+            Proj::Fast { weight, bias: None },
+            Embedding::Quant(QMatMul::from_arc(embed)?),
+        ),
+        None => (
+            Proj::Quant {
+                weight: QMatMul::from_arc(head)?,
+                bias: None,
+            },
+            Embedding::Quant(QMatMul::from_arc(embed)?),
+        ),
     };
     Ok(Decoder {
         config: config.clone(),
-        embed: Embedding::Quant(QMatMul::from_arc(embed)?),
+        embed,
         layers,
         norm,
         lm_head,

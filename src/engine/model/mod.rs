@@ -25,6 +25,8 @@ use super::config::ModelConfig;
 enum Embedding {
     Dense(Tensor),
     Quant(candle_core::quantized::QMatMul),
+    /// Shared with the output projection's fast kernels (a tied GGUF table, held once).
+    Fast(quant::QuantMatrix),
 }
 
 impl Embedding {
@@ -37,6 +39,7 @@ impl Embedding {
                     .reshape((b, s, ()))
             }
             Embedding::Quant(q) => q.embedding(ids),
+            Embedding::Fast(q) => q.embedding(ids),
         }
     }
 }

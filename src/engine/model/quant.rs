@@ -209,6 +209,57 @@ impl QuantMatrix {
         self.forward_with(x, Kernel::detect())
     }
 
+    /// Rows `ids` of the matrix, dequantized: the token embedding, when the output projection
+    /// shares its table (one copy of the largest matrix instead of two). `ids` is (b, s) u32;
+    /// returns (b, s, cols) f32.
+    pub(crate) fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+        let mut out = vec![0f32; ids.len() * self.cols];
+        for (dst, &id) in out.chunks_exact_mut(self.cols).zip(&ids) {
+            let row = id as usize;
+            if row >= self.rows {
+                return Err(candle_core::Error::Msg(format!(
+                    "token id {id} is outside the {}-row embedding table",
+                    self.rows
+                )));
+            }
+            self.dequantize_row(row, dst);
+        }
+        Tensor::from_vec(out, (b, s, self.cols), &candle_core::Device::Cpu)
+    }
+
+    /// Row `row` as f32, as GGML dequantizes it: Q8_0 `d * q`; Q4_0 `d * (nibble - 8)`; Q4_1
+    /// `d * nibble + m`, with a block's low nibbles its first 16 values and high nibbles the rest.
+    fn dequantize_row(&self, row: usize, dst: &mut [f32]) {
+        let w = &self.weights;
+        let qb = self.format.quant_bytes();
+        for (b, out) in dst.chunks_exact_mut(QK).enumerate().take(self.blocks) {
+            let at = row * self.stride + b;
+            let d = w.d[at].to_f32();
+            let q = &w.qs[(row * self.blocks + b) * qb..][..qb];
+            match self.format {
+                Format::Q8_0 => {
+                    for (o, &v) in out.iter_mut().zip(q) {
+                        *o = d * f32::from(v as i8);
+                    }
+                }
+                Format::Q4_0 | Format::Q4_1 => {
+                    let (offset, m) = if self.format == Format::Q4_1 {
+                        (0.0, w.m[at].to_f32())
+                    } else {
+                        (-8.0, 0.0)
+                    };
+                    let (low, high) = out.split_at_mut(QK / 2);
+                    for ((l, h), &v) in low.iter_mut().zip(high.iter_mut()).zip(q) {
+                        *l = d * (f32::from(v & 0x0F) + offset) + m;
+                        *h = d * (f32::from(v >> 4) + offset) + m;
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn dtype_name(&self) -> &'static str {
         self.format.name()
     }
@@ -1101,6 +1152,36 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn embedding_rows_equal_ggml_dequantization() {
+        let mut rng = SplitMix(11);
+        let (n, k) = (40, 96);
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("q");
+            let ours = QuantMatrix::from_qtensor(&w)
+                .expect("repack")
+                .expect("supported");
+            let table: Vec<f32> = w
+                .dequantize(&Device::Cpu)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .expect("dequantize");
+            let ids = Tensor::new(&[[0u32, 39, 7], [7, 1, 20]], &Device::Cpu).expect("ids");
+            let got = ours.embedding(&ids).expect("embedding");
+            assert_eq!(got.dims(), &[2, 3, k]);
+            let got: Vec<f32> = got.flatten_all().and_then(|t| t.to_vec1()).expect("rows");
+            for (slot, id) in [0usize, 39, 7, 7, 1, 20].into_iter().enumerate() {
+                assert_eq!(
+                    &got[slot * k..(slot + 1) * k],
+                    &table[id * k..(id + 1) * k],
+                    "{dtype:?} row {id}"
+                );
+            }
+            let outside = Tensor::new(&[[40u32]], &Device::Cpu).expect("ids");
+            assert!(ours.embedding(&outside).is_err());
         }
     }
 
