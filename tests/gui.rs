@@ -2,13 +2,14 @@
 //! to disputes, decide items from the keyboard, undo, stream a critique from a local model,
 //! stop a run, and see errors as a banner. Journal records are read back from disk.
 
+#[path = "common/app.rs"]
+mod app;
 mod common;
 
+use app::{harness, open, step_until};
 use arbiter::gui::session::Show;
 use arbiter::gui::settings::Settings;
-use arbiter::gui::ArbiterApp;
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,42 +21,6 @@ const PANEL: &str = r#"{"id":"p1","category":"math","question":"2+2?","model_a":
 {"id":"p4","category":"writing","question":"Say bye","model_a":"m1","response_a":"bye","model_b":"m2","response_b":"ciao","judgments":[{"judge":"j1","verdict":"B"},{"judge":"j2","verdict":"A"}]}
 {"id":"p5","category":"writing","question":"Say yes","model_a":"m1","response_a":"yes","model_b":"m2","response_b":"no","judgments":[{"judge":"j1","verdict":"A"},{"judge":"j2","verdict":"A"},{"judge":"j3","verdict":"A"}]}
 "#;
-
-fn harness(settings: Settings) -> Harness<'static, ArbiterApp> {
-    // Items and critiques hold Chinese and emoji; the app gets system fonts for them at start,
-    // the test harness has only egui's own, so missing glyphs draw as boxes here.
-    Harness::builder()
-        .with_size([1400.0, 900.0])
-        .allow_missing_glyphs()
-        .build_ui_state(
-            |ui, app: &mut ArbiterApp| app.ui(ui),
-            ArbiterApp::new(settings, None),
-        )
-}
-
-/// Steps frames until `done` holds (the app works on threads), failing after a minute.
-fn step_until(
-    h: &mut Harness<'_, ArbiterApp>,
-    what: &str,
-    mut done: impl FnMut(&ArbiterApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    h.run_steps(2);
-}
-
-fn open(h: &mut Harness<'_, ArbiterApp>, path: &Path) {
-    let ctx = h.ctx.clone();
-    h.state_mut().open(path.to_path_buf(), &ctx);
-    step_until(h, "the dataset to open", |app| !app.is_opening());
-}
 
 fn journal_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)

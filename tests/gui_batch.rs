@@ -4,8 +4,11 @@
 //! a second start that finds everything done, and a run cancelled mid-way that stops asking
 //! and leaves only whole judgments of finished items in the journal.
 
+#[path = "common/app.rs"]
+mod app;
 mod common;
 
+use app::{open, step_until};
 use arbiter::gui::settings::Settings;
 use arbiter::gui::ArbiterApp;
 use common::fake_openai::{write_dataset, FakeServer, Fault, GOOD_KEY};
@@ -15,7 +18,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KEY_VAR: &str = "ARBITER_GUI_BATCH_KEY";
 
@@ -26,38 +29,7 @@ fn set_key() {
 }
 
 fn harness() -> Harness<'static, ArbiterApp> {
-    Harness::builder()
-        .with_size([1400.0, 900.0])
-        .allow_missing_glyphs()
-        .build_ui_state(
-            |ui, app: &mut ArbiterApp| app.ui(ui),
-            ArbiterApp::new(Settings::default(), None),
-        )
-}
-
-/// Steps frames until `done` holds (the run is on threads), failing after a minute.
-fn step_until(
-    h: &mut Harness<'_, ArbiterApp>,
-    what: &str,
-    mut done: impl FnMut(&ArbiterApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    h.run_steps(2);
-}
-
-fn open(h: &mut Harness<'_, ArbiterApp>, path: &Path) {
-    let ctx = h.ctx.clone();
-    h.state_mut().open(path.to_path_buf(), &ctx);
-    step_until(h, "the dataset to open", |app| !app.is_opening());
-    assert!(h.state().session.is_some(), "{:?}", h.state().banners);
+    app::harness(Settings::default())
 }
 
 /// One remote judge, `judge-a`, `concurrency` requests at a time.

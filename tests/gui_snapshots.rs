@@ -7,11 +7,14 @@
 //! fixed by the test (judgments carry their own run metadata, free memory is pinned, the hub
 //! cache is an empty folder), so the pictures do not depend on the machine.
 
+#[path = "common/app.rs"]
+mod app;
+
+use app::{open, step_until};
 use arbiter::gui::settings::{Settings, Theme};
 use arbiter::gui::ArbiterApp;
 use egui_kittest::{Harness, SnapshotOptions};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// Four items judged by three judges. r1 has a majority and a structured CompassJudger-2
 /// critique with its run metadata; r2 and r4 have a majority too; r3 is a dispute.
@@ -20,19 +23,6 @@ const DATA: &str = r#"{"id":"r1","category":"coding","language":"en","question":
 {"id":"r3","category":"writing","language":"en","question":"A two-line poem about rain.","model_a":"writer-terse","response_a":"Grey threads stitch the window shut;\nthe gutters hum a tune.","model_b":"writer-long","response_b":"Rain falls down,\nall over town.","judgments":[{"judge":"judge-one","verdict":"tie"},{"judge":"judge-two","verdict":"A"},{"judge":"judge-three","verdict":"B"}]}
 {"id":"r4","category":"math","language":"en","question":"Is 91 prime?","model_a":"writer-terse","response_a":"Yes.","model_b":"writer-long","response_b":"No: 91 = 7 × 13.","judgments":[{"judge":"judge-one","verdict":"B"},{"judge":"judge-two","verdict":"B"},{"judge":"judge-three","verdict":"B","swapped":true},{"judge":"judge-three","verdict":"A"}]}
 "#;
-
-fn step_until(h: &mut Harness<'_, ArbiterApp>, what: &str, done: impl Fn(&ArbiterApp) -> bool) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    h.run();
-}
 
 #[test]
 fn the_main_screens_look_as_committed() {
@@ -59,9 +49,8 @@ fn the_main_screens_look_as_committed() {
             ArbiterApp::new(settings, None),
         );
     h.state_mut().pin_free_memory(Some(16 << 30));
-    let ctx = h.ctx.clone();
-    h.state_mut().open(data.clone(), &ctx);
-    step_until(&mut h, "the dataset to open", |app| !app.is_opening());
+    open(&mut h, &data);
+    h.run();
 
     let options = SnapshotOptions::new()
         .output_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots"))
@@ -103,6 +92,7 @@ fn the_main_screens_look_as_committed() {
             .as_ref()
             .is_some_and(|s| s.review.decision("r1").is_some())
     });
+    h.run();
     shot(&mut h, "decided");
 
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -115,6 +115,24 @@ impl SamplingArgs {
     }
 }
 
+/// Which items a judging command takes, in which orders, and whether to redo: shared by
+/// `arbiter judge` and `arbiter run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SelectionArgs {
+    /// Judge only these items.
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub items: Vec<String>,
+    /// Judge at most this many items (after --items).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Also judge with the responses swapped, and report position consistency.
+    #[arg(long)]
+    pub swap: bool,
+    /// Judge again what is already judged with the same settings.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct JudgeArgs {
     #[command(flatten)]
@@ -130,18 +148,8 @@ pub struct JudgeArgs {
     /// A style preference for pairwise templates: a preset name or a sentence.
     #[arg(long)]
     pub preference: Option<String>,
-    /// Judge only these items.
-    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
-    pub items: Vec<String>,
-    /// Judge at most this many items (after --items).
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Also judge with the responses swapped, and report position consistency.
-    #[arg(long)]
-    pub swap: bool,
-    /// Judge again items already judged with the same settings.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// Do not stream critiques; print one line per judgment.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -170,9 +178,9 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
     let template = library.get(&template_name)?;
     let preference = args.preference.as_deref().map(resolve_preference);
 
-    let items = batch::select_items(&review, &args.items, args.limit)?;
+    let items = batch::select_items(&review, &args.selection.items, args.selection.limit)?;
     // Render every prompt before loading a model: a template that cannot be filled fails now.
-    let orders = Orders::from_swap_flag(args.swap);
+    let orders = Orders::from_swap_flag(args.selection.swap);
     let mut tasks = Vec::new();
     for id in &items {
         let item = review.dataset.get(id).context("item listed but missing")?;
@@ -206,7 +214,11 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
     eprintln!(
         "judging {} item(s){} as {judge_name}; judgments go to {}",
         items.len(),
-        if args.swap { " in both orders" } else { "" },
+        if args.selection.swap {
+            " in both orders"
+        } else {
+            ""
+        },
         review.journal_path().display()
     );
     let mut out = std::io::stdout();
@@ -215,7 +227,7 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
             break;
         }
         let swapped = task.order.is_swapped();
-        if !args.force && done.contains(&(task.item.clone(), swapped)) {
+        if !args.selection.force && done.contains(&(task.item.clone(), swapped)) {
             skipped += 1;
             continue;
         }
@@ -287,7 +299,7 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
         "judged {judged}, skipped {skipped} already judged with these settings{}, {unreadable} without a readable verdict",
         if skipped > 0 { " (--force to redo)" } else { "" }
     );
-    if args.swap {
+    if args.selection.swap {
         let inconsistent = pairs.values().filter(|p| p.is_inconsistent()).count();
         let complete = pairs
             .values()

@@ -29,18 +29,8 @@ pub struct RunArgs {
     /// Run only this judge of the panel.
     #[arg(long, value_name = "NAME")]
     pub judge: Option<String>,
-    /// Judge only these items.
-    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
-    pub items: Vec<String>,
-    /// Judge at most this many items (after --items).
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Also judge with the responses swapped.
-    #[arg(long)]
-    pub swap: bool,
-    /// Judge again what is already judged with the same settings.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub selection: super::judge::SelectionArgs,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -48,17 +38,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let library = Library::load()?;
     let panel = PanelFile::load(&args.panel, &library)?;
     let scope = Scope {
-        items: args.items.clone(),
-        limit: args.limit,
-        swap: args.swap,
-        force: args.force,
+        items: args.selection.items.clone(),
+        limit: args.selection.limit,
+        swap: args.selection.swap,
+        force: args.selection.force,
         judge: args.judge.clone(),
     };
     let plan = batch::plan(&review, &panel, &library, &scope)?;
-    let selected: HashSet<String> = batch::select_items(&review, &args.items, args.limit)?
-        .into_iter()
-        .collect();
-    announce(&plan, &review, args.swap);
+    let selected: HashSet<String> =
+        batch::select_items(&review, &args.selection.items, args.selection.limit)?
+            .into_iter()
+            .collect();
+    announce(&plan, &review, args.selection.swap);
 
     let interrupted = interrupt_flag();
     let batch = Batch::start(&plan, None);
