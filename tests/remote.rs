@@ -8,7 +8,7 @@
 mod common;
 
 use common::fake_openai::{write_dataset, FakeServer, Fault, Seen, BAD_KEY, GOOD_KEY};
-use serde_json::Value;
+use common::journal_file;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -97,19 +97,10 @@ fn journal_path(dataset: &Path) -> PathBuf {
     dataset.with_file_name("items.jsonl.arbiter-journal.jsonl")
 }
 
-/// The judgment records of the journal (a torn last line is skipped, as replay does).
-fn judgments(dataset: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(journal_path(dataset)).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "judgment")
-        .collect()
-}
-
 /// How many judgments the journal holds per (judge, item, swapped).
 fn counts(dataset: &Path) -> HashMap<(String, String, bool), usize> {
     let mut counts = HashMap::new();
-    for j in judgments(dataset) {
+    for j in journal_file::judgments(&journal_path(dataset)) {
         let key = (
             j["judgment"]["judge"].as_str().unwrap().to_string(),
             j["item"].as_str().unwrap().to_string(),
@@ -236,7 +227,7 @@ fn every_fault_is_survived_and_every_item_judged_exactly_once() {
     );
 
     // The records say who answered and how.
-    let record = judgments(&dataset)
+    let record = journal_file::judgments(&journal_path(&dataset))
         .into_iter()
         .find(|j| j["judgment"]["judge"] == "judge-b")
         .unwrap();
@@ -299,7 +290,7 @@ fn a_run_killed_mid_way_resumes_without_duplicates_or_gaps() {
     .expect("arbiter starts");
     // Wait for some, not all, judgments to be durable, then kill without warning.
     loop {
-        let n = judgments(&dataset).len();
+        let n = journal_file::judgments(&journal_path(&dataset)).len();
         if n >= 3 {
             break;
         }
@@ -310,7 +301,7 @@ fn a_run_killed_mid_way_resumes_without_duplicates_or_gaps() {
     }
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
-    let after_kill = judgments(&dataset).len();
+    let after_kill = journal_file::judgments(&journal_path(&dataset)).len();
     assert!(after_kill < 4 * ITEMS, "killed before the end");
 
     let (out, _, stderr) = run(&dataset, &panel, &["--swap"]);
@@ -346,7 +337,7 @@ fn a_vanished_endpoint_stops_its_judge_and_every_item_is_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("cannot reach"), "{stderr}");
     assert!(stderr.contains("gone stopped"), "{stderr}");
-    assert!(judgments(&dataset).is_empty());
+    assert!(journal_file::judgments(&journal_path(&dataset)).is_empty());
     for id in item_ids() {
         assert!(
             stderr.contains(&format!("gone {id} (A/B)")),

