@@ -29,6 +29,23 @@ pub struct JudgeProgress {
 }
 
 impl JudgeProgress {
+    /// A judge about to make `total` judgments, `already_done` others skipped; nothing begun.
+    pub fn new(name: String, total: usize, already_done: usize) -> JudgeProgress {
+        JudgeProgress {
+            name,
+            total,
+            already_done,
+            done: 0,
+            failed: 0,
+            retries: 0,
+            in_flight: 0,
+            started: None,
+            status: None,
+            stopped: None,
+            finished: total == 0,
+        }
+    }
+
     /// Judgments per minute since its first request.
     pub fn rate_per_minute(&self, now: Instant) -> Option<f64> {
         let started = self.started?;
@@ -95,19 +112,7 @@ impl BatchProgress {
             judges: plan
                 .judges
                 .iter()
-                .map(|j| JudgeProgress {
-                    name: j.judge.name.clone(),
-                    total: j.tasks.len(),
-                    already_done: j.already_done,
-                    done: 0,
-                    failed: 0,
-                    retries: 0,
-                    in_flight: 0,
-                    started: None,
-                    status: None,
-                    stopped: None,
-                    finished: j.tasks.is_empty(),
-                })
+                .map(|j| JudgeProgress::new(j.judge.name.clone(), j.tasks.len(), j.already_done))
                 .collect(),
         }
     }
@@ -169,17 +174,8 @@ mod tests {
 
     fn judge(total: usize) -> JudgeProgress {
         JudgeProgress {
-            name: "j".into(),
-            total,
-            already_done: 0,
-            done: 0,
-            failed: 0,
-            retries: 0,
-            in_flight: 0,
-            started: None,
-            status: None,
-            stopped: None,
             finished: false,
+            ..JudgeProgress::new("j".into(), total, 0)
         }
     }
 
