@@ -195,12 +195,6 @@ impl Review {
             })
     }
 
-    /// The judgment records the journal held when the dataset was opened, with their run
-    /// metadata (model, template, settings): what a resumed run must not redo.
-    pub fn journal_judgments(&self) -> &[crate::journal::JudgmentRecord] {
-        &self.replay.judgments
-    }
-
     /// Records a human decision; returns once it is durable on disk.
     pub fn decide(
         &mut self,
