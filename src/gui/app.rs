@@ -80,6 +80,8 @@ pub struct ArbiterApp {
     pub show_metrics: bool,
     pub show_models: bool,
     pub show_batch: bool,
+    /// The icon rasterizer is given to the context once, on the first frame.
+    glyphs_installed: bool,
     /// The batch-run window and the run it started, which goes on with the window closed.
     pub batch: BatchPanel,
     /// Show response B on the left and A on the right (the labels move with them).
@@ -110,6 +112,7 @@ impl ArbiterApp {
             show_metrics: false,
             show_models: false,
             show_batch: false,
+            glyphs_installed: false,
             swapped_view: false,
             focus_search: false,
             focus_note: false,
@@ -291,8 +294,10 @@ impl ArbiterApp {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
         let ctx = ui.ctx().clone();
-        // A no-op after the first frame.
-        ctx.add_glyph_rasterizer(super::theme::icon_glyphs());
+        if !self.glyphs_installed {
+            ctx.add_glyph_rasterizer(super::theme::icon_glyphs());
+            self.glyphs_installed = true;
+        }
         self.apply_settings(&ctx);
         self.poll_opening();
         self.runner.poll(self.session.as_mut());
