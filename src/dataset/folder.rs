@@ -16,7 +16,7 @@ use super::{load, BadRecord, Dataset, DatasetError, Format, LoadOptions};
 use std::path::{Path, PathBuf};
 
 /// The files a folder dataset is made of, in name order.
-pub fn files(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+fn files(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let entries = std::fs::read_dir(dir).map_err(|source| DatasetError::Io {
         path: dir.to_path_buf(),
         source,
@@ -55,7 +55,7 @@ fn stem(name: &str) -> Option<&str> {
 }
 
 /// Loads every dataset file of `dir` as one dataset.
-pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DatasetError> {
+pub(super) fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DatasetError> {
     let mut format: Option<(Format, PathBuf)> = None;
     let mut items = Vec::new();
     let mut skipped = Vec::new();

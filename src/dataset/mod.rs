@@ -18,7 +18,7 @@ pub mod opencompass;
 mod read;
 pub mod rewardbench;
 
-pub use folder::{files as folder_files, load_folder};
+use folder::load_folder;
 pub use loader::load_bytes;
 pub use native::write_native;
 
