@@ -88,12 +88,21 @@ struct HfConfig {
     attention_bias: Option<bool>,
     #[serde(default)]
     rope_scaling: Option<serde_json::Value>,
+    /// transformers 5 writes `rope_theta` and the scaling here instead.
+    #[serde(default)]
+    rope_parameters: Option<RopeParameters>,
     #[serde(default)]
     eos_token_id: Option<IdOrIds>,
     #[serde(default)]
     bos_token_id: Option<IdOrIds>,
     #[serde(default)]
     hidden_act: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RopeParameters {
+    rope_theta: Option<f64>,
+    rope_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +169,21 @@ impl ModelConfig {
                  longer than the model's native context may degrade"
             );
         }
+        if let Some(kind) = hf
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.rope_type.as_deref())
+            .filter(|t| *t != "default")
+        {
+            tracing::warn!(
+                "config.json sets rope_type `{kind}`; Arbiter applies plain RoPE, so prompts \
+                 longer than the model's native context may degrade"
+            );
+        }
+        let rope_theta = hf
+            .rope_theta
+            .or_else(|| hf.rope_parameters.as_ref().and_then(|p| p.rope_theta))
+            .unwrap_or(10_000.0);
         let heads = hf.num_attention_heads;
         let kv_heads = hf.num_key_value_heads.unwrap_or(heads);
         let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / heads.max(1));
@@ -173,7 +197,7 @@ impl ModelConfig {
             head_dim,
             vocab_size: hf.vocab_size,
             rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
-            rope_theta: hf.rope_theta.unwrap_or(10_000.0),
+            rope_theta,
             max_position: hf.max_position_embeddings.unwrap_or(32_768),
             tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
             attention_bias: hf.attention_bias.unwrap_or(family == Family::Qwen2),
@@ -313,6 +337,25 @@ mod tests {
         assert!(cfg.attention_bias, "qwen2 has q/k/v biases by default");
         assert_eq!(cfg.eos_ids, vec![151645]);
         assert_eq!(cfg.architecture().parameters(), 7_615_616_512);
+    }
+
+    #[test]
+    fn transformers_5_rope_parameters_give_the_theta() {
+        // transformers 5 writes no top-level rope_theta; it is under rope_parameters.
+        let text = r#"{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 300,
+            "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+            "dtype": "float32"}"#;
+        let cfg = ModelConfig::from_json_str(text).expect("loads");
+        assert_eq!(cfg.rope_theta, 1_000_000.0);
+        let old = text.replace(
+            r#""rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},"#,
+            "",
+        );
+        assert_eq!(
+            ModelConfig::from_json_str(&old).expect("loads").rope_theta,
+            10_000.0
+        );
     }
 
     #[test]
