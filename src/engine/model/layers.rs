@@ -121,6 +121,12 @@ impl Rope {
         self.cos.dim(0).unwrap_or(0)
     }
 
+    /// The tables, (positions, head_dim / 2) each, for kernels that rotate in place.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn cos_sin(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     /// Makes the tables cover `positions`, doubling so growth is rare.
     pub(crate) fn reserve(&mut self, positions: usize) -> Result<()> {
         if positions <= self.positions() {
@@ -219,6 +225,31 @@ impl KvCache {
         Ok(())
     }
 
+    /// Makes room for `seq` more positions and counts them as cached, for a kernel that writes
+    /// them itself; returns the whole buffers (1, kv_heads, capacity, head_dim) and the first
+    /// new position.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn extend(
+        &mut self,
+        seq: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor, usize)> {
+        let start = self.len;
+        let need = start + seq;
+        if need > self.capacity() {
+            let grown = need.max(self.capacity() * 2).max(256);
+            self.reserve(grown, kv_heads, head_dim, dtype, device)?;
+        }
+        let (Some(ck), Some(cv)) = (&self.k, &self.v) else {
+            candle_core::bail!("kv cache buffers missing after reserve");
+        };
+        self.len = need;
+        Ok((ck.clone(), cv.clone(), start))
+    }
+
     /// Appends (1, kv_heads, seq, head_dim) keys and values; returns views of everything cached.
     pub(crate) fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let (_, kv_heads, seq, head_dim) = k.dims4()?;
@@ -270,20 +301,72 @@ pub(crate) fn causal_mask(
     Tensor::from_vec(mask, (seq, total), device)?.to_dtype(dtype)
 }
 
+/// The gate and up projections of an MLP: apart, or as one matrix (gate rows, then up rows)
+/// that a GPU runs as one product.
+#[derive(Debug, Clone)]
+pub(crate) enum GateUp {
+    Separate { gate: Proj, up: Proj },
+    Merged(Proj),
+}
+
 /// SiLU-gated MLP.
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
-    pub(crate) gate: Proj,
-    pub(crate) up: Proj,
+    pub(crate) gate_up: GateUp,
     pub(crate) down: Proj,
 }
 
 impl Mlp {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.gate.forward(x)?.silu()?;
-        let up = self.up.forward(x)?;
-        self.down.forward(&(gate * up)?)
+        let h = match &self.gate_up {
+            GateUp::Separate { gate, up } => (gate.forward(x)?.silu()? * up.forward(x)?)?,
+            GateUp::Merged(proj) => {
+                let both = proj.forward(x)?;
+                let inter = both.dim(candle_core::D::Minus1)? / 2;
+                #[cfg(feature = "cuda")]
+                if both.device().is_cuda() && super::cuda::supports_dtype(both.dtype()) {
+                    let dims = both.dims().to_vec();
+                    let rows = both.elem_count() / (2 * inter);
+                    let h = super::cuda::silu_mul(&both.reshape((rows, 2 * inter))?)?;
+                    let mut out_dims = dims;
+                    if let Some(last) = out_dims.last_mut() {
+                        *last = inter;
+                    }
+                    return self.down.forward(&h.reshape(out_dims)?);
+                }
+                let last = both.rank() - 1;
+                (both.narrow(last, 0, inter)?.silu()? * both.narrow(last, inter, inter)?)?
+            }
+        };
+        self.down.forward(&h)
     }
+}
+
+/// Concatenates dense projections along their output rows into one (weights and biases), so
+/// a GPU runs one matrix product instead of several. `None` if any is not dense or only some
+/// have a bias.
+pub(crate) fn merge_dense(parts: &[&Proj]) -> Result<Option<Proj>> {
+    let mut weights = Vec::with_capacity(parts.len());
+    let mut biases = Vec::with_capacity(parts.len());
+    for p in parts {
+        let Proj::Dense { weight, bias } = p else {
+            return Ok(None);
+        };
+        weights.push(weight.clone());
+        if let Some(b) = bias {
+            biases.push(b.clone());
+        }
+    }
+    if !biases.is_empty() && biases.len() != parts.len() {
+        return Ok(None);
+    }
+    let weight = Tensor::cat(&weights, 0)?;
+    let bias = if biases.is_empty() {
+        None
+    } else {
+        Some(Tensor::cat(&biases, 0)?)
+    };
+    Ok(Some(Proj::Dense { weight, bias }))
 }
 
 #[cfg(test)]
@@ -313,6 +396,73 @@ mod tests {
             .expect("cos");
         let exact = 3000f64.cos() as f32;
         assert!((cos[0] - exact).abs() < 1e-2, "{} vs {exact}", cos[0]);
+    }
+
+    fn dense(out: usize, inp: usize, bias: bool, seed: f32) -> Proj {
+        let dev = Device::Cpu;
+        let w: Vec<f32> = (0..out * inp)
+            .map(|i| ((i as f32 + seed) * 0.37).sin())
+            .collect();
+        Proj::Dense {
+            weight: Tensor::from_vec(w, (out, inp), &dev).expect("w"),
+            bias: bias.then(|| {
+                let b: Vec<f32> = (0..out).map(|i| (i as f32 * 0.11 + seed).cos()).collect();
+                Tensor::from_vec(b, out, &dev).expect("b")
+            }),
+        }
+    }
+
+    #[test]
+    fn merged_projections_compute_what_separate_ones_do() {
+        let x = Tensor::from_vec(
+            (0..2 * 3 * 8)
+                .map(|i| (i as f32 * 0.21).cos())
+                .collect::<Vec<_>>(),
+            (2, 3, 8),
+            &Device::Cpu,
+        )
+        .expect("x");
+        let (a, b) = (dense(5, 8, true, 1.0), dense(3, 8, true, 2.0));
+        let merged = merge_dense(&[&a, &b])
+            .expect("merge")
+            .expect("dense merges");
+        let both = merged.forward(&x).expect("merged");
+        let apart =
+            Tensor::cat(&[a.forward(&x).expect("a"), b.forward(&x).expect("b")], 2).expect("cat");
+        let diff = (both - apart)
+            .expect("diff")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max");
+        assert!(diff.to_scalar::<f32>().expect("scalar") < 1e-5);
+        // Only some with a bias: left apart.
+        let c = dense(3, 8, false, 3.0);
+        assert!(merge_dense(&[&a, &c]).expect("merge").is_none());
+
+        let (gate, up, down) = (
+            dense(6, 8, false, 4.0),
+            dense(6, 8, false, 5.0),
+            dense(8, 6, false, 6.0),
+        );
+        let gate_up = merge_dense(&[&gate, &up])
+            .expect("merge")
+            .expect("dense merges");
+        let separate = Mlp {
+            gate_up: GateUp::Separate { gate, up },
+            down: down.clone(),
+        };
+        let merged = Mlp {
+            gate_up: GateUp::Merged(gate_up),
+            down,
+        };
+        let diff = (separate.forward(&x).expect("separate") - merged.forward(&x).expect("merged"))
+            .expect("diff")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max");
+        assert!(diff.to_scalar::<f32>().expect("scalar") < 1e-4);
     }
 
     #[test]

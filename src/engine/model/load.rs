@@ -1,9 +1,9 @@
 //! Building a [`Decoder`] from safetensors (transformers' tensor names) or from GGUF
 //! (llama.cpp's names), onto a device.
 
-use super::layers::{KvCache, Mlp, Proj, RmsNorm, Rope};
+use super::layers::{merge_dense, GateUp, KvCache, Mlp, Proj, RmsNorm, Rope};
 use super::quant::QuantMatrix;
-use super::{Attention, Decoder, Embedding, Layer};
+use super::{Attention, Decoder, Embedding, Layer, Qkv};
 use crate::engine::config::ModelConfig;
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Result};
@@ -44,18 +44,36 @@ pub fn load_safetensors(
     };
     let m = vb.pp("model");
     let embed = m.pp("embed_tokens").get((config.vocab_size, h), "weight")?;
+    let merge = merge_projections(device, dtype, config);
     let mut layers = Vec::with_capacity(config.layers);
     for i in 0..config.layers {
         let l = m.pp(format!("layers.{i}"));
         let a = l.pp("self_attn");
         let bias = config.attention_bias;
         let (nq, nkv) = (config.heads * d, config.kv_heads * d);
+        let (q, k, v) = (
+            dense(&a, "q_proj", nq, h, bias)?,
+            dense(&a, "k_proj", nkv, h, bias)?,
+            dense(&a, "v_proj", nkv, h, bias)?,
+        );
+        let qkv = match merge.then(|| merge_dense(&[&q, &k, &v])).transpose()? {
+            Some(Some(merged)) => Qkv::Merged(merged),
+            _ => Qkv::Separate { q, k, v },
+        };
+        let mlp = l.pp("mlp");
+        let inter = config.intermediate_size;
+        let (gate, up) = (
+            dense(&mlp, "gate_proj", inter, h, false)?,
+            dense(&mlp, "up_proj", inter, h, false)?,
+        );
+        let gate_up = match merge.then(|| merge_dense(&[&gate, &up])).transpose()? {
+            Some(Some(merged)) => GateUp::Merged(merged),
+            _ => GateUp::Separate { gate, up },
+        };
         layers.push(Layer {
             attn_norm: norm(&l, "input_layernorm")?,
             attn: Attention {
-                q: dense(&a, "q_proj", nq, h, bias)?,
-                k: dense(&a, "k_proj", nkv, h, bias)?,
-                v: dense(&a, "v_proj", nkv, h, bias)?,
+                qkv,
                 o: dense(&a, "o_proj", h, nq, false)?,
                 heads: config.heads,
                 kv_heads: config.kv_heads,
@@ -63,21 +81,8 @@ pub fn load_safetensors(
             },
             mlp_norm: norm(&l, "post_attention_layernorm")?,
             mlp: Mlp {
-                gate: dense(
-                    &l.pp("mlp"),
-                    "gate_proj",
-                    config.intermediate_size,
-                    h,
-                    false,
-                )?,
-                up: dense(&l.pp("mlp"), "up_proj", config.intermediate_size, h, false)?,
-                down: dense(
-                    &l.pp("mlp"),
-                    "down_proj",
-                    h,
-                    config.intermediate_size,
-                    false,
-                )?,
+                gate_up,
+                down: dense(&mlp, "down_proj", h, inter, false)?,
             },
             cache: KvCache::new(),
         });
@@ -107,6 +112,24 @@ pub fn load_safetensors(
         device: device.clone(),
         dtype,
     })
+}
+
+/// Whether a safetensors model's q/k/v and gate/up projections are concatenated at load, for
+/// the fused CUDA kernels (one matrix product each instead of three and two). Only on a CUDA
+/// device the kernels support; `ARBITER_CUDA_FUSED=0` keeps candle's plain ops, for comparing.
+fn merge_projections(device: &Device, dtype: DType, config: &ModelConfig) -> bool {
+    let wanted = std::env::var("ARBITER_CUDA_FUSED").map_or(true, |v| v != "0");
+    wanted && fused_kernels(device, dtype, config)
+}
+
+#[cfg(feature = "cuda")]
+fn fused_kernels(device: &Device, dtype: DType, config: &ModelConfig) -> bool {
+    device.is_cuda() && !config.rope_interleaved && super::cuda::supports(dtype, config.head_dim)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn fused_kernels(_device: &Device, _dtype: DType, _config: &ModelConfig) -> bool {
+    false
 }
 
 /// Loads a GGUF model. Quantized matrices stay quantized; norms, biases and activations are f32.
@@ -163,16 +186,17 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
         layers.push(Layer {
             attn_norm,
             attn: Attention {
-                q,
-                k,
-                v,
+                qkv: Qkv::Separate { q, k, v },
                 o,
                 heads: config.heads,
                 kv_heads: config.kv_heads,
                 head_dim: config.head_dim,
             },
             mlp_norm,
-            mlp: Mlp { gate, up, down },
+            mlp: Mlp {
+                gate_up: GateUp::Separate { gate, up },
+                down,
+            },
             cache: KvCache::new(),
         });
     }

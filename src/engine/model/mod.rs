@@ -9,6 +9,8 @@
 //! each key/value head once instead of materialising `repeat_kv` copies.
 
 mod attend;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod layers;
 mod load;
 pub(crate) mod quant;
@@ -44,15 +46,39 @@ impl Embedding {
     }
 }
 
+/// The query, key and value projections: apart, or as one matrix (q rows, k rows, v rows)
+/// that a GPU runs as one product.
+#[derive(Debug, Clone)]
+enum Qkv {
+    Separate { q: Proj, k: Proj, v: Proj },
+    Merged(Proj),
+}
+
 #[derive(Debug, Clone)]
 struct Attention {
-    q: Proj,
-    k: Proj,
-    v: Proj,
+    qkv: Qkv,
     o: Proj,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+}
+
+impl Attention {
+    /// q, k and v of `x` (b, seq, hidden), each (b, seq, n * head_dim).
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        match &self.qkv {
+            Qkv::Separate { q, k, v } => Ok((q.forward(x)?, k.forward(x)?, v.forward(x)?)),
+            Qkv::Merged(proj) => {
+                let all = proj.forward(x)?;
+                let (nq, nkv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+                Ok((
+                    all.narrow(2, 0, nq)?,
+                    all.narrow(2, nq, nkv)?,
+                    all.narrow(2, nq + nkv, nkv)?,
+                ))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -86,16 +112,19 @@ impl Layer {
         rope: &Rope,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(out) = self.attention_cuda(x, rope)? {
+            return Ok(out);
+        }
         let a = &self.attn;
         let (b, seq, _) = x.dims3()?;
-        let heads = |p: &Proj, n: usize| -> Result<Tensor> {
-            p.forward(x)?
-                .reshape((b, seq, n, a.head_dim))?
-                .transpose(1, 2)
+        let (q, k, v) = a.project(x)?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((b, seq, n, a.head_dim))?.transpose(1, 2)
         };
-        let q = rope.apply(&heads(&a.q, a.heads)?, start)?;
-        let k = rope.apply(&heads(&a.k, a.kv_heads)?, start)?;
-        let v = heads(&a.v, a.kv_heads)?;
+        let q = rope.apply(&heads(q, a.heads)?, start)?;
+        let k = rope.apply(&heads(k, a.kv_heads)?, start)?;
+        let v = heads(v, a.kv_heads)?;
         let (k, v) = self.cache.append(&k, &v)?;
         if mask.is_none() {
             if let Some(out) = attend::decode(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt())? {
@@ -123,6 +152,75 @@ impl Layer {
             .transpose(1, 2)?
             .reshape((b, seq, a.heads * a.head_dim))?;
         a.o.forward(&out)
+    }
+}
+
+impl Layer {
+    /// Whether attention on `x` (b, seq, hidden) runs through the fused CUDA kernels.
+    #[cfg(feature = "cuda")]
+    fn fused(&self, x: &Tensor) -> bool {
+        matches!(self.attn.qkv, Qkv::Merged(Proj::Dense { .. }))
+            && x.device().is_cuda()
+            && x.dim(0).is_ok_and(|b| b == 1)
+            && cuda::supports(x.dtype(), self.attn.head_dim)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn fused(&self, _x: &Tensor) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Layer {
+    /// Attention through the fused kernels (see `cuda`), for a merged dense q/k/v projection
+    /// on a CUDA device, one sequence, f32 or bf16; `None` where they do not apply. Writes
+    /// the cache like the general path and computes the same function.
+    fn attention_cuda(&mut self, x: &Tensor, rope: &Rope) -> Result<Option<Tensor>> {
+        if !self.fused(x) {
+            return Ok(None);
+        }
+        let a = &self.attn;
+        let Qkv::Merged(Proj::Dense { weight, bias }) = &a.qkv else {
+            return Ok(None);
+        };
+        let (_, seq, hidden) = x.dims3()?;
+        let (heads, kv_heads, d) = (a.heads, a.kv_heads, a.head_dim);
+        let qkv = x.reshape((seq, hidden))?.matmul(&weight.t()?)?;
+        let (k_cache, v_cache, start) =
+            self.cache.extend(seq, kv_heads, d, x.dtype(), x.device())?;
+        let (cos, sin) = rope.cos_sin();
+        let q = cuda::qkv_rope(
+            &qkv,
+            bias.as_ref(),
+            cos,
+            sin,
+            &k_cache,
+            &v_cache,
+            heads,
+            kv_heads,
+            start,
+        )?;
+        let total = start + seq;
+        let scale = 1.0 / (d as f32).sqrt();
+        let out = if seq == 1 {
+            cuda::attend_decode(&q, &k_cache, &v_cache, total, scale)?
+        } else {
+            let group = heads / kv_heads;
+            let k = k_cache.narrow(2, 0, total)?.squeeze(0)?;
+            let v = v_cache.narrow(2, 0, total)?.squeeze(0)?;
+            let scores = q
+                .reshape((kv_heads, group * seq, d))?
+                .matmul(&k.t()?)?
+                .contiguous()?;
+            cuda::softmax_causal_(&scores, seq, start, scale)?;
+            scores
+                .matmul(&v)?
+                .reshape((heads, seq, d))?
+                .transpose(0, 1)?
+                .reshape((seq, heads * d))?
+        };
+        Ok(Some(a.o.forward(&out.reshape((1, seq, heads * d))?)?))
     }
 }
 
@@ -231,7 +329,9 @@ impl Decoder {
         self.rope.reserve(start + seq)?;
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
-        let mask = if seq > 1 {
+        // The fused CUDA attention masks as it goes; building the (seq, past + seq) mask on the
+        // host and uploading it would cost milliseconds of a long prefill.
+        let mask = if seq > 1 && !self.layers.iter().all(|l| l.fused(&x)) {
             Some(causal_mask(seq, start, self.dtype, &self.device)?)
         } else {
             None

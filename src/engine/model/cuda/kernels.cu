@@ -1,0 +1,332 @@
+// Arbiter's fused kernels for the decoder on CUDA (built to PTX by build.rs with the `cuda`
+// feature). Each replaces a chain of small candle ops that would each launch a kernel and
+// round-trip memory: see cuda.rs for where they are used and why.
+//
+// Every kernel comes in float and bf16; arithmetic is in float either way.
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include <type_traits>
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+
+// E consecutive elements (E = 2 or 4, aligned to their size) as floats, in one access.
+template <typename T, int E>
+__device__ __forceinline__ void load_e(const T* p, float* o) {
+    if constexpr (std::is_same<T, float>::value) {
+        if constexpr (E == 4) {
+            const float4 v = *reinterpret_cast<const float4*>(p);
+            o[0] = v.x, o[1] = v.y, o[2] = v.z, o[3] = v.w;
+        } else {
+            const float2 v = *reinterpret_cast<const float2*>(p);
+            o[0] = v.x, o[1] = v.y;
+        }
+    } else {
+        if constexpr (E == 4) {
+            const uint2 raw = *reinterpret_cast<const uint2*>(p);
+            const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+            const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+            o[0] = a.x, o[1] = a.y, o[2] = b.x, o[3] = b.y;
+        } else {
+            const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+            o[0] = a.x, o[1] = a.y;
+        }
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// The merged q/k/v projection's output, bias added, RoPE applied to q and k (rotate-half, as
+// Qwen2 and transformers do), q written as [heads, seq, d] and k, v written into the layer's
+// cache [kv_heads, cap, d] at positions start..start+seq.
+// grid (seq, heads + 2 kv_heads), block d/2 threads.
+template <typename T>
+__device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin, T* q_out,
+                         T* k_cache, T* v_cache, int seq, int heads, int kv_heads, int d, int cap,
+                         int start) {
+    const int t = blockIdx.x, h = blockIdx.y, half = d / 2;
+    const int width = (heads + 2 * kv_heads) * d;
+    const T* row = qkv + (size_t)t * width + (size_t)h * d;
+    const T* b = bias ? bias + (size_t)h * d : nullptr;
+    const int pos = start + t;
+    T* dst;
+    if (h < heads) {
+        dst = q_out + ((size_t)h * seq + t) * d;
+    } else if (h < heads + kv_heads) {
+        dst = k_cache + ((size_t)(h - heads) * cap + pos) * d;
+    } else {
+        dst = v_cache + ((size_t)(h - heads - kv_heads) * cap + pos) * d;
+    }
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float x1 = to_f(row[i]), x2 = to_f(row[i + half]);
+        if (b) {
+            x1 += to_f(b[i]);
+            x2 += to_f(b[i + half]);
+        }
+        if (h < heads + kv_heads) {
+            const float c = to_f(cos[(size_t)pos * half + i]);
+            const float s = to_f(sin[(size_t)pos * half + i]);
+            const float r1 = x1 * c - x2 * s;
+            const float r2 = x2 * c + x1 * s;
+            x1 = r1;
+            x2 = r2;
+        }
+        dst[i] = from_f<T>(x1);
+        dst[i + half] = from_f<T>(x2);
+    }
+}
+
+// Decode attention for one new token, flash-decoding style: each warp takes a run of cached
+// positions for one query head and keeps a running max, sum and weighted value sum; the four
+// warps of a block merge theirs in shared memory, and the combine kernel merges the blocks.
+// Grouped-query heads read their kv head directly (no repeat_kv copies). D is the head size.
+// q [heads, D]; k, v [kv_heads, cap, D]; part [heads, blocks, D]; ml [heads, blocks, 2].
+// grid (heads, blocks), block 4 warps; warp w of block b takes positions
+// (b * 4 + w) * per_run .. + per_run.
+template <typename T, int D>
+__device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* part, float* ml,
+                                    int heads, int kv_heads, int cap, int len, int per_run,
+                                    float scale) {
+    constexpr int E = D / 32;
+    __shared__ float s_acc[4][D];
+    __shared__ float s_ml[4][2];
+    const int h = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int blocks = gridDim.y;
+    const int run = blockIdx.y * 4 + warp;
+    const int kvh = h / (heads / kv_heads);
+    const T* kh = k + (size_t)kvh * cap * D;
+    const T* vh = v + (size_t)kvh * cap * D;
+    float qv[E], acc[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        qv[e] = to_f(q[(size_t)h * D + lane * E + e]) * scale;
+        acc[e] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+    const int begin = run * per_run;
+    const int end = min(len, begin + per_run);
+    // U positions per step, their loads issued together (the loop is latency-bound).
+    constexpr int U = 4;
+    for (int p0 = begin; p0 < end; p0 += U) {
+        float kk[U][E], vv[U][E], s[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int p = min(p0 + u, end - 1);  // past the end: a repeat, masked below
+            load_e<T, E>(kh + (size_t)p * D + lane * E, kk[u]);
+            load_e<T, E>(vh + (size_t)p * D + lane * E, vv[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float t = 0.f;
+#pragma unroll
+            for (int e = 0; e < E; e++) t += qv[e] * kk[u][e];
+            s[u] = t;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+            for (int u = 0; u < U; u++) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
+        }
+        float m_new = m;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (p0 + u < end) {
+                m_new = fmaxf(m_new, s[u]);
+            } else {
+                s[u] = -INFINITY;
+            }
+        }
+        const float corr = __expf(m - m_new);
+        l *= corr;
+#pragma unroll
+        for (int e = 0; e < E; e++) acc[e] *= corr;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const float w = s[u] == -INFINITY ? 0.f : __expf(s[u] - m_new);
+            l += w;
+#pragma unroll
+            for (int e = 0; e < E; e++) acc[e] += w * vv[u][e];
+        }
+        m = m_new;
+    }
+#pragma unroll
+    for (int e = 0; e < E; e++) s_acc[warp][lane * E + e] = acc[e];
+    if (lane == 0) {
+        s_ml[warp][0] = m;
+        s_ml[warp][1] = l;
+    }
+    __syncthreads();
+    float mb = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[w][0]);
+    const size_t slot = (size_t)h * blocks + blockIdx.y;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float num = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            if (s_ml[w][0] != -INFINITY) num += __expf(s_ml[w][0] - mb) * s_acc[w][i];
+        }
+        part[slot * D + i] = num;
+    }
+    if (threadIdx.x == 0) {
+        float lb = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            if (s_ml[w][0] != -INFINITY) lb += __expf(s_ml[w][0] - mb) * s_ml[w][1];
+        }
+        ml[slot * 2] = mb;
+        ml[slot * 2 + 1] = lb;
+    }
+}
+
+// Merges the blocks of attn_decode_partial in one pass with a running max: out [heads, D]
+// (the o projection's input row). grid heads, block D threads.
+template <typename T, int D>
+__device__ void attn_decode_combine(const float* part, const float* ml, T* out, int blocks) {
+    const int h = blockIdx.x, i = threadIdx.x;
+    float m = -INFINITY, num = 0.f, den = 0.f;
+#pragma unroll 4
+    for (int r = 0; r < blocks; r++) {
+        const size_t slot = (size_t)h * blocks + r;
+        const float mr = ml[slot * 2];
+        if (mr == -INFINITY) continue;
+        const float m_new = fmaxf(m, mr);
+        const float c_old = __expf(m - m_new), c_new = __expf(mr - m_new);
+        num = num * c_old + c_new * part[slot * D + i];
+        den = den * c_old + c_new * ml[slot * 2 + 1];
+        m = m_new;
+    }
+    out[(size_t)h * D + i] = from_f<T>(num / den);
+}
+
+// In-place causal softmax of prefill attention scores: rows are (query head, token) pairs
+// with `seq` tokens per head, columns the `past + seq` positions; row r's token i = r % seq
+// sees columns 0..=past+i. Scaled by `scale`, computed in float, masked entries written as 0.
+// One warp per row; a row of up to PER * 32 visible columns is read once into registers,
+// longer ones three times. grid ceil(rows / 8), block 8 warps.
+template <typename T, int PER>
+__device__ void softmax_causal(T* x, int rows, int cols, int seq, int past, float scale) {
+    const int r = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    const int allowed = past + (r % seq) + 1;
+    T* row = x + (size_t)r * cols;
+    if (allowed <= PER * 32) {
+        float v[PER];
+        float m = -INFINITY;
+#pragma unroll
+        for (int e = 0; e < PER; e++) {
+            const int j = lane + e * 32;
+            v[e] = j < allowed ? to_f(row[j]) * scale : -INFINITY;
+            m = fmaxf(m, v[e]);
+        }
+        m = warp_max(m);
+        float s = 0.f;
+#pragma unroll
+        for (int e = 0; e < PER; e++) {
+            v[e] = v[e] == -INFINITY ? 0.f : __expf(v[e] - m);
+            s += v[e];
+        }
+        const float inv = 1.f / warp_sum(s);
+#pragma unroll
+        for (int e = 0; e < PER; e++) {
+            const int j = lane + e * 32;
+            if (j < cols) row[j] = from_f<T>(v[e] * inv);
+        }
+        for (int j = lane + PER * 32; j < cols; j += 32) row[j] = from_f<T>(0.f);
+        return;
+    }
+    float m = -INFINITY;
+    for (int j = lane; j < allowed; j += 32) m = fmaxf(m, to_f(row[j]) * scale);
+    m = warp_max(m);
+    float s = 0.f;
+    for (int j = lane; j < allowed; j += 32) s += __expf(to_f(row[j]) * scale - m);
+    const float inv = 1.f / warp_sum(s);
+    for (int j = lane; j < cols; j += 32) {
+        row[j] = j < allowed ? from_f<T>(__expf(to_f(row[j]) * scale - m) * inv) : from_f<T>(0.f);
+    }
+}
+
+// SiLU-gated product of the merged gate/up projection: x [rows, 2 inter] -> out [rows, inter].
+// grid (ceil(inter / 256), rows), block 256 threads.
+template <typename T>
+__device__ void silu_mul(const T* x, T* out, int inter) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= inter) return;
+    const size_t r = blockIdx.y;
+    const float g = to_f(x[r * 2 * inter + c]);
+    const float u = to_f(x[r * 2 * inter + inter + c]);
+    out[r * inter + c] = from_f<T>(g / (1.f + __expf(-g)) * u);
+}
+
+// The bf16 version two columns at a time (inter even).
+__device__ void silu_mul2(const __nv_bfloat162* x, __nv_bfloat162* out, int half_inter) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= half_inter) return;
+    const size_t r = blockIdx.y;
+    const float2 g = __bfloat1622float2(x[r * 2 * half_inter + c]);
+    const float2 u = __bfloat1622float2(x[r * 2 * half_inter + half_inter + c]);
+    out[r * half_inter + c] = __floats2bfloat162_rn(g.x / (1.f + __expf(-g.x)) * u.x,
+                                                   g.y / (1.f + __expf(-g.y)) * u.y);
+}
+
+extern "C" __global__ void silu_mul2_bf16(const __nv_bfloat162* x, __nv_bfloat162* out,
+                                          int half_inter) {
+    silu_mul2(x, out, half_inter);
+}
+
+#define INSTANTIATE(T, SUFFIX)                                                                   \
+    extern "C" __global__ void qkv_rope_##SUFFIX(const T* qkv, const T* bias, const T* cos,      \
+                                                 const T* sin, T* q_out, T* k_cache, T* v_cache, \
+                                                 int seq, int heads, int kv_heads, int d,        \
+                                                 int cap, int start) {                           \
+        qkv_rope<T>(qkv, bias, cos, sin, q_out, k_cache, v_cache, seq, heads, kv_heads, d, cap, \
+                    start);                                                                      \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128)                                            \
+        attn_decode_partial_d128_##SUFFIX(const T* q, const T* k, const T* v, float* part,       \
+                                          float* ml, int heads, int kv_heads, int cap, int len,  \
+                                          int per_run, float scale) {                            \
+        attn_decode_partial<T, 128>(q, k, v, part, ml, heads, kv_heads, cap, len, per_run,       \
+                                    scale);                                                      \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128)                                            \
+        attn_decode_partial_d64_##SUFFIX(const T* q, const T* k, const T* v, float* part,        \
+                                         float* ml, int heads, int kv_heads, int cap, int len,   \
+                                         int per_run, float scale) {                             \
+        attn_decode_partial<T, 64>(q, k, v, part, ml, heads, kv_heads, cap, len, per_run,        \
+                                   scale);                                                       \
+    }                                                                                            \
+    extern "C" __global__ void attn_decode_combine_d128_##SUFFIX(const float* part,              \
+                                                                 const float* ml, T* out,        \
+                                                                 int blocks) {                   \
+        attn_decode_combine<T, 128>(part, ml, out, blocks);                                      \
+    }                                                                                            \
+    extern "C" __global__ void attn_decode_combine_d64_##SUFFIX(const float* part,               \
+                                                                const float* ml, T* out,         \
+                                                                int blocks) {                    \
+        attn_decode_combine<T, 64>(part, ml, out, blocks);                                       \
+    }                                                                                            \
+    extern "C" __global__ void softmax_causal_##SUFFIX(T* x, int rows, int cols, int seq,        \
+                                                       int past, float scale) {                  \
+        softmax_causal<T, 48>(x, rows, cols, seq, past, scale);                                  \
+    }                                                                                            \
+    extern "C" __global__ void silu_mul_##SUFFIX(const T* x, T* out, int inter) {                 \
+        silu_mul<T>(x, out, inter);                                                              \
+    }
+
+INSTANTIATE(float, f32)
+INSTANTIATE(__nv_bfloat16, bf16)
