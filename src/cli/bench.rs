@@ -20,9 +20,10 @@ pub struct BenchArgs {
     /// Measured runs after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Prefill chunk size in tokens (default: the whole prompt in one pass).
-    #[arg(long)]
-    pub chunk: Option<usize>,
+    /// Prefill chunk size in tokens (default: the engine's, as the app and `arbiter judge`
+    /// prefill; a size at least the prompt's runs it in one pass).
+    #[arg(long, default_value_t = crate::engine::DEFAULT_PREFILL_CHUNK)]
+    pub chunk: usize,
 }
 
 /// Text for the synthetic prompt: ordinary prose and code, so tokenization is typical.
@@ -62,8 +63,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     };
     let mut request = GenerateRequest::new(Prompt::Raw(String::new()), sampling);
     request.ignore_stop = true;
-    request.prefill_chunk = args.chunk.unwrap_or(ids.len());
+    request.prefill_chunk = args.chunk.max(1);
     let never = AtomicBool::new(false);
+    let watch = crate::engine::device::GpuMemoryWatch::start(model.decoder.device());
     // Warm-up: first-touch of weights, kernel selection, allocator pools.
     model.generate_tokens(&ids, &request, &never, &mut |_| {}, Instant::now())?;
     let (mut prefill, mut ttft, mut decode) = (vec![], vec![], vec![]);
@@ -75,6 +77,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         decode.push(g.timing.decode_tokens_per_s);
         generated = g.timing.generated_tokens;
     }
+    let peak_gpu = watch.finish();
     let report = serde_json::json!({
         "engine": "arbiter",
         "model": model.info.name,
@@ -82,6 +85,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         "precision": model.info.precision,
         "threads": candle_core::utils::get_num_threads(),
         "prompt_tokens": ids.len(),
+        "prefill_chunk": args.chunk.min(ids.len()),
         "new_tokens": generated,
         "runs": args.runs.max(1),
         "prefill_ms": median(prefill),
@@ -91,8 +95,110 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         "rss_after_load_bytes": rss_after_load,
         "peak_rss_after_load_bytes": peak_after_load,
         "peak_rss_bytes": proc_status_kib("VmHWM:").map(|k| k * 1024),
-        "peak_gpu_bytes": crate::engine::device::peak_gpu_bytes(model.decoder.device()),
+        "peak_gpu_bytes": peak_gpu,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(0)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// JSON file `{"prompt": [ids], "steps": N, "force": [ids]}`: the prompt is prefilled in one
+    /// pass, then N single-token steps follow, each feeding `force[i]` when given
+    /// (teacher-forced) or the step's own top token (greedy).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: std::path::PathBuf,
+    /// Also write every step's logits here as little-endian f32, steps x vocab.
+    #[arg(long, value_name = "FILE")]
+    pub logits_out: Option<std::path::PathBuf>,
+    /// Prefill the prompt in chunks of this many tokens (1: every prompt token as a decode
+    /// step) instead of one pass.
+    #[arg(long)]
+    pub chunk: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct LogitsInput {
+    prompt: Vec<u32>,
+    steps: usize,
+    #[serde(default)]
+    force: Option<Vec<u32>>,
+}
+
+/// `arbiter logits`: prints `{"top1": [...], "top1_logit": [...], "vocab": V}` as JSON. Step i's
+/// logits are those after the prompt and the first i fed tokens.
+pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use std::io::Write;
+    let text = std::fs::read_to_string(&args.tokens)
+        .with_context(|| format!("reading {}", args.tokens.display()))?;
+    let input: LogitsInput = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a token file", args.tokens.display()))?;
+    if input.prompt.is_empty() {
+        anyhow::bail!("{}: the prompt has no tokens", args.tokens.display());
+    }
+    if let Some(force) = &input.force {
+        if force.len() + 1 < input.steps {
+            anyhow::bail!(
+                "{}: {} steps need at least {} forced tokens, the file has {}",
+                args.tokens.display(),
+                input.steps,
+                input.steps - 1,
+                force.len()
+            );
+        }
+    }
+    let mut model = args.model.load()?;
+    let decoder = &mut model.decoder;
+    decoder.reset();
+    decoder.reserve(input.prompt.len() + input.steps)?;
+    let mut out = match &args.logits_out {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let chunk = args.chunk.unwrap_or(input.prompt.len()).max(1);
+    let mut logits = None;
+    for piece in input.prompt.chunks(chunk) {
+        logits = Some(decoder.forward(piece)?);
+    }
+    let Some(mut logits) = logits else {
+        anyhow::bail!("{}: the prompt has no tokens", args.tokens.display());
+    };
+    let vocab = logits.dim(0)?;
+    let (mut top1, mut top1_logit) = (Vec::new(), Vec::new());
+    for step in 0..input.steps {
+        let best = logits.argmax(0)?.to_scalar::<u32>()?;
+        top1.push(best);
+        top1_logit.push(logits.get(best as usize)?.to_scalar::<f32>()?);
+        if let Some(out) = out.as_mut() {
+            for v in logits.to_vec1::<f32>()? {
+                out.write_all(&v.to_le_bytes())?;
+            }
+        }
+        if step + 1 == input.steps {
+            break;
+        }
+        let next = match &input.force {
+            Some(force) => force[step],
+            None => best,
+        };
+        logits = decoder.forward(&[next])?;
+    }
+    if let Some(mut out) = out {
+        out.flush()?;
+    }
+    let report = serde_json::json!({
+        "model": model.info.name,
+        "device": model.info.device,
+        "precision": model.info.precision,
+        "vocab": vocab,
+        "top1": top1,
+        "top1_logit": top1_logit,
+    });
+    println!("{}", serde_json::to_string(&report)?);
     Ok(0)
 }

@@ -71,6 +71,9 @@ pub enum Command {
     Chat(judge::ChatArgs),
     /// Time prefill, first token and decode of a model and report peak memory, as JSON.
     Bench(bench::BenchArgs),
+    /// Run a model over given token ids and write its top token (and optionally every logit)
+    /// at each step, greedy or teacher-forced: for checking the engine against another one.
+    Logits(bench::LogitsArgs),
 }
 
 /// How to open a dataset: shared by every subcommand that reads one.
@@ -230,5 +233,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => run::run(a),
         Command::Chat(a) => judge::chat(a),
         Command::Bench(a) => bench::run(a),
+        Command::Logits(a) => bench::logits(a),
     }
 }

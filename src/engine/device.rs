@@ -162,9 +162,36 @@ fn gpu_available_memory(_device: &Device) -> Option<u64> {
     None
 }
 
-/// GPU memory in use on `device` now (total minus free), for benchmarks; `None` on the CPU.
-pub fn peak_gpu_bytes(device: &Device) -> Option<u64> {
-    gpu_used_memory(device)
+/// Samples a GPU's memory in use every 2 ms on its own thread, for a benchmark's peak: the
+/// allocator hands freed memory back to the driver, so a reading after the work would miss it.
+pub struct GpuMemoryWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Option<u64>>>,
+}
+
+impl GpuMemoryWatch {
+    /// Starts watching `device`; on the CPU the watch reports nothing.
+    pub fn start(device: &Device) -> GpuMemoryWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = (!device.is_cpu()).then(|| {
+            let (device, stop) = (device.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut peak = gpu_used_memory(&device);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(gpu_used_memory(&device));
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                peak.max(gpu_used_memory(&device))
+            })
+        });
+        GpuMemoryWatch { stop, thread }
+    }
+
+    /// Stops watching; the highest reading, `None` on the CPU or where it cannot be read.
+    pub fn finish(mut self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok().flatten())
+    }
 }
 
 #[cfg(feature = "cuda")]

@@ -180,6 +180,11 @@ impl LoadedModel {
             logits = Some(self.decoder.forward(piece).map_err(compute("prefill"))?);
         }
         let mut logits = logits.ok_or(EngineError::PromptTooLong { tokens: 0, max })?;
+        // A GPU runs the prefill asynchronously: wait for it, so the time is the work's.
+        self.decoder
+            .device()
+            .synchronize()
+            .map_err(compute("prefill"))?;
         timing.prefill_ms = ms(started.elapsed());
 
         let mut sampler = Sampler::new(request.sampling.clone());

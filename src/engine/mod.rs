@@ -22,7 +22,9 @@ pub mod tokenizer;
 pub mod worker;
 
 pub use error::EngineError;
-pub use generate::{FinishReason, GenerateRequest, Generation, Prompt, Timing};
+pub use generate::{
+    FinishReason, GenerateRequest, Generation, Prompt, Timing, DEFAULT_PREFILL_CHUNK,
+};
 pub use loader::{load, LoadEvent, LoadOptions, LoadedModel, ModelInfo};
 pub use sampling::SamplingParams;
 pub use worker::{Engine, EngineEvent, RequestId};
