@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Time HF transformers on a safetensors checkpoint with the same synthetic prompt and the same
+JSON fields as `arbiter bench`, so one device run gives both rows:
+
+    python3 scripts/bench_transformers.py MODEL_DIR --prompt-tokens 1500 --new-tokens 256 --attn sdpa
+
+- prefill_ms: one forward pass over the prompt (cache on, logits of the last position only),
+  from the call to the synchronised result, as `arbiter bench` times its prefill.
+- time_to_first_token_ms: that prefill plus the greedy choice of the first token on the host.
+- decode_tokens_per_s: `generate(min_new_tokens=N, max_new_tokens=N)`, greedy, end-of-turn
+  ignored; tokens after the first over the time from the first to the last (a streamer
+  timestamps each token after synchronising).
+- peak_gpu_bytes: the device's memory in use (total - free, the CUDA context included), the
+  highest of readings every 2 ms over the warm-up and the timed runs: the same reading
+  `arbiter bench` takes.
+Medians of --runs runs after one warm-up.
+"""
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+
+FILLER = (
+    "The judge reads both answers to the user's question and compares them on "
+    "correctness, completeness and clarity. Answer A computes the sum with a loop: `for i in range(n): "
+    "total += values[i]`, while answer B uses the built-in sum and handles the empty list. "
+)
+
+
+def prompt_ids(model_dir, n):
+    """The token ids `arbiter bench` feeds: the filler repeated, tokenized, cut to n."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    text, ids = "", []
+    while len(ids) < n:
+        text += FILLER
+        ids = tok.encode(text, add_special_tokens=False).ids
+    return ids[: max(n, 1)]
+
+
+class MemoryWatch:
+    def __init__(self, torch):
+        self.torch = torch
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def used(self):
+        free, total = self.torch.cuda.mem_get_info()
+        return total - free
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.used())
+            time.sleep(0.002)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return max(self.peak, self.used())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--prompt-tokens", type=int, default=1500)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
+    args = ap.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.generation.streamers import BaseStreamer
+
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=dtype, attn_implementation=args.attn, device_map="cuda"
+    )
+    model.eval()
+    torch.cuda.synchronize()
+    load_s = time.perf_counter() - t0
+    ids = torch.tensor([prompt_ids(args.model, args.prompt_tokens)], device="cuda")
+    n = args.new_tokens
+
+    class Stamps(BaseStreamer):
+        def __init__(self):
+            self.times = []
+
+        def put(self, value):
+            torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+        def end(self):
+            pass
+
+    def prefill():
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model(ids, use_cache=True, logits_to_keep=1)
+        torch.cuda.synchronize()
+        prefill_ms = (time.perf_counter() - start) * 1000
+        int(out.logits[0, -1].argmax().item())
+        ttft_ms = (time.perf_counter() - start) * 1000
+        del out
+        return prefill_ms, ttft_ms
+
+    def decode():
+        stamps = Stamps()
+        model.generate(
+            ids,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            streamer=stamps,
+            pad_token_id=0,
+        )
+        # The first put is the prompt; then one per generated token.
+        generated = stamps.times[1:]
+        return len(generated), (len(generated) - 1) / (generated[-1] - generated[0])
+
+    watch = MemoryWatch(torch)
+    with torch.inference_mode():
+        prefill()
+        decode()
+        pre, ttft, rate = [], [], []
+        generated = 0
+        for _ in range(max(args.runs, 1)):
+            p, t = prefill()
+            pre.append(p)
+            ttft.append(t)
+            generated, r = decode()
+            rate.append(r)
+    peak = watch.finish()
+    report = {
+        "engine": f"transformers {__import__('transformers').__version__} ({args.attn})",
+        "model": os.path.basename(os.path.abspath(args.model)),
+        "device": torch.cuda.get_device_name(0),
+        "precision": args.dtype,
+        "torch": torch.__version__,
+        "prompt_tokens": ids.shape[1],
+        "new_tokens": generated,
+        "runs": max(args.runs, 1),
+        "prefill_ms": statistics.median(pre),
+        "time_to_first_token_ms": statistics.median(ttft),
+        "decode_tokens_per_s": statistics.median(rate),
+        "load_s": load_s,
+        "peak_gpu_bytes": peak,
+        "max_allocated_bytes": torch.cuda.max_memory_allocated(),
+    }
+    print(json.dumps(report, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
