@@ -14,11 +14,8 @@ import resource
 import statistics
 import time
 
-FILLER = (
-    "The judge reads both answers to the user's question and compares them on "
-    "correctness, completeness and clarity. Answer A computes the sum with a loop: `for i in range(n): "
-    "total += values[i]`, while answer B uses the built-in sum and handles the empty list. "
-)
+from bench_prompt import prompt_ids
+
 
 
 def main():
@@ -45,12 +42,7 @@ def main():
     load_s = time.perf_counter() - t0
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    text = ""
-    ids = []
-    while len(ids) < args.prompt_tokens:
-        text += FILLER
-        ids = llm.tokenize(text.encode(), add_bos=False, special=False)
-    ids = ids[: args.prompt_tokens]
+    ids = prompt_ids(lambda t: llm.tokenize(t.encode(), add_bos=False, special=False), args.prompt_tokens)
 
     import numpy as np
 

@@ -22,23 +22,16 @@ import statistics
 import threading
 import time
 
-FILLER = (
-    "The judge reads both answers to the user's question and compares them on "
-    "correctness, completeness and clarity. Answer A computes the sum with a loop: `for i in range(n): "
-    "total += values[i]`, while answer B uses the built-in sum and handles the empty list. "
-)
+from bench_prompt import prompt_ids
 
 
-def prompt_ids(model_dir, n):
-    """The token ids `arbiter bench` feeds: the filler repeated, tokenized, cut to n."""
+
+def tokens(model_dir, n):
+    """The token ids `arbiter bench` feeds, with the checkpoint's tokenizer.json."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    text, ids = "", []
-    while len(ids) < n:
-        text += FILLER
-        ids = tok.encode(text, add_special_tokens=False).ids
-    return ids[: max(n, 1)]
+    return prompt_ids(lambda t: tok.encode(t, add_special_tokens=False).ids, n)
 
 
 class MemoryWatch:
@@ -86,7 +79,7 @@ def main():
     model.eval()
     torch.cuda.synchronize()
     load_s = time.perf_counter() - t0
-    ids = torch.tensor([prompt_ids(args.model, args.prompt_tokens)], device="cuda")
+    ids = torch.tensor([tokens(args.model, args.prompt_tokens)], device="cuda")
     n = args.new_tokens
 
     class Stamps(BaseStreamer):
