@@ -223,3 +223,80 @@ fn arbiter_chat_answers_on_stdout_with_timing_on_stderr() {
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tok/s"));
 }
+
+#[test]
+fn arbiter_logits_steps_greedily_or_teacher_forced_and_writes_every_logit() {
+    let Some(path) = real_model::gguf("the real-model engine tests") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = path.to_str().expect("utf-8 path");
+    let prompt: Vec<u32> = (0..40).map(|i| 200 + i * 37).collect();
+    let steps = 12;
+    let run = |force: Option<&[u32]>, name: &str| -> (serde_json::Value, Vec<f32>) {
+        let tokens = dir.path().join(format!("{name}.json"));
+        let body = serde_json::json!({"prompt": prompt, "steps": steps, "force": force});
+        std::fs::write(&tokens, body.to_string()).expect("write tokens");
+        let raw = dir.path().join(format!("{name}.f32"));
+        let out = arbiter(&[
+            "logits",
+            "--model",
+            model,
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+            "--logits-out",
+            raw.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let bytes = std::fs::read(&raw).expect("logits file");
+        let logits = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        (report, logits)
+    };
+    let (greedy, logits) = run(None, "greedy");
+    let vocab = greedy["vocab"].as_u64().expect("vocab") as usize;
+    assert_eq!(logits.len(), steps * vocab, "one row of logits a step");
+    let top1: Vec<u32> = greedy["top1"]
+        .as_array()
+        .expect("top1")
+        .iter()
+        .map(|v| v.as_u64().expect("id") as u32)
+        .collect();
+    assert_eq!(top1.len(), steps);
+    for (step, row) in logits.chunks_exact(vocab).enumerate() {
+        let (best, value) =
+            row.iter().enumerate().fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+            );
+        assert_eq!(
+            best as u32, top1[step],
+            "step {step}: the written row's argmax"
+        );
+        let reported = greedy["top1_logit"][step].as_f64().expect("logit") as f32;
+        assert_eq!(value, reported, "step {step}");
+    }
+    // Forcing the model's own greedy tokens retraces the greedy run exactly.
+    let (forced, forced_logits) = run(Some(&top1[..steps - 1]), "forced");
+    assert_eq!(forced["top1"], greedy["top1"]);
+    assert_eq!(forced_logits, logits);
+    // Forcing other tokens changes what follows them.
+    let other: Vec<u32> = top1[..steps - 1]
+        .iter()
+        .map(|t| (t + 1) % vocab as u32)
+        .collect();
+    let (_, other_logits) = run(Some(&other), "other");
+    assert_eq!(
+        other_logits[..vocab],
+        logits[..vocab],
+        "step 0 sees only the prompt"
+    );
+    assert_ne!(other_logits[vocab..], logits[vocab..]);
+}
