@@ -6,7 +6,7 @@
 # driver functions cudarc declares is compiled here; at run time the real driver's libcuda.so.1
 # is loaded instead. The binary is written to target/cuda/arbiter (stripped, no GUI unless
 # ARBITER_CUDA_FEATURES says otherwise), built in target/cuda-build (the first build compiles
-# candle's CUDA kernels: about 20 minutes on 2 cores).
+# candle's CUDA kernels: about 25 minutes on 2 cores).
 #
 # Run it where you want the binary to run from:
 #   scripts/build-cuda.sh                      # builds target/cuda/arbiter for compute capability 9.0
