@@ -116,7 +116,9 @@ fn a_panel_runs_over_the_dataset_and_every_judgment_lands_once() {
     h.run();
     assert!(h.state().batch.swap);
     h.get_by_label("Start").click();
-    h.run();
+    // Frames, not run(): a run in flight keeps repainting, so the UI does not settle until it
+    // ends, and run() gives up after a few frames on a loaded machine.
+    h.run_steps(2);
     assert!(
         h.state().batch.error.is_none(),
         "{:?}",
@@ -159,7 +161,7 @@ fn a_panel_runs_over_the_dataset_and_every_judgment_lands_once() {
 
     // Started again: everything is already in the journal, nothing is asked.
     h.get_by_label("Start").click();
-    h.run();
+    h.run_steps(2);
     step_until(&mut h, "the second run to finish", finished);
     assert_eq!(server.seen().len(), 9, "nothing asked again");
     h.get_by_label("judged 0, failed 0, skipped 8 already in the journal");
@@ -181,20 +183,20 @@ fn a_cancelled_run_stops_and_leaves_only_whole_judgments() {
     h.state_mut().settings.batch_panel = panel.display().to_string();
     open_batch_window(&mut h);
     h.get_by_label("Start").click();
-    h.run();
+    h.run_steps(2);
     step_until(&mut h, "a first judgment", |app| {
         app.batch.run.as_ref().is_some_and(|r| r.saved >= 1)
     });
     // The window can close; the run goes on, counted in the status bar.
     h.state_mut().show_batch = false;
-    h.run();
+    h.run_steps(2);
     if !finished(h.state()) {
         h.get_by_label_contains("batch: ");
     }
     h.state_mut().show_batch = true;
-    h.run();
+    h.run_steps(2);
     h.get_by_label("Cancel").click();
-    h.run();
+    h.run_steps(2);
     step_until(&mut h, "the cancelled run to end", finished);
 
     let run = h.state().batch.run.as_ref().expect("a run");
