@@ -146,20 +146,32 @@ fn cpu_available_memory() -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
-#[cfg(feature = "cuda")]
 fn gpu_available_memory(device: &Device) -> Option<u64> {
+    gpu_memory(device).map(|(free, _)| free)
+}
+
+/// Free and total memory of a CUDA device, in bytes; `None` elsewhere or if it cannot be read.
+#[cfg(feature = "cuda")]
+fn gpu_memory(device: &Device) -> Option<(u64, u64)> {
     use candle_core::cuda_backend::cudarc::driver::result;
-    if let Device::Cuda(cuda) = device {
-        // The device's context must be current for the query.
-        cuda.cuda_stream().context().bind_to_thread().ok()?;
-        return result::mem_get_info().ok().map(|(free, _)| free as u64);
-    }
-    None
+    let Device::Cuda(cuda) = device else {
+        return None;
+    };
+    // The device's context must be current for the query.
+    cuda.cuda_stream().context().bind_to_thread().ok()?;
+    result::mem_get_info()
+        .ok()
+        .map(|(free, total)| (free as u64, total as u64))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn gpu_available_memory(_device: &Device) -> Option<u64> {
+fn gpu_memory(_device: &Device) -> Option<(u64, u64)> {
     None
+}
+
+/// GPU memory in use on `device` (total minus free, the CUDA context included).
+fn gpu_used_memory(device: &Device) -> Option<u64> {
+    gpu_memory(device).map(|(free, total)| total - free)
 }
 
 /// Samples a GPU's memory in use every 2 ms on its own thread, for a benchmark's peak: the
@@ -192,23 +204,6 @@ impl GpuMemoryWatch {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().and_then(|t| t.join().ok().flatten())
     }
-}
-
-#[cfg(feature = "cuda")]
-fn gpu_used_memory(device: &Device) -> Option<u64> {
-    use candle_core::cuda_backend::cudarc::driver::result;
-    if let Device::Cuda(cuda) = device {
-        cuda.cuda_stream().context().bind_to_thread().ok()?;
-        return result::mem_get_info()
-            .ok()
-            .map(|(free, total)| (total - free) as u64);
-    }
-    None
-}
-
-#[cfg(not(feature = "cuda"))]
-fn gpu_used_memory(_device: &Device) -> Option<u64> {
-    None
 }
 
 #[cfg(test)]

@@ -225,10 +225,9 @@ impl KvCache {
         Ok(())
     }
 
-    /// Makes room for `seq` more positions and counts them as cached, for a kernel that writes
-    /// them itself; returns the whole buffers (1, kv_heads, capacity, head_dim) and the first
-    /// new position.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    /// Makes room for `seq` more positions and counts them as cached, for the caller to write
+    /// (`append`, or a kernel that writes them itself); returns the whole buffers (1, kv_heads,
+    /// capacity, head_dim) and the first new position.
     pub(crate) fn extend(
         &mut self,
         seq: usize,
@@ -253,18 +252,10 @@ impl KvCache {
     /// Appends (1, kv_heads, seq, head_dim) keys and values; returns views of everything cached.
     pub(crate) fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let (_, kv_heads, seq, head_dim) = k.dims4()?;
-        let need = self.len + seq;
-        if need > self.capacity() {
-            let grown = need.max(self.capacity() * 2).max(256);
-            self.reserve(grown, kv_heads, head_dim, k.dtype(), k.device())?;
-        }
-        let (Some(ck), Some(cv)) = (&self.k, &self.v) else {
-            candle_core::bail!("kv cache buffers missing after reserve");
-        };
-        ck.slice_set(&k.contiguous()?, 2, self.len)?;
-        cv.slice_set(&v.contiguous()?, 2, self.len)?;
-        self.len = need;
-        Ok((ck.narrow(2, 0, need)?, cv.narrow(2, 0, need)?))
+        let (ck, cv, start) = self.extend(seq, kv_heads, head_dim, k.dtype(), k.device())?;
+        ck.slice_set(&k.contiguous()?, 2, start)?;
+        cv.slice_set(&v.contiguous()?, 2, start)?;
+        Ok((ck.narrow(2, 0, self.len)?, cv.narrow(2, 0, self.len)?))
     }
 }
 
@@ -320,26 +311,24 @@ impl Mlp {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.gate_up {
             GateUp::Separate { gate, up } => (gate.forward(x)?.silu()? * up.forward(x)?)?,
-            GateUp::Merged(proj) => {
-                let both = proj.forward(x)?;
-                let inter = both.dim(candle_core::D::Minus1)? / 2;
-                #[cfg(feature = "cuda")]
-                if both.device().is_cuda() && super::cuda::supports_dtype(both.dtype()) {
-                    let dims = both.dims().to_vec();
-                    let rows = both.elem_count() / (2 * inter);
-                    let h = super::cuda::silu_mul(&both.reshape((rows, 2 * inter))?)?;
-                    let mut out_dims = dims;
-                    if let Some(last) = out_dims.last_mut() {
-                        *last = inter;
-                    }
-                    return self.down.forward(&h.reshape(out_dims)?);
-                }
-                let last = both.rank() - 1;
-                (both.narrow(last, 0, inter)?.silu()? * both.narrow(last, inter, inter)?)?
-            }
+            GateUp::Merged(proj) => silu_mul_halves(&proj.forward(x)?)?,
         };
         self.down.forward(&h)
     }
+}
+
+/// `silu(gate) * up` of a merged gate/up output, gate in the first half of the last dimension.
+fn silu_mul_halves(both: &Tensor) -> Result<Tensor> {
+    let last = both.rank() - 1;
+    let inter = both.dim(last)? / 2;
+    #[cfg(feature = "cuda")]
+    if both.device().is_cuda() && super::cuda::supports_dtype(both.dtype()) {
+        let mut dims = both.dims().to_vec();
+        dims[last] = inter;
+        let rows = both.elem_count() / (2 * inter);
+        return super::cuda::silu_mul(&both.reshape((rows, 2 * inter))?)?.reshape(dims);
+    }
+    both.narrow(last, 0, inter)?.silu()? * both.narrow(last, inter, inter)?
 }
 
 /// Concatenates dense projections along their output rows into one (weights and biases), so

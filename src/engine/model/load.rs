@@ -56,9 +56,14 @@ pub fn load_safetensors(
             dense(&a, "k_proj", nkv, h, bias)?,
             dense(&a, "v_proj", nkv, h, bias)?,
         );
-        let qkv = match merge.then(|| merge_dense(&[&q, &k, &v])).transpose()? {
-            Some(Some(merged)) => Qkv::Merged(merged),
-            _ => Qkv::Separate { q, k, v },
+        let merged = if merge {
+            merge_dense(&[&q, &k, &v])?
+        } else {
+            None
+        };
+        let qkv = match merged {
+            Some(merged) => Qkv::Merged(merged),
+            None => Qkv::Separate { q, k, v },
         };
         let mlp = l.pp("mlp");
         let inter = config.intermediate_size;
@@ -66,9 +71,14 @@ pub fn load_safetensors(
             dense(&mlp, "gate_proj", inter, h, false)?,
             dense(&mlp, "up_proj", inter, h, false)?,
         );
-        let gate_up = match merge.then(|| merge_dense(&[&gate, &up])).transpose()? {
-            Some(Some(merged)) => GateUp::Merged(merged),
-            _ => GateUp::Separate { gate, up },
+        let merged = if merge {
+            merge_dense(&[&gate, &up])?
+        } else {
+            None
+        };
+        let gate_up = match merged {
+            Some(merged) => GateUp::Merged(merged),
+            None => GateUp::Separate { gate, up },
         };
         layers.push(Layer {
             attn_norm: norm(&l, "input_layernorm")?,

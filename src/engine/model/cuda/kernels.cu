@@ -1,6 +1,6 @@
 // Arbiter's fused kernels for the decoder on CUDA (built to PTX by build.rs with the `cuda`
 // feature). Each replaces a chain of small candle ops that would each launch a kernel and
-// round-trip memory: see cuda.rs for where they are used and why.
+// round-trip memory: see mod.rs beside this file for where they are used and why.
 //
 // Every kernel comes in float and bf16; arithmetic is in float either way.
 #include <cuda_bf16.h>
