@@ -85,7 +85,7 @@ impl Sampler {
         let penalty = self.params.repeat_penalty.filter(|p| *p != 1.0);
         if self.params.is_greedy() && penalty.is_none() {
             // Argmax where the logits are: no copy of the vocabulary off the device.
-            return logits.argmax(0)?.to_scalar::<u32>();
+            return super::model::argmax(logits);
         }
         let mut values: Vec<f32> = logits.to_vec1()?;
         if let Some(p) = penalty {

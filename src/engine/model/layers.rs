@@ -29,9 +29,7 @@ impl Proj {
             Proj::Dense { weight, bias } => {
                 let y = match x.dims() {
                     [b, s, k] => {
-                        x.reshape((b * s, *k))?
-                            .matmul(&weight.t()?)?
-                            .reshape((*b, *s, ()))?
+                        matmul_t(&x.reshape((b * s, *k))?, weight)?.reshape((*b, *s, ()))?
                     }
                     _ => x.broadcast_matmul(&weight.t()?)?,
                 };
@@ -47,6 +45,16 @@ impl Proj {
     }
 }
 
+/// `x W^T` for rows `x` (m, k) and a dense weight (n, k). One row on a GPU takes the
+/// project's GEMV kernel (see `cuda`): the decode step.
+pub(crate) fn matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(y) = super::cuda::gemv(x, weight)? {
+        return Ok(y);
+    }
+    x.matmul(&weight.t()?)
+}
+
 /// Root-mean-square layer norm.
 #[derive(Debug, Clone)]
 pub(crate) struct RmsNorm {
@@ -57,6 +65,25 @@ pub(crate) struct RmsNorm {
 impl RmsNorm {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+    }
+
+    /// The residual stream after adding `delta` to `x` (just `x` without one), and its norm:
+    /// one kernel on a GPU, where the add and the norm would each read the stream.
+    pub(crate) fn add_forward(
+        &self,
+        x: &Tensor,
+        delta: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        #[cfg(feature = "cuda")]
+        if let Some(both) = super::cuda::add_rmsnorm(x, delta, &self.weight, self.eps)? {
+            return Ok(both);
+        }
+        let x = match delta {
+            Some(d) => (x + d)?,
+            None => x.clone(),
+        };
+        let normed = self.forward(&x)?;
+        Ok((x, normed))
     }
 }
 

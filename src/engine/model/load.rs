@@ -127,18 +127,16 @@ pub fn load_safetensors(
 /// Whether a safetensors model's q/k/v and gate/up projections are concatenated at load, for
 /// the fused CUDA kernels (one matrix product each instead of three and two). Only on a CUDA
 /// device the kernels support; `ARBITER_CUDA_FUSED=0` keeps candle's plain ops, for comparing.
-fn merge_projections(device: &Device, dtype: DType, config: &ModelConfig) -> bool {
-    let wanted = std::env::var("ARBITER_CUDA_FUSED").map_or(true, |v| v != "0");
-    wanted && fused_kernels(device, dtype, config)
-}
-
 #[cfg(feature = "cuda")]
-fn fused_kernels(device: &Device, dtype: DType, config: &ModelConfig) -> bool {
-    device.is_cuda() && !config.rope_interleaved && super::cuda::supports(dtype, config.head_dim)
+fn merge_projections(device: &Device, dtype: DType, config: &ModelConfig) -> bool {
+    super::cuda::enabled()
+        && device.is_cuda()
+        && !config.rope_interleaved
+        && super::cuda::supports(dtype, config.head_dim)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn fused_kernels(_device: &Device, _dtype: DType, _config: &ModelConfig) -> bool {
+fn merge_projections(_device: &Device, _dtype: DType, _config: &ModelConfig) -> bool {
     false
 }
 

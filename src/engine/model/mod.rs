@@ -91,18 +91,21 @@ struct Layer {
 }
 
 impl Layer {
+    /// Runs the layer on the residual stream `x + delta` (`delta`: the previous layer's MLP
+    /// output, not yet added, so that the add and this layer's first norm are one step) and
+    /// returns the stream after attention with the MLP output beside it, likewise not added.
     fn forward(
         &mut self,
         x: &Tensor,
+        delta: Option<&Tensor>,
         start: usize,
         rope: &Rope,
         mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let h = self.attn_norm.forward(x)?;
+    ) -> Result<(Tensor, Tensor)> {
+        let (x, h) = self.attn_norm.add_forward(x, delta)?;
         let h = self.attention(&h, start, rope, mask)?;
-        let x = (x + h)?;
-        let h = self.mlp.forward(&self.mlp_norm.forward(&x)?)?;
-        x + h
+        let (x, h) = self.mlp_norm.add_forward(&x, Some(&h))?;
+        Ok((x, self.mlp.forward(&h)?))
     }
 
     fn attention(
@@ -186,7 +189,7 @@ impl Layer {
         };
         let (_, seq, hidden) = x.dims3()?;
         let (heads, kv_heads, d) = (a.heads, a.kv_heads, a.head_dim);
-        let qkv = x.reshape((seq, hidden))?.matmul(&weight.t()?)?;
+        let qkv = layers::matmul_t(&x.reshape((seq, hidden))?, weight)?;
         let (k_cache, v_cache, start) =
             self.cache.extend(seq, kv_heads, d, x.dtype(), x.device())?;
         let (cos, sin) = rope.cos_sin();
@@ -214,14 +217,20 @@ impl Layer {
                 .matmul(&k.t()?)?
                 .contiguous()?;
             cuda::softmax_causal_(&scores, seq, start, scale)?;
-            scores
-                .matmul(&v)?
-                .reshape((heads, seq, d))?
-                .transpose(0, 1)?
-                .reshape((seq, heads * d))?
+            cuda::heads_to_rows(&scores.matmul(&v)?.reshape((heads, seq, d))?)?
         };
         Ok(Some(a.o.forward(&out.reshape((1, seq, heads * d))?)?))
     }
+}
+
+/// The index of the largest of f32 `logits` (vocab,), where they are (no copy of the
+/// vocabulary off a GPU): greedy decoding's pick.
+pub(crate) fn argmax(logits: &Tensor) -> Result<u32> {
+    #[cfg(feature = "cuda")]
+    if let Some(i) = cuda::argmax(logits)? {
+        return Ok(i);
+    }
+    logits.argmax(0)?.to_scalar::<u32>()
 }
 
 /// A loaded decoder with its KV cache: one sequence at a time.
@@ -336,9 +345,13 @@ impl Decoder {
         } else {
             None
         };
+        let mut delta = None;
         for layer in &mut self.layers {
-            x = layer.forward(&x, start, &self.rope, mask.as_ref())?;
+            let (next, mlp_out) =
+                layer.forward(&x, delta.as_ref(), start, &self.rope, mask.as_ref())?;
+            x = next;
+            delta = Some(mlp_out);
         }
-        self.norm.forward(&x)
+        Ok(self.norm.add_forward(&x, delta.as_ref())?.1)
     }
 }

@@ -288,6 +288,229 @@ extern "C" __global__ void silu_mul2_bf16(const __nv_bfloat162* x, __nv_bfloat16
     silu_mul2(x, out, half_inter);
 }
 
+// Sixteen bytes of T (8 bf16 or 4 floats) as floats.
+template <typename T> struct Chunk {
+    static constexpr int E = 16 / sizeof(T);
+};
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4& raw, float* o) {
+    if constexpr (std::is_same<T, float>::value) {
+        o[0] = __uint_as_float(raw.x), o[1] = __uint_as_float(raw.y);
+        o[2] = __uint_as_float(raw.z), o[3] = __uint_as_float(raw.w);
+    } else {
+        const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
+            o[2 * i] = f.x, o[2 * i + 1] = f.y;
+        }
+    }
+}
+template <typename T>
+__device__ __forceinline__ uint4 pack(const float* v) {
+    uint4 raw;
+    if constexpr (std::is_same<T, float>::value) {
+        raw.x = __float_as_uint(v[0]), raw.y = __float_as_uint(v[1]);
+        raw.z = __float_as_uint(v[2]), raw.w = __float_as_uint(v[3]);
+    } else {
+        uint32_t w[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const __nv_bfloat162 b = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+            w[i] = *reinterpret_cast<const uint32_t*>(&b);
+        }
+        raw.x = w[0], raw.y = w[1], raw.z = w[2], raw.w = w[3];
+    }
+    return raw;
+}
+// Rounds to T and back, as a value stored in T would read.
+template <typename T> __device__ __forceinline__ float round_t(float x) {
+    return to_f(from_f<T>(x));
+}
+
+// The residual add and the RMS norm that follows it, in one pass: res = x + delta (rounded to T,
+// as a separate add would store it), out = w * T(res / rms(res)) with the two roundings of
+// transformers' Qwen2RMSNorm. delta null: no add, res not written. Row length h a multiple of
+// the chunk (16 bytes) with at most MAXC chunks a thread. grid rows, block 256 threads.
+template <typename T, int MAXC>
+__device__ void add_rmsnorm(const T* x, const T* delta, const T* w, T* res, T* out, int h,
+                            float eps) {
+    constexpr int E = Chunk<T>::E;
+    __shared__ float s_part[32];
+    const size_t r = blockIdx.x;
+    const int chunks = h / E;
+    const uint4* xr = reinterpret_cast<const uint4*>(x + r * h);
+    const uint4* dr = delta ? reinterpret_cast<const uint4*>(delta + r * h) : nullptr;
+    uint4* rr = reinterpret_cast<uint4*>(res + r * h);
+    float v[MAXC][E];
+    float ss = 0.f;
+#pragma unroll
+    for (int c = 0; c < MAXC; c++) {
+        const int i = threadIdx.x + c * blockDim.x;
+        if (i >= chunks) break;
+        unpack<T>(xr[i], v[c]);
+        if (dr) {
+            float d[E];
+            unpack<T>(dr[i], d);
+#pragma unroll
+            for (int e = 0; e < E; e++) v[c][e] = round_t<T>(v[c][e] + d[e]);
+            rr[i] = pack<T>(v[c]);
+        }
+#pragma unroll
+        for (int e = 0; e < E; e++) ss += v[c][e] * v[c][e];
+    }
+    ss = warp_sum(ss);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    if (lane == 0) s_part[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        float t = lane < warps ? s_part[lane] : 0.f;
+        t = warp_sum(t);
+        if (lane == 0) s_part[0] = t;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(s_part[0] / (float)h + eps);
+    const uint4* wr = reinterpret_cast<const uint4*>(w);
+    uint4* orow = reinterpret_cast<uint4*>(out + r * h);
+#pragma unroll
+    for (int c = 0; c < MAXC; c++) {
+        const int i = threadIdx.x + c * blockDim.x;
+        if (i >= chunks) break;
+        float g[E];
+        unpack<T>(wr[i], g);
+#pragma unroll
+        for (int e = 0; e < E; e++) g[e] = g[e] * round_t<T>(v[c][e] * inv);
+        orow[i] = pack<T>(g);
+    }
+}
+
+// One row of activations times a weight matrix stored (n, k) row-major: y = x W^T, the decode
+// step's projections. cuBLAS runs these as split-K GEMMs plus a reduction kernel; here each warp
+// streams R whole rows of W in 16-byte loads, U chunks of each row in flight per lane (the loop
+// is bound by memory latency), reusing each chunk of x for the R rows, and reduces across the
+// warp once at the end. k a multiple of the chunk. grid ceil(n / (8 R)), block 8 warps.
+template <typename T, int R>
+__device__ void gemv(const T* x, const T* w, T* y, int n, int k) {
+    constexpr int E = Chunk<T>::E, U = 4;
+    const int lane = threadIdx.x % 32;
+    const int row0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * R;
+    if (row0 >= n) return;
+    const int chunks = k / E;
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    const uint4* wv[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        wv[r] = reinterpret_cast<const uint4*>(w + (size_t)min(row0 + r, n - 1) * k);
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    int c = lane;
+    for (; c + 32 * (U - 1) < chunks; c += 32 * U) {
+        uint4 xraw[U], wraw[U][R];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            xraw[u] = __ldg(xv + c + 32 * u);
+#pragma unroll
+            for (int r = 0; r < R; r++) wraw[u][r] = __ldcs(wv[r] + c + 32 * u);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float xf[E];
+            unpack<T>(xraw[u], xf);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float wf[E];
+                unpack<T>(wraw[u][r], wf);
+#pragma unroll
+                for (int e = 0; e < E; e++) acc[r] = fmaf(xf[e], wf[e], acc[r]);
+            }
+        }
+    }
+    for (; c < chunks; c += 32) {
+        float xf[E];
+        unpack<T>(__ldg(xv + c), xf);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float wf[E];
+            unpack<T>(__ldcs(wv[r] + c), wf);
+#pragma unroll
+            for (int e = 0; e < E; e++) acc[r] = fmaf(xf[e], wf[e], acc[r]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = warp_sum(acc[r]);
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if (row0 + r < n) y[row0 + r] = from_f<T>(acc[r]);
+        }
+    }
+}
+
+// Prefill attention's output (heads, seq, d) as the o projection's input (seq, heads d), 16
+// bytes a thread. d a multiple of the chunk. grid ceil(total chunks / 256), block 256.
+template <typename T>
+__device__ void heads_to_rows(const T* in, T* out, int heads, int seq, int d) {
+    constexpr int E = Chunk<T>::E;
+    const int per_row = d / E;
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t total = (size_t)heads * seq * per_row;
+    if (i >= total) return;
+    const int c = i % per_row;
+    const size_t ht = i / per_row;
+    const int t = ht % seq, h = ht / seq;
+    reinterpret_cast<uint4*>(out)[((size_t)t * heads + h) * per_row + c] =
+        reinterpret_cast<const uint4*>(in)[i];
+}
+
+// Greedy decoding's argmax over the f32 logits, in two launches: each block reduces a slice
+// to one key, then one block reduces the keys. A key orders by value, ties by the lower index
+// (the first maximum, as torch's argmax): the float's bits made monotonic in the high word,
+// the complement of the index in the low.
+__device__ __forceinline__ unsigned long long argmax_key(float v, uint32_t i) {
+    const uint32_t u = __float_as_uint(v);
+    const uint32_t ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((unsigned long long)ordered << 32) | (0xffffffffu - i);
+}
+__device__ __forceinline__ unsigned long long block_max_key(unsigned long long k) {
+    __shared__ unsigned long long s_k[32];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long other = __shfl_xor_sync(0xffffffffu, k, o);
+        k = other > k ? other : k;
+    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) s_k[warp] = k;
+    __syncthreads();
+    k = lane < (int)(blockDim.x / 32) ? s_k[lane] : 0ull;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long other = __shfl_xor_sync(0xffffffffu, k, o);
+        k = other > k ? other : k;
+    }
+    return k;
+}
+// grid blocks, block 256: block b scans x[b * per .. (b + 1) * per).
+extern "C" __global__ void argmax_partial_f32(const float* x, unsigned long long* keys, int n,
+                                              int per) {
+    const int begin = blockIdx.x * per, end = min(n, begin + per);
+    unsigned long long k = 0ull;
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const unsigned long long c = argmax_key(x[i], i);
+        k = c > k ? c : k;
+    }
+    k = block_max_key(k);
+    if (threadIdx.x == 0) keys[blockIdx.x] = k;
+}
+// One block of 1024 threads over the partial keys; writes the index.
+extern "C" __global__ void argmax_final(const unsigned long long* keys, int blocks, uint32_t* out) {
+    unsigned long long k = 0ull;
+    for (int i = threadIdx.x; i < blocks; i += blockDim.x) k = keys[i] > k ? keys[i] : k;
+    k = block_max_key(k);
+    if (threadIdx.x == 0) out[0] = 0xffffffffu - (uint32_t)(k & 0xffffffffu);
+}
+
 #define INSTANTIATE(T, SUFFIX)                                                                   \
     extern "C" __global__ void qkv_rope_##SUFFIX(const T* qkv, const T* bias, const T* cos,      \
                                                  const T* sin, T* q_out, T* k_cache, T* v_cache, \
@@ -326,6 +549,27 @@ extern "C" __global__ void silu_mul2_bf16(const __nv_bfloat162* x, __nv_bfloat16
     }                                                                                            \
     extern "C" __global__ void silu_mul_##SUFFIX(const T* x, T* out, int inter) {                 \
         silu_mul<T>(x, out, inter);                                                              \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(256)                                            \
+        add_rmsnorm_##SUFFIX(const T* x, const T* delta, const T* w, T* res, T* out, int h,      \
+                             float eps) {                                                        \
+        add_rmsnorm<T, 4>(x, delta, w, res, out, h, eps);                                        \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(256)                                            \
+        gemv_r1_##SUFFIX(const T* x, const T* w, T* y, int n, int k) {                           \
+        gemv<T, 1>(x, w, y, n, k);                                                               \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(256)                                            \
+        gemv_r2_##SUFFIX(const T* x, const T* w, T* y, int n, int k) {                           \
+        gemv<T, 2>(x, w, y, n, k);                                                               \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(256)                                            \
+        gemv_r4_##SUFFIX(const T* x, const T* w, T* y, int n, int k) {                           \
+        gemv<T, 4>(x, w, y, n, k);                                                               \
+    }                                                                                            \
+    extern "C" __global__ void heads_to_rows_##SUFFIX(const T* in, T* out, int heads, int seq,   \
+                                                      int d) {                                   \
+        heads_to_rows<T>(in, out, heads, seq, d);                                                \
     }
 
 INSTANTIATE(float, f32)

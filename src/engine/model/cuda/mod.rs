@@ -18,12 +18,33 @@ use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKer
 use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{bail, DType, Device, Result, Shape, Storage, Tensor};
+use std::sync::OnceLock;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/arbiter_kernels.ptx"));
 const MODULE: &str = "arbiter_kernels";
 
-/// Decode attention aims for this many blocks, a few per multiprocessor on current GPUs.
-const TARGET_BLOCKS: usize = 512;
+/// Decode attention aims for this many blocks (about 16 a multiprocessor on an H100/H200), so
+/// that each warp's run is short: the loop over positions is bound by memory latency.
+const TARGET_BLOCKS: usize = 2048;
+
+/// Whether the fused kernels are on: always, unless `ARBITER_CUDA_FUSED=0` asks for candle's
+/// plain ops (for comparing).
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ARBITER_CUDA_FUSED").map_or(true, |v| v != "0"))
+}
+
+/// Whether one-row products take the project's GEMV kernel: with the fused kernels, unless
+/// `ARBITER_CUDA_GEMV=0` keeps cuBLAS for them (for comparing).
+fn gemv_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| enabled() && std::env::var("ARBITER_CUDA_GEMV").map_or(true, |v| v != "0"))
+}
+
+/// Elements of `dtype` in the 16-byte chunks the vectorised kernels move.
+fn chunk(dtype: DType) -> usize {
+    16 / dtype.size_in_bytes()
+}
 
 /// Whether the fused kernels take `dtype` tensors.
 pub(crate) fn supports_dtype(dtype: DType) -> bool {
@@ -67,6 +88,8 @@ fn ptr(t: &Tensor) -> Result<u64> {
     Ok(match t.dtype() {
         DType::F32 => cuda.as_cuda_slice::<f32>()?.device_ptr(&stream).0 + offset * 4,
         DType::BF16 => cuda.as_cuda_slice::<half::bf16>()?.device_ptr(&stream).0 + offset * 2,
+        DType::U32 => cuda.as_cuda_slice::<u32>()?.device_ptr(&stream).0 + offset * 4,
+        DType::I64 => cuda.as_cuda_slice::<i64>()?.device_ptr(&stream).0 + offset * 8,
         other => bail!("fused kernel input of dtype {other:?}"),
     })
 }
@@ -81,6 +104,8 @@ fn alloc(dev: &CudaDevice, shape: impl Into<Shape>, dtype: DType) -> Result<Tens
         DType::BF16 => {
             CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(n)? }, dev.clone())
         }
+        DType::U32 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<u32>(n)? }, dev.clone()),
+        DType::I64 => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<i64>(n)? }, dev.clone()),
         other => bail!("fused kernel output of dtype {other:?}"),
     };
     Ok(Tensor::from_storage(
@@ -271,4 +296,170 @@ pub(crate) fn silu_mul(x: &Tensor) -> Result<Tensor> {
     // SAFETY: one thread per output element (or pair), rows on the grid's y axis.
     unsafe { b.launch(grid(cols.div_ceil(256), rows, 256)) }.w()?;
     Ok(out)
+}
+
+/// The residual add and the RMS norm after it, in one kernel: returns `x + delta` (or `x` when
+/// there is no delta) and its norm with `weight`. `None` where the kernel does not apply (fused
+/// kernels off, another device or dtype, a row length it does not take).
+pub(crate) fn add_rmsnorm(
+    x: &Tensor,
+    delta: Option<&Tensor>,
+    weight: &Tensor,
+    eps: f32,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let dtype = x.dtype();
+    let h = weight.elem_count();
+    let c = chunk(dtype);
+    if !enabled()
+        || !x.device().is_cuda()
+        || !supports_dtype(dtype)
+        || weight.dtype() != dtype
+        || delta.is_some_and(|d| d.dtype() != dtype || d.dims() != x.dims())
+        || x.dims().last() != Some(&h)
+        || !h.is_multiple_of(c)
+        || h / c > 4 * 256
+        || !x.is_contiguous()
+        || delta.is_some_and(|d| !d.is_contiguous())
+        || [Some(x), delta, Some(weight)]
+            .into_iter()
+            .flatten()
+            .any(|t| ptr(t).is_ok_and(|p| p % 16 != 0))
+    {
+        return Ok(None);
+    }
+    let dev = device(x)?;
+    let rows = x.elem_count() / h;
+    let out = alloc(&dev, x.shape().clone(), dtype)?;
+    let res = match delta {
+        Some(_) => alloc(&dev, x.shape().clone(), dtype)?,
+        None => x.clone(),
+    };
+    let func =
+        dev.get_or_load_custom_func(&format!("add_rmsnorm_{}", suffix(dtype)?), MODULE, PTX)?;
+    let (p_x, p_d, p_w, p_res, p_out) = (
+        ptr(x)?,
+        delta.map(ptr).transpose()?.unwrap_or(0),
+        ptr(weight)?,
+        ptr(&res)?,
+        ptr(&out)?,
+    );
+    let h_i = h as i32;
+    let mut b = func.builder();
+    for p in [&p_x, &p_d, &p_w, &p_res, &p_out] {
+        b.arg(p);
+    }
+    b.arg(&h_i).arg(&eps);
+    // SAFETY: one block per row; each writes only its row of out (and of res with a delta).
+    unsafe { b.launch(grid(rows, 1, 256)) }.w()?;
+    Ok(Some((res, out)))
+}
+
+/// `x W^T` for one row `x` (1, k) and a dense weight (n, k): the decode step's projections.
+/// `None` where the kernel does not apply (more rows, another device or dtype, a row length
+/// that is not a whole number of 16-byte chunks, unaligned data, or turned off).
+pub(crate) fn gemv(x: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
+    let dtype = x.dtype();
+    let (rows, k) = x.dims2()?;
+    let Ok((n, wk)) = weight.dims2() else {
+        return Ok(None);
+    };
+    if !gemv_enabled()
+        || rows != 1
+        || wk != k
+        || !x.device().is_cuda()
+        || !supports_dtype(dtype)
+        || weight.dtype() != dtype
+        || !k.is_multiple_of(chunk(dtype))
+        || !x.is_contiguous()
+        || !weight.is_contiguous()
+        || ptr(x)? % 16 != 0
+        || ptr(weight)? % 16 != 0
+    {
+        return Ok(None);
+    }
+    let dev = device(x)?;
+    let y = alloc(&dev, (1, n), dtype)?;
+    // Rows a warp: enough warps to fill the GPU for the small matrices, fewer and longer runs
+    // for the large ones.
+    let r = match n {
+        0..=8192 => 1,
+        8193..=65_536 => 2,
+        _ => 4,
+    };
+    let func =
+        dev.get_or_load_custom_func(&format!("gemv_r{r}_{}", suffix(dtype)?), MODULE, PTX)?;
+    let (p_x, p_w, p_y) = (ptr(x)?, ptr(weight)?, ptr(&y)?);
+    let ints = [n, k].map(|v| v as i32);
+    let mut b = func.builder();
+    b.arg(&p_x).arg(&p_w).arg(&p_y);
+    for v in &ints {
+        b.arg(v);
+    }
+    // SAFETY: r rows a warp, 8 warps a block, every output row written by exactly one warp.
+    unsafe { b.launch(grid(n.div_ceil(8 * r), 1, 256)) }.w()?;
+    Ok(Some(y))
+}
+
+/// Prefill attention's output (heads, seq, d) as the o projection's input (seq, heads d).
+pub(crate) fn heads_to_rows(t: &Tensor) -> Result<Tensor> {
+    let dev = device(t)?;
+    let dtype = t.dtype();
+    let (heads, seq, d) = t.dims3()?;
+    if !d.is_multiple_of(chunk(dtype)) || ptr(t)? % 16 != 0 {
+        return t.transpose(0, 1)?.reshape((seq, heads * d));
+    }
+    let out = alloc(&dev, (seq, heads * d), dtype)?;
+    let func =
+        dev.get_or_load_custom_func(&format!("heads_to_rows_{}", suffix(dtype)?), MODULE, PTX)?;
+    let (p_in, p_out) = (ptr(t)?, ptr(&out)?);
+    let ints = [heads, seq, d].map(|v| v as i32);
+    let mut b = func.builder();
+    b.arg(&p_in).arg(&p_out);
+    for v in &ints {
+        b.arg(v);
+    }
+    let chunks = heads * seq * d / chunk(dtype);
+    // SAFETY: one thread per 16-byte chunk, each written once.
+    unsafe { b.launch(grid(chunks.div_ceil(256), 1, 256)) }.w()?;
+    Ok(out)
+}
+
+/// The index of the largest of f32 `logits` (vocab,), the first one on ties: greedy decoding's
+/// pick, reduced across the GPU instead of in candle's one-block pass. `None` where it does not
+/// apply (another device or dtype, or not contiguous).
+pub(crate) fn argmax(logits: &Tensor) -> Result<Option<u32>> {
+    if !enabled()
+        || !logits.device().is_cuda()
+        || logits.dtype() != DType::F32
+        || logits.rank() != 1
+        || !logits.is_contiguous()
+        || logits.elem_count() == 0
+        || logits.elem_count() > i32::MAX as usize
+    {
+        return Ok(None);
+    }
+    let dev = device(logits)?;
+    let n = logits.elem_count();
+    let blocks = n.div_ceil(2048).clamp(1, 1024);
+    let per = n.div_ceil(blocks);
+    // The keys are u64; an i64 buffer holds them (candle has no u64 dtype).
+    let keys = alloc(&dev, blocks, DType::I64)?;
+    let out = alloc(&dev, 1, DType::U32)?;
+    let partial = dev.get_or_load_custom_func("argmax_partial_f32", MODULE, PTX)?;
+    let last = dev.get_or_load_custom_func("argmax_final", MODULE, PTX)?;
+    let (p_x, p_keys, p_out) = (ptr(logits)?, ptr(&keys)?, ptr(&out)?);
+    let ints = [n, per].map(|v| v as i32);
+    let mut b = partial.builder();
+    b.arg(&p_x).arg(&p_keys);
+    for v in &ints {
+        b.arg(v);
+    }
+    // SAFETY: block i writes keys[i] only; every block has at least one element.
+    unsafe { b.launch(grid(blocks, 1, 256)) }.w()?;
+    let blocks_i = blocks as i32;
+    let mut b = last.builder();
+    b.arg(&p_keys).arg(&blocks_i).arg(&p_out);
+    // SAFETY: one block reads the keys written above and writes out[0].
+    unsafe { b.launch(grid(1, 1, 1024)) }.w()?;
+    Ok(Some(out.to_vec1::<u32>()?[0]))
 }
