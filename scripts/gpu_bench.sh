@@ -8,7 +8,7 @@
 # Variables: ARBITER (the binary, default target/cuda/arbiter), MODEL_DIR (where the checkpoint
 # goes, default /tmp/qwen2-7b-random; reused if it is there), PROMPT (1500), NEW (256), RUNS (3),
 # CUDA_LIBS (default /usr/local/cuda-13.0/targets/x86_64-linux/lib), SKIP (words among
-# "plain transformers check teacher" to leave out).
+# "bandwidth plain gemv transformers check teacher" to leave out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/arbiter-gpu}"
@@ -28,6 +28,11 @@ if [ ! -f "$model/config.json" ]; then
     python3 scripts/make_random_qwen2.py "$model" --preset 7b --dtype bf16 | tee "$out/checkpoint.json" || exit 1
 fi
 
+if [[ " $skip " != *" bandwidth "* ]]; then
+    # The copy bandwidth, and the batch-1 decode bound it gives this checkpoint.
+    python3 scripts/gpu_bandwidth.py "$model" | tee "$out/bandwidth.json" || status=1
+fi
+
 bench_arbiter() {
     "$arbiter" bench --model "$model" --device cuda --dtype bf16 --prompt-tokens "$prompt" \
         --new-tokens "$new" --runs "$runs" "$@"
@@ -42,6 +47,12 @@ if [[ " $skip " != *" plain "* ]]; then
     ARBITER_CUDA_FUSED=0 bench_arbiter >"$out/arbiter-plain.json" 2>"$out/arbiter-plain.log" ||
         { status=1; cat "$out/arbiter-plain.log"; }
     cat "$out/arbiter-plain.json"
+fi
+if [[ " $skip " != *" gemv "* ]]; then
+    # The fused kernels with cuBLAS for the one-row products: what the GEMV kernel buys.
+    ARBITER_CUDA_GEMV=0 bench_arbiter >"$out/arbiter-cublas-gemv.json" 2>"$out/arbiter-cublas-gemv.log" ||
+        { status=1; cat "$out/arbiter-cublas-gemv.log"; }
+    cat "$out/arbiter-cublas-gemv.json"
 fi
 if [[ " $skip " != *" transformers "* ]]; then
     for attn in sdpa eager; do
@@ -69,6 +80,7 @@ def read(name):
         return None
 ours = read("arbiter.json")
 rows = [("Arbiter (prefill in chunks of 512)", ours), ("Arbiter (prefill in one pass)", read("arbiter-onepass.json")),
+        ("Arbiter, cuBLAS for one-row products", read("arbiter-cublas-gemv.json")),
         ("Arbiter, fused kernels off", read("arbiter-plain.json"))]
 rows += [(f"transformers ({a})", read(f"transformers-{a}.json")) for a in ("sdpa", "eager")]
 print("\n| engine | prefill ms | first token ms | decode tok/s | peak GPU GiB |")
@@ -77,6 +89,12 @@ for name, r in rows:
     if r:
         print(f"| {name} | {r['prefill_ms']:.1f} | {r['time_to_first_token_ms']:.1f} | "
               f"{r['decode_tokens_per_s']:.1f} | {r['peak_gpu_bytes'] / 2**30:.2f} |")
+bw = read("bandwidth.json")
+if bw:
+    print(f"\ncopy bandwidth {bw['copy_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s (read + written), "
+          f"weights {bw['weight_bytes'] / 1e9:.2f} GB: decode bound {bw['decode_bound_tokens_per_s']:.0f} tok/s")
+    if ours:
+        print(f"Arbiter decode at {ours['decode_tokens_per_s'] / bw['decode_bound_tokens_per_s']:.1%} of the bound")
 for name, r in rows[1:]:
     if ours and r:
         print(f"Arbiter vs {name}: decode {ours['decode_tokens_per_s'] / r['decode_tokens_per_s']:.2f}x, "

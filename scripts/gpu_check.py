@@ -11,7 +11,8 @@ on disagreement.
         Arbiter runs them as decode steps (prefill, then one token at a time on the KV cache);
         transformers as one forward pass over the whole sequence (SDPA). The same agreement of
         transformers' own decode steps with its forward pass is printed beside it, as the
-        noise floor of bf16.
+        noise floor of bf16, and all three are scored against the same weights computed in
+        f32 (overall, and where the f32 top-2 gap is wider than a threshold).
 
 Needs torch, transformers and tokenizers.
 """
@@ -152,8 +153,34 @@ def teacher(args):
             own.append(int(out.logits[0, -1].argmax()))
     del model
     torch.cuda.empty_cache()
+    # The same bf16 weights computed in f32 (exact upcast, no TF32): what bf16 arithmetic
+    # approximates. Both engines' bf16 runs are scored against it.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map="cuda"
+    ).eval()
+    with torch.inference_mode():
+        exact_logits = model(torch.tensor([seq], device="cuda"), logits_to_keep=steps).logits[0]
+        exact = exact_logits.argmax(-1).tolist()
+        top2 = exact_logits.topk(2, dim=-1).values
+        exact_gaps = (top2[:, 0] - top2[:, 1]).tolist()
+    del model, exact_logits
+    torch.cuda.empty_cache()
     ours = run_arbiter(args.arbiter, args.model, "bf16", prompt, steps, force=force)
     agree = sum(a == b for a, b in zip(ours["top1"], ref)) / steps
+
+    def vs_exact(tokens):
+        """Top-1 agreement with the f32 computation: overall, and where its top-2 gap is
+        wider than each threshold (a near-tie is decided by rounding)."""
+        res = {"all": sum(a == b for a, b in zip(tokens, exact)) / steps}
+        for gap in (0.05, 0.1, 0.2):
+            picked = [(a, b) for a, b, g in zip(tokens, exact, exact_gaps) if g > gap]
+            res[f"gap>{gap}"] = {
+                "positions": len(picked),
+                "agreement": sum(a == b for a, b in picked) / max(len(picked), 1),
+            }
+        return res
     for chunk in args.also_chunk:
         other = run_arbiter(args.arbiter, args.model, "bf16", prompt, steps, force=force, chunk=chunk)
         print(
@@ -184,6 +211,12 @@ def teacher(args):
                 "positions": f"{len(prompt) - 1}..{total - 1}",
                 "top1_agreement": agree,
                 "transformers_decode_vs_forward": floor,
+                "vs_f32": {
+                    "arbiter_bf16_decode": vs_exact(ours["top1"]),
+                    "transformers_bf16_forward": vs_exact(ref),
+                    "transformers_bf16_decode": vs_exact(own),
+                },
+                "f32_top2_gap_median": sorted(exact_gaps)[steps // 2],
                 "disagreements": misses[:20],
                 "pass": ok,
             }
