@@ -50,43 +50,62 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Two consecutive elements of T written from floats, in one access.
+template <typename T>
+__device__ __forceinline__ void store2(T* p, float x, float y) {
+    if constexpr (std::is_same<T, float>::value) {
+        *reinterpret_cast<float2*>(p) = make_float2(x, y);
+    } else {
+        *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
+    }
+}
+
 // The merged q/k/v projection's output, bias added, RoPE applied to q and k (rotate-half, as
 // Qwen2 and transformers do), q written as [heads, seq, d] and k, v written into the layer's
-// cache [kv_heads, cap, d] at positions start..start+seq.
-// grid (seq, heads + 2 kv_heads), block d/2 threads.
+// cache [kv_heads, cap, d] at positions start..start+seq. Each thread takes two adjacent
+// elements of each half of a head (d a multiple of 4). grid seq, block 256 threads.
 template <typename T>
 __device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin, T* q_out,
                          T* k_cache, T* v_cache, int seq, int heads, int kv_heads, int d, int cap,
                          int start) {
-    const int t = blockIdx.x, h = blockIdx.y, half = d / 2;
-    const int width = (heads + 2 * kv_heads) * d;
-    const T* row = qkv + (size_t)t * width + (size_t)h * d;
-    const T* b = bias ? bias + (size_t)h * d : nullptr;
+    const int t = blockIdx.x, half = d / 2, pairs = half / 2;
+    const int nh = heads + 2 * kv_heads;
+    const T* row = qkv + (size_t)t * nh * d;
     const int pos = start + t;
-    T* dst;
-    if (h < heads) {
-        dst = q_out + ((size_t)h * seq + t) * d;
-    } else if (h < heads + kv_heads) {
-        dst = k_cache + ((size_t)(h - heads) * cap + pos) * d;
-    } else {
-        dst = v_cache + ((size_t)(h - heads - kv_heads) * cap + pos) * d;
-    }
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float x1 = to_f(row[i]), x2 = to_f(row[i + half]);
-        if (b) {
-            x1 += to_f(b[i]);
-            x2 += to_f(b[i + half]);
+    for (int w = threadIdx.x; w < nh * pairs; w += blockDim.x) {
+        const int h = w / pairs, i = (w % pairs) * 2;
+        float x1[2], x2[2];
+        load_e<T, 2>(row + (size_t)h * d + i, x1);
+        load_e<T, 2>(row + (size_t)h * d + i + half, x2);
+        if (bias) {
+            float b1[2], b2[2];
+            load_e<T, 2>(bias + (size_t)h * d + i, b1);
+            load_e<T, 2>(bias + (size_t)h * d + i + half, b2);
+#pragma unroll
+            for (int e = 0; e < 2; e++) x1[e] += b1[e], x2[e] += b2[e];
+        }
+        T* dst;
+        if (h < heads) {
+            dst = q_out + ((size_t)h * seq + t) * d;
+        } else if (h < heads + kv_heads) {
+            dst = k_cache + ((size_t)(h - heads) * cap + pos) * d;
+        } else {
+            dst = v_cache + ((size_t)(h - heads - kv_heads) * cap + pos) * d;
         }
         if (h < heads + kv_heads) {
-            const float c = to_f(cos[(size_t)pos * half + i]);
-            const float s = to_f(sin[(size_t)pos * half + i]);
-            const float r1 = x1 * c - x2 * s;
-            const float r2 = x2 * c + x1 * s;
-            x1 = r1;
-            x2 = r2;
+            float c[2], sn[2];
+            load_e<T, 2>(cos + (size_t)pos * half + i, c);
+            load_e<T, 2>(sin + (size_t)pos * half + i, sn);
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float r1 = x1[e] * c[e] - x2[e] * sn[e];
+                const float r2 = x2[e] * c[e] + x1[e] * sn[e];
+                x1[e] = r1;
+                x2[e] = r2;
+            }
         }
-        dst[i] = from_f<T>(x1);
-        dst[i + half] = from_f<T>(x2);
+        store2<T>(dst + i, x1[0], x1[1]);
+        store2<T>(dst + i + half, x2[0], x2[1]);
     }
 }
 
@@ -193,23 +212,44 @@ __device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* p
     }
 }
 
-// Merges the blocks of attn_decode_partial in one pass with a running max: out [heads, D]
-// (the o projection's input row). grid heads, block D threads.
+// A block-wide sum or max of one float a thread (blockDim.x a multiple of 32, at most 1024).
+template <bool MAX>
+__device__ __forceinline__ float block_reduce(float v, float* scratch) {
+    v = MAX ? warp_max(v) : warp_sum(v);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    __syncthreads();  // scratch may still be read from a previous reduction
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : (MAX ? -INFINITY : 0.f);
+    return MAX ? warp_max(v) : warp_sum(v);
+}
+
+// Merges the blocks of attn_decode_partial: out [heads, D] (the o projection's input row).
+// The blocks' maxima and weights are found first, together, so that the weighted sum over the
+// blocks is a run of independent loads rather than a chain through a running max.
+// grid heads, block D threads; at most MAX_BLOCKS blocks a head.
+constexpr int MAX_BLOCKS = 2048;
 template <typename T, int D>
 __device__ void attn_decode_combine(const float* part, const float* ml, T* out, int blocks) {
+    __shared__ float s_w[MAX_BLOCKS];
+    __shared__ float s_red[32];
     const int h = blockIdx.x, i = threadIdx.x;
-    float m = -INFINITY, num = 0.f, den = 0.f;
-#pragma unroll 4
-    for (int r = 0; r < blocks; r++) {
-        const size_t slot = (size_t)h * blocks + r;
-        const float mr = ml[slot * 2];
-        if (mr == -INFINITY) continue;
-        const float m_new = fmaxf(m, mr);
-        const float c_old = __expf(m - m_new), c_new = __expf(mr - m_new);
-        num = num * c_old + c_new * part[slot * D + i];
-        den = den * c_old + c_new * ml[slot * 2 + 1];
-        m = m_new;
+    const float* mlh = ml + (size_t)h * blocks * 2;
+    float m = -INFINITY;
+    for (int r = i; r < blocks; r += D) m = fmaxf(m, mlh[r * 2]);
+    m = block_reduce<true>(m, s_red);
+    float den = 0.f;
+    for (int r = i; r < blocks; r += D) {
+        const float mr = mlh[r * 2];
+        const float w = mr == -INFINITY ? 0.f : __expf(mr - m);
+        s_w[r] = w;
+        den += w * mlh[r * 2 + 1];
     }
+    den = block_reduce<false>(den, s_red);  // its barriers also publish s_w
+    const float* ph = part + (size_t)h * blocks * D + i;
+    float num = 0.f;
+#pragma unroll 8
+    for (int r = 0; r < blocks; r++) num += s_w[r] * ph[(size_t)r * D];
     out[(size_t)h * D + i] = from_f<T>(num / den);
 }
 

@@ -11,6 +11,11 @@
 //! Prefill keeps cuBLAS for the score and value products and fuses scale, causal mask and
 //! softmax into one in-place pass over the scores.
 //!
+//! Around the layers: each residual add is folded into the RMS norm that follows it; one-row
+//! products (every projection of a decode step, and the output head) take a GEMV kernel that
+//! streams the weight rows, where cuBLAS ran split-K GEMMs plus a reduction; and greedy
+//! decoding's argmax is reduced across the GPU.
+//!
 //! The kernels compute in f32 for f32 and bf16 tensors; other dtypes take candle's path.
 
 use candle_core::backend::BackendStorage;
@@ -22,6 +27,9 @@ use std::sync::OnceLock;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/arbiter_kernels.ptx"));
 const MODULE: &str = "arbiter_kernels";
+
+/// The most blocks a head the decode attention's combine kernel merges (`MAX_BLOCKS` there).
+const MAX_COMBINED: usize = 2048;
 
 /// Decode attention aims for this many blocks (about 16 a multiprocessor on an H100/H200), so
 /// that each warp's run is short: the loop over positions is bound by memory latency.
@@ -143,7 +151,11 @@ pub(crate) fn qkv_rope(
     let dtype = qkv.dtype();
     let (_, kvh, cap, d) = k_cache.dims4()?;
     let (seq, width) = qkv.dims2()?;
-    if kvh != kv_heads || width != (heads + 2 * kv_heads) * d || start + seq > cap {
+    if kvh != kv_heads
+        || width != (heads + 2 * kv_heads) * d
+        || start + seq > cap
+        || !d.is_multiple_of(4)
+    {
         bail!(
             "qkv_rope: qkv {:?} does not fit cache {:?} at {start}",
             qkv.dims(),
@@ -180,7 +192,7 @@ pub(crate) fn qkv_rope(
         b.arg(v);
     }
     // SAFETY: shapes checked above; the kernel writes q entirely and the cache at start..+seq.
-    unsafe { b.launch(grid(seq, heads + 2 * kv_heads, (d / 2).min(1024))) }.w()?;
+    unsafe { b.launch(grid(seq, 1, 256)) }.w()?;
     Ok(q)
 }
 
@@ -209,6 +221,9 @@ pub(crate) fn attend_decode(
     let blocks_y = TARGET_BLOCKS.div_ceil(heads).max(1);
     let per_run = len.div_ceil(blocks_y * 4).max(8);
     let blocks_y = len.div_ceil(per_run * 4);
+    if blocks_y > MAX_COMBINED {
+        bail!("attend_decode: {blocks_y} blocks a head, more than the combine takes");
+    }
     let part = alloc(&dev, (heads, blocks_y, d), DType::F32)?;
     let ml = alloc(&dev, (heads, blocks_y, 2), DType::F32)?;
     let out = alloc(&dev, (1, heads * d), dtype)?;
