@@ -8,7 +8,9 @@
 # Variables: ARBITER (the binary, default target/cuda/arbiter), MODEL_DIR (where the checkpoint
 # goes, default /tmp/qwen2-7b-random; reused if it is there), PROMPT (1500), NEW (256), RUNS (3),
 # CUDA_LIBS (default /usr/local/cuda-13.0/targets/x86_64-linux/lib), SKIP (words among
-# "bandwidth plain gemv transformers check teacher" to leave out).
+# "bandwidth plain gemv transformers check teacher" to leave out), TRAINED_GGUF (a trained model's
+# GGUF file: converted to bf16 safetensors and teacher-forced on this repo's docs as well; needs
+# the gguf Python package).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/arbiter-gpu}"
@@ -66,6 +68,12 @@ if [[ " $skip " != *" check "* ]]; then
     python3 scripts/gpu_check.py tiny --arbiter "$arbiter" | tee "$out/check-tiny.json" || status=1
     if [[ " $skip " != *" teacher "* ]]; then
         python3 scripts/gpu_check.py teacher --arbiter "$arbiter" --model "$model" | tee "$out/check-7b.json" || status=1
+        if [ -n "${TRAINED_GGUF:-}" ]; then
+            trained="$out/trained-hf"
+            python3 scripts/gguf_to_hf.py "$TRAINED_GGUF" "$trained" >"$out/trained.log" 2>&1 || { status=1; tail -5 "$out/trained.log"; }
+            python3 scripts/gpu_check.py teacher --arbiter "$arbiter" --model "$trained" --text README.md docs/gpu.md |
+                tee "$out/check-trained.json" || status=1
+        fi
     fi
 fi
 

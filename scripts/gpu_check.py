@@ -5,9 +5,10 @@ on disagreement.
     python3 scripts/gpu_check.py tiny --arbiter target/cuda/arbiter
         A small random Qwen2 in f32: greedy tokens identical for 128 steps, and every logit of
         every step within 1e-3 of transformers'.
-    python3 scripts/gpu_check.py teacher --arbiter target/cuda/arbiter --model DIR
-        A bf16 checkpoint (the random 7B): teacher-forced over the last 256 positions of a
-        4,000-token sequence, the top token agrees with transformers' on at least 99% of steps.
+    python3 scripts/gpu_check.py teacher --arbiter target/cuda/arbiter --model DIR [--text F...]
+        A bf16 checkpoint (the random 7B, or a trained model with --text): teacher-forced over
+        the last 256 positions of a 4,000-token sequence (random tokens, or the files' text),
+        the top token agrees with transformers' on at least 99% of steps.
         Arbiter runs them as decode steps (prefill, then one token at a time on the KV cache);
         transformers as one forward pass over the whole sequence (SDPA). The same agreement of
         transformers' own decode steps with its forward pass is printed beside it, as the
@@ -134,7 +135,18 @@ def teacher(args):
         tok_vocab = len(json.load(f)["model"]["vocab"])
     gen = torch.Generator().manual_seed(args.seed)
     total, steps = args.positions, args.steps
-    seq = torch.randint(3, min(vocab, tok_vocab), (total,), generator=gen).tolist()
+    if args.text:
+        # A trained model on prose: the text's own tokens, repeated if it is short.
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
+        ids = []
+        for path in args.text:
+            with open(path) as f:
+                ids += tok.encode(f.read()).ids
+        seq = (ids * (total // len(ids) + 1))[:total]
+    else:
+        seq = torch.randint(3, min(vocab, tok_vocab), (total,), generator=gen).tolist()
     prompt, force = seq[: total - steps + 1], seq[total - steps + 1 :]
     with torch.inference_mode():
         # Logits after the prompt and after each forced token but the last: positions
@@ -206,7 +218,9 @@ def teacher(args):
     print(
         json.dumps(
             {
-                "check": "7b-bf16-teacher-forced",
+                "check": "bf16-teacher-forced",
+                "model": os.path.basename(os.path.normpath(args.model)),
+                "tokens": "text" if args.text else "random",
                 "steps": steps,
                 "positions": f"{len(prompt) - 1}..{total - 1}",
                 "top1_agreement": agree,
@@ -240,6 +254,9 @@ def main():
     b.add_argument("--positions", type=int, default=4000)
     b.add_argument("--steps", type=int, default=256)
     b.add_argument("--seed", type=int, default=2)
+    b.add_argument(
+        "--text", nargs="*", default=[], help="teacher-force these files' tokens instead of random ones"
+    )
     b.add_argument(
         "--also-chunk", type=int, nargs="*", default=[], help="also prefill in chunks of these sizes"
     )
