@@ -45,6 +45,13 @@ pub fn load_safetensors(
     let m = vb.pp("model");
     let embed = m.pp("embed_tokens").get((config.vocab_size, h), "weight")?;
     let merge = merge_projections(device, dtype, config);
+    let merged = |parts: &[&Proj]| {
+        if merge {
+            merge_dense(parts)
+        } else {
+            Ok(None)
+        }
+    };
     let mut layers = Vec::with_capacity(config.layers);
     for i in 0..config.layers {
         let l = m.pp(format!("layers.{i}"));
@@ -56,12 +63,7 @@ pub fn load_safetensors(
             dense(&a, "k_proj", nkv, h, bias)?,
             dense(&a, "v_proj", nkv, h, bias)?,
         );
-        let merged = if merge {
-            merge_dense(&[&q, &k, &v])?
-        } else {
-            None
-        };
-        let qkv = match merged {
+        let qkv = match merged(&[&q, &k, &v])? {
             Some(merged) => Qkv::Merged(merged),
             None => Qkv::Separate { q, k, v },
         };
@@ -71,12 +73,7 @@ pub fn load_safetensors(
             dense(&mlp, "gate_proj", inter, h, false)?,
             dense(&mlp, "up_proj", inter, h, false)?,
         );
-        let merged = if merge {
-            merge_dense(&[&gate, &up])?
-        } else {
-            None
-        };
-        let gate_up = match merged {
+        let gate_up = match merged(&[&gate, &up])? {
             Some(merged) => GateUp::Merged(merged),
             None => GateUp::Separate { gate, up },
         };

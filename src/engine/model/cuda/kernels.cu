@@ -399,17 +399,8 @@ __device__ void add_rmsnorm(const T* x, const T* delta, const T* w, T* res, T* o
 #pragma unroll
         for (int e = 0; e < E; e++) ss += v[c][e] * v[c][e];
     }
-    ss = warp_sum(ss);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-    if (lane == 0) s_part[warp] = ss;
-    __syncthreads();
-    if (warp == 0) {
-        float t = lane < warps ? s_part[lane] : 0.f;
-        t = warp_sum(t);
-        if (lane == 0) s_part[0] = t;
-    }
-    __syncthreads();
-    const float inv = rsqrtf(s_part[0] / (float)h + eps);
+    ss = block_reduce<false>(ss, s_part);
+    const float inv = rsqrtf(ss / (float)h + eps);
     const uint4* wr = reinterpret_cast<const uint4*>(w);
     uint4* orow = reinterpret_cast<uint4*>(out + r * h);
 #pragma unroll
