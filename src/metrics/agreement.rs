@@ -1,6 +1,8 @@
-//! Agreement between judges: Cohen's kappa for every pair, Fleiss' kappa for a panel. Both
-//! count outcomes on the three-way A/B/tie scale (strengths collapsed) and only items where
-//! every judge involved gave a readable verdict.
+//! Agreement between raters (judges or humans): Cohen's kappa for every pair, Fleiss' kappa
+//! and Krippendorff's alpha for a panel. The kappas count outcomes on the three-way A/B/tie
+//! scale (strengths collapsed) and only items where every rater involved gave a readable
+//! verdict; alpha uses every item that at least two raters rated, so missing verdicts cost it
+//! nothing but their own pairs.
 
 use super::answer;
 use crate::dataset::Item;
@@ -155,6 +157,83 @@ pub fn fleiss(items: &[Item], panel: &[String]) -> FleissKappa {
     }
 }
 
+/// Krippendorff's alpha for nominal data. `units[u]` holds the values the raters gave unit `u`
+/// (a missing rating is simply absent); units with fewer than two values cannot be paired and
+/// are left out, as Krippendorff prescribes. Values are class indices (any `usize`).
+///
+/// With the coincidence matrix `o[c][k] = sum over units of pairs(c, k) / (m_u - 1)`, the
+/// marginals `n_c` and their total `n`: `alpha = 1 - (n - 1) * D_o / D_e`, where
+/// `D_o = sum_{c != k} o[c][k]` and `D_e = sum_{c != k} n_c * n_k`.
+/// `None` when it is undefined: no pairable values, or a single value used throughout
+/// (`D_e = 0`).
+pub fn krippendorff_alpha_nominal(units: &[Vec<usize>]) -> Option<f64> {
+    let classes = units.iter().flatten().max().map_or(0, |&m| m + 1);
+    let mut o = vec![vec![0.0f64; classes]; classes];
+    for values in units.iter().filter(|v| v.len() >= 2) {
+        let mut count = vec![0usize; classes];
+        for &v in values {
+            count[v] += 1;
+        }
+        let weight = 1.0 / (values.len() - 1) as f64;
+        for c in 0..classes {
+            for k in 0..classes {
+                // Ordered pairs of distinct raters: c != k gives count_c * count_k, c == k
+                // gives count_c * (count_c - 1).
+                let pairs = if c == k {
+                    count[c] * count[c].saturating_sub(1)
+                } else {
+                    count[c] * count[k]
+                };
+                o[c][k] += pairs as f64 * weight;
+            }
+        }
+    }
+    let n_c: Vec<f64> = o.iter().map(|row| row.iter().sum()).collect();
+    let n: f64 = n_c.iter().sum();
+    let mut observed = 0.0;
+    let mut expected = 0.0;
+    for c in 0..classes {
+        for k in 0..classes {
+            if c != k {
+                observed += o[c][k];
+                expected += n_c[c] * n_c[k];
+            }
+        }
+    }
+    if n < 2.0 || expected == 0.0 {
+        return None;
+    }
+    Some(1.0 - (n - 1.0) * observed / expected)
+}
+
+/// Krippendorff's alpha of a panel, from the same three-way outcomes as the kappas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KrippendorffAlpha {
+    pub judges: Vec<String>,
+    /// Items at least two panel judges rated readably (the pairable ones alpha counts).
+    pub items: usize,
+    pub alpha: Option<f64>,
+}
+
+/// Krippendorff's alpha (nominal) of `panel` over every item two or more of them rated.
+pub fn krippendorff(items: &[Item], panel: &[String]) -> KrippendorffAlpha {
+    let units: Vec<Vec<usize>> = items
+        .iter()
+        .map(|item| {
+            panel
+                .iter()
+                .filter_map(|j| answer(item, j).outcome().map(class))
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| v.len() >= 2)
+        .collect();
+    KrippendorffAlpha {
+        judges: panel.to_vec(),
+        items: units.len(),
+        alpha: krippendorff_alpha_nominal(&units),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
@@ -217,6 +296,58 @@ mod tests {
         // By hand: items [3,0,0], [1,2,0], [1,2,0] → P̄ = (1 + 1/3 + 1/3)/3 = 5/9;
         // totals A 5, B 4 of 9 → Pe = 41/81; κ = (45/81 − 41/81)/(40/81) = 0.1.
         assert!(close(f.kappa, 0.1), "{:?}", f.kappa);
+    }
+
+    #[test]
+    fn krippendorff_matches_the_published_example() {
+        // Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C: four
+        // observers, twelve units, values 1-5 with gaps; nominal alpha = 0.743 (to 3 places).
+        // Unit 12 has one value and is unpairable.
+        let units: Vec<Vec<usize>> = vec![
+            vec![1, 1, 1],
+            vec![2, 2, 3, 2],
+            vec![3, 3, 3, 3],
+            vec![3, 3, 3, 3],
+            vec![2, 2, 2, 2],
+            vec![1, 2, 3, 4],
+            vec![4, 4, 4, 4],
+            vec![1, 1, 2, 1],
+            vec![2, 2, 2, 2],
+            vec![5, 5, 5],
+            vec![1, 1],
+            vec![3],
+        ];
+        let a = krippendorff_alpha_nominal(&units).expect("defined");
+        assert!((a - 0.743).abs() < 5e-4, "{a}");
+        // By hand, two units (0,0) and (0,1): o00 = 2, o01 = o10 = 1, so n0 = 3, n1 = 1,
+        // n = 4, D_o = 2, D_e = 2 * 3 * 1 = 6 → alpha = 1 - 3 * 2 / 6 = 0.
+        let two = krippendorff_alpha_nominal(&[vec![0, 0], vec![0, 1]]).expect("defined");
+        assert!(two.abs() < 1e-12, "{two}");
+        assert_eq!(
+            krippendorff_alpha_nominal(&[vec![1, 1], vec![1, 1, 1]]),
+            None
+        );
+        assert_eq!(krippendorff_alpha_nominal(&[vec![1], vec![2]]), None);
+        assert_eq!(krippendorff_alpha_nominal(&[]), None);
+    }
+
+    #[test]
+    fn krippendorff_uses_items_with_missing_verdicts() {
+        let items = panel_items(
+            &["x", "y", "z"],
+            &[
+                vec![Some(A), Some(B), Some(A), None],
+                vec![Some(A), Some(B), Some(B), Some(A)],
+                vec![Some(A), None, Some(B), None],
+            ],
+        );
+        let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let k = krippendorff(&items, &names);
+        // Item 4 has one verdict: unpairable. Units: [A,A,A], [B,B], [A,B,B].
+        assert_eq!(k.items, 3);
+        let want = krippendorff_alpha_nominal(&[vec![0, 0, 0], vec![1, 1], vec![0, 1, 1]]);
+        assert_eq!(k.alpha, want);
+        assert!(k.alpha.is_some_and(|a| a > 0.0 && a < 1.0));
     }
 
     fn arb_outcome() -> impl Strategy<Value = Outcome> {

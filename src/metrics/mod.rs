@@ -17,7 +17,10 @@ pub mod report;
 pub use accuracy::{
     accuracy, AccuracyCounts, AccuracyOptions, JudgeAccuracy, TiePolicy, UnparsedPolicy,
 };
-pub use agreement::{cohen_kappa, cohen_pairs, fleiss, fleiss_kappa, FleissKappa, PairKappa};
+pub use agreement::{
+    cohen_kappa, cohen_pairs, fleiss, fleiss_kappa, krippendorff, krippendorff_alpha_nominal,
+    FleissKappa, KrippendorffAlpha, PairKappa,
+};
 pub use category::{by_category, CategoryBreakdown};
 pub use consistency::{position_consistency, PositionConsistency};
 pub use judgerbench::{GroundTruth, JudgerbenchOptions, Quirks};
