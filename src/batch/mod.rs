@@ -10,10 +10,12 @@ mod progress;
 mod run;
 
 pub use panel_file::{
-    JudgeKind, PanelFile, PanelFileError, PanelJudge, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S,
+    JudgeKind, PanelFile, PanelFileError, PanelJudge, DEFAULT_GRAMMAR_FIELD,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S,
 };
 pub use plan::{
-    already_judged, default_template, judged_in_dataset, plan, select_items, JudgePlan, Plan, Scope,
+    already_judged, constrain_mode, default_template, judged_in_dataset, plan, select_items,
+    JudgePlan, Plan, Scope,
 };
 pub use progress::{format_eta, BatchProgress, JudgeProgress};
 pub use run::{order_label, Batch, BatchEvent, Waker};

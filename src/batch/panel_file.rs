@@ -4,7 +4,7 @@
 //! never in it: a judge names the environment variable that holds its key.
 
 use crate::engine::device::{parse_dtype, DeviceChoice};
-use crate::engine::SamplingParams;
+use crate::engine::{ConstrainMode, SamplingParams};
 use crate::prompts::Library;
 use crate::remote::RetryPolicy;
 use serde::Deserialize;
@@ -49,6 +49,9 @@ pub enum JudgeKind {
         /// The environment variable holding the API key (the key itself is never stored).
         api_key_env: Option<String>,
         timeout: Duration,
+        /// Where `constrain = "grammar"` puts the GBNF grammar in the request body: `grammar`
+        /// (llama.cpp's server), `ebnf` (SGLang), `structured_outputs.grammar` (vLLM).
+        grammar_field: String,
     },
 }
 
@@ -81,6 +84,9 @@ pub struct PanelJudge {
     /// A preset name or a sentence, as `arbiter judge --preference`.
     pub preference: Option<String>,
     pub sampling: SamplingParams,
+    /// How answers are kept inside the template's grammar; `None`: the default for the
+    /// template (see `plan`).
+    pub constrain: Option<ConstrainMode>,
     /// Requests in flight at once (always 1 for a local judge).
     pub max_concurrency: usize,
     pub retry: RetryPolicy,
@@ -128,10 +134,14 @@ struct JudgeToml {
     max_concurrency: Option<usize>,
     timeout_s: Option<f64>,
     retries: Option<u32>,
+    constrain: Option<String>,
+    grammar_field: Option<String>,
 }
 
 /// Default wait for the next bytes from an endpoint.
 pub const DEFAULT_TIMEOUT_S: f64 = 120.0;
+/// Where a remote judge's GBNF grammar goes by default: llama.cpp's server's field.
+pub const DEFAULT_GRAMMAR_FIELD: &str = "grammar";
 /// Default requests in flight per remote judge.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
 
@@ -219,6 +229,7 @@ fn check(raw: JudgeToml, name: &str, line: usize, library: &Library) -> Result<P
                 ("api_key_env", raw.api_key_env.is_some()),
                 ("timeout_s", raw.timeout_s.is_some()),
                 ("retries", raw.retries.is_some()),
+                ("grammar_field", raw.grammar_field.is_some()),
             ] {
                 if set {
                     return Err(format!(
@@ -291,12 +302,46 @@ fn check(raw: JudgeToml, name: &str, line: usize, library: &Library) -> Result<P
             if !(timeout.is_finite() && timeout > 0.0) {
                 return Err("`timeout_s` must be a positive number of seconds".into());
             }
+            let grammar_field = raw
+                .grammar_field
+                .map(|f| f.trim().to_string())
+                .unwrap_or_else(|| DEFAULT_GRAMMAR_FIELD.to_string());
+            let valid = !grammar_field.is_empty()
+                && grammar_field.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                });
+            if !valid
+                || matches!(
+                    grammar_field.split('.').next(),
+                    Some("model" | "messages" | "stream")
+                )
+            {
+                return Err(format!("`grammar_field` {grammar_field:?} must name a field of the request body (letters, digits, _ and - , with dots for nested fields), e.g. \"grammar\" (llama.cpp), \"ebnf\" (SGLang) or \"structured_outputs.grammar\" (vLLM)"));
+            }
             JudgeKind::Remote {
                 base_url,
                 model,
                 api_key_env,
                 timeout: Duration::from_secs_f64(timeout),
+                grammar_field,
             }
+        }
+    };
+    let constrain = match raw.constrain.as_deref().map(str::trim) {
+        None => None,
+        Some(value) => {
+            let mode = ConstrainMode::parse(value).ok_or_else(|| format!(
+                "`constrain` {value:?} is not one of \"json_schema\", \"json_object\", \"grammar\", \"none\""
+            ))?;
+            if !kind.is_remote()
+                && matches!(mode, ConstrainMode::JsonSchema | ConstrainMode::JsonObject)
+            {
+                return Err(format!("`constrain = \"{value}\"` is for remote judges: a local judge follows the template's grammar itself; write constrain = \"grammar\" or \"none\""));
+            }
+            Some(mode)
         }
     };
     if let Some(t) = &raw.template {
@@ -342,6 +387,7 @@ fn check(raw: JudgeToml, name: &str, line: usize, library: &Library) -> Result<P
         template: raw.template,
         preference: raw.preference.filter(|p| !p.trim().is_empty()),
         sampling,
+        constrain,
         max_concurrency,
         retry,
     })
@@ -375,6 +421,8 @@ seed = 7
 max_concurrency = 8
 timeout_s = 30
 retries = 2
+constrain = "grammar"
+grammar_field = "structured_outputs.grammar"
 
 [[judge]]
 name = "small"
@@ -401,10 +449,13 @@ device = "cpu"
                 model: "qwen".into(),
                 api_key_env: Some("BIG_KEY".into()),
                 timeout: Duration::from_secs(30),
+                grammar_field: "structured_outputs.grammar".into(),
             }
         );
+        assert_eq!(big.constrain, Some(ConstrainMode::Grammar));
         let small = &p.judges[1];
-        assert_eq!(small.line, 17);
+        assert_eq!(small.constrain, None);
+        assert_eq!(small.line, 19);
         assert_eq!(small.max_concurrency, 1);
         assert_eq!(small.template, None);
         assert!(matches!(
@@ -445,5 +496,15 @@ device = "cpu"
         assert!(error("").contains("no judges"));
         let e = error("[[judge]]\nname = \"x\"\nkind = \"remote\"\nbase_url = \"http://h\"\n");
         assert!(e.contains("needs `model`"), "{e}");
+        let e = error("[[judge]]\nname = \"x\"\nkind = \"remote\"\nmodel = \"m\"\nbase_url = \"http://h\"\nconstrain = \"regex\"\n");
+        assert!(e.contains("line 1") && e.contains("json_schema"), "{e}");
+        let e = error("[[judge]]\nname = \"x\"\nkind = \"local\"\nmodel = \"m\"\nconstrain = \"json_schema\"\n");
+        assert!(e.contains("remote judges") && e.contains("grammar"), "{e}");
+        let e = error(
+            "[[judge]]\nname = \"x\"\nkind = \"local\"\nmodel = \"m\"\ngrammar_field = \"ebnf\"\n",
+        );
+        assert!(e.contains("grammar_field"), "{e}");
+        let e = error("[[judge]]\nname = \"x\"\nkind = \"remote\"\nmodel = \"m\"\nbase_url = \"http://h\"\ngrammar_field = \"messages\"\n");
+        assert!(e.contains("grammar_field"), "{e}");
     }
 }

@@ -7,8 +7,9 @@ use super::panel_file::{JudgeKind, PanelFile, PanelJudge};
 use super::BatchError;
 use crate::dataset::Format;
 use crate::engine::judge::{JudgeSpec, JudgeTask};
+use crate::engine::ConstrainMode;
 use crate::journal::{self, JudgmentRecord};
-use crate::prompts::{resolve_preference, Library};
+use crate::prompts::{resolve_preference, Library, Template};
 use crate::remote::ApiKey;
 use crate::review::{Review, ReviewError};
 use crate::verdict::Orders;
@@ -27,6 +28,10 @@ pub struct Scope {
     pub force: bool,
     /// Only this judge of the panel.
     pub judge: Option<String>,
+    /// Constrained decoding for the whole run: `None` each judge's own setting (the panel
+    /// file's `constrain`, else the default for its template), `Some(false)` off for every
+    /// judge, `Some(true)` on (a judge whose template declares no grammar is an error).
+    pub constrain: Option<bool>,
 }
 
 /// One judge's share of a run.
@@ -68,6 +73,55 @@ pub fn default_template(format: Format, library: &Library) -> String {
     } else {
         "cj2-critical-thinking".to_string()
     }
+}
+
+/// How `judge` keeps answers of `template` in shape: the run's override, else the panel
+/// file's `constrain`, else the default: a local judge follows the template's grammar; a
+/// remote judge sends a JSON answer's schema as `response_format` (which OpenAI, vLLM, SGLang
+/// and llama.cpp's server take) and leaves other answers free (servers disagree on where a
+/// grammar goes: say it with `constrain = "grammar"` and `grammar_field`).
+pub fn constrain_mode(
+    judge: &PanelJudge,
+    template: &Template,
+    run: Option<bool>,
+) -> Result<ConstrainMode, String> {
+    let has = template.has_answer_grammar();
+    if run == Some(false) {
+        return Ok(ConstrainMode::None);
+    }
+    let mode = match judge.constrain {
+        Some(mode) => mode,
+        None if !has => ConstrainMode::None,
+        None if !judge.kind.is_remote() => ConstrainMode::Grammar,
+        None => match template.answer_for(None).and_then(|a| a.as_object()) {
+            Some(_) => ConstrainMode::JsonSchema,
+            None if run == Some(true) => ConstrainMode::Grammar,
+            None => ConstrainMode::None,
+        },
+    };
+    if mode.is_on() && !has {
+        return Err(format!(
+            "template {} declares no answer grammar, so its answers cannot be constrained: add an `answer:` line to its header, or set constrain = \"none\"",
+            template.name()
+        ));
+    }
+    if matches!(mode, ConstrainMode::JsonSchema | ConstrainMode::JsonObject)
+        && template
+            .answer_for(None)
+            .and_then(|a| a.as_object())
+            .is_none()
+    {
+        return Err(format!(
+            "constrain = \"{mode}\" sends a JSON schema, but template {} asks for an answer that is not one JSON object: use constrain = \"grammar\" (with the server's `grammar_field`) or \"none\"",
+            template.name()
+        ));
+    }
+    if run == Some(true) && !mode.is_on() {
+        return Err(format!(
+            "the run asks for constrained answers but the panel file sets constrain = \"none\" for this judge"
+        ));
+    }
+    Ok(mode)
 }
 
 /// The items a run covers: `wanted` (checked against the dataset) or all, cut to `limit`.
@@ -172,11 +226,18 @@ pub fn plan(
         let model = match &judge.kind {
             JudgeKind::Local { model, .. } | JudgeKind::Remote { model, .. } => model.clone(),
         };
+        let constrain = constrain_mode(judge, template, scope.constrain).map_err(|message| {
+            BatchError::Judge {
+                judge: judge.name.clone(),
+                message,
+            }
+        })?;
         let spec = JudgeSpec {
             model,
             template: template_name,
             preference: preference.clone(),
             sampling: judge.sampling.clone(),
+            constrain,
         };
         let settings_key = spec.settings_key(&judge.kind.source(), template.source_text());
         let done = if scope.force {

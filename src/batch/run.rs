@@ -11,10 +11,13 @@ use crate::engine::hub::{Hub, HubSettings};
 use crate::engine::judge::{
     conclude_output, local_description, JudgeOutcome, JudgeOutput, JudgeTask,
 };
+use crate::engine::ConstrainMode;
 use crate::engine::{
     Engine, EngineEvent, FinishReason, GenerateRequest, LoadEvent, LoadOptions, ModelInfo,
 };
-use crate::remote::{ChatRequest, Completion, Endpoint, EndpointSettings, ErrorScope, RemoteError};
+use crate::remote::{
+    ChatRequest, Completion, Endpoint, EndpointSettings, ErrorScope, RemoteConstraint, RemoteError,
+};
 use crate::verdict::Order;
 use serde_json::{json, Map, Value};
 use std::cell::RefCell;
@@ -150,6 +153,7 @@ impl Batch {
                     base_url,
                     model,
                     timeout,
+                    grammar_field,
                     ..
                 } => {
                     let endpoint = Endpoint::new(
@@ -163,8 +167,9 @@ impl Batch {
                     for n in 0..workers {
                         let pool = pool.clone();
                         let endpoint = endpoint.clone();
+                        let grammar_field = grammar_field.clone();
                         spawn(&pool, format!("arbiter-remote-{index}-{n}"), move |p| {
-                            remote_worker(p, &endpoint)
+                            remote_worker(p, &endpoint, &grammar_field)
                         });
                     }
                 }
@@ -304,17 +309,23 @@ impl Pool {
     }
 }
 
-fn remote_worker(pool: &Pool, endpoint: &Endpoint) {
+fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
     let judge = &pool.plan.judge;
+    let mode = pool.plan.spec.constrain;
     while let Some(task) = pool.next() {
         pool.send(BatchEvent::Started {
             judge: pool.index,
             item: task.item.clone(),
             order: task.order,
         });
+        let constraint = task
+            .answer
+            .as_ref()
+            .and_then(|a| RemoteConstraint::new(mode, a, &task.template, grammar_field));
         let request = ChatRequest {
             prompt: &task.prompt,
             sampling: &pool.plan.spec.sampling,
+            constraint: constraint.as_ref(),
         };
         let parser = RefCell::new(task.parser());
         let result = endpoint.complete(
@@ -352,13 +363,34 @@ fn remote_worker(pool: &Pool, endpoint: &Endpoint) {
             }
             Err(RemoteError::Cancelled) => return,
             Err(e) => {
-                let message = e.to_string();
+                let message = refusal_hint(&e, mode);
+                let refused = message.len() > e.to_string().len();
                 pool.failed(&task, message.clone());
-                if e.scope() == ErrorScope::Endpoint {
+                // A server that refuses the constraint refuses it for every item.
+                if refused || e.scope() == ErrorScope::Endpoint {
                     pool.stop(message);
                 }
             }
         }
+    }
+}
+
+/// The error's message; when the server rejects a constrained request as malformed, with what
+/// was asked of it and how to do without.
+fn refusal_hint(e: &RemoteError, mode: ConstrainMode) -> String {
+    let message = e.to_string();
+    match e {
+        RemoteError::Status { status, .. } if mode.is_on() && matches!(status, 400 | 422) => {
+            let sent = match mode {
+                ConstrainMode::JsonSchema => "`response_format` of type json_schema",
+                ConstrainMode::JsonObject => "`response_format` of type json_object with a schema",
+                _ => "a GBNF grammar",
+            };
+            format!(
+                "{message} (the request carried the answer's shape as {sent} (constrain = \"{mode}\"), which this server may not support: set another `constrain` in the panel file (\"json_schema\", \"json_object\", \"grammar\" with its `grammar_field`) or \"none\")"
+            )
+        }
+        _ => message,
     }
 }
 
@@ -422,7 +454,8 @@ fn local_worker(pool: &Pool, model: &str, options: LoadOptions) {
             item: task.item.clone(),
             order: task.order,
         });
-        let request = GenerateRequest::new(task.chat_prompt(), pool.plan.spec.sampling.clone());
+        let request = GenerateRequest::new(task.chat_prompt(), pool.plan.spec.sampling.clone())
+            .with_grammar(task.grammar(pool.plan.spec.constrain));
         let id = match engine.generate(request) {
             Ok(id) => id,
             Err(e) => return pool.stop(e.to_string()),

@@ -10,9 +10,10 @@ use crate::engine::device::{parse_dtype, DeviceChoice};
 use crate::engine::hub::{Hub, HubSettings};
 use crate::engine::judge::{conclude, JudgeSpec, JudgeTask};
 use crate::engine::{
-    FinishReason, GenerateRequest, LoadEvent, LoadOptions, LoadedModel, Prompt, SamplingParams,
+    ConstrainMode, FinishReason, GenerateRequest, GrammarSpec, LoadEvent, LoadOptions, LoadedModel,
+    Prompt, SamplingParams,
 };
-use crate::prompts::{resolve_preference, Library};
+use crate::prompts::{resolve_preference, Library, Template};
 use crate::verdict::{Orders, PairedVerdict};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -115,6 +116,34 @@ impl SamplingArgs {
     }
 }
 
+/// `--constrain`: keep answers inside the template's grammar.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConstrainArg {
+    /// On for templates that declare an answer grammar, off for the others.
+    #[default]
+    Auto,
+    /// On; a template without an answer grammar is an error.
+    On,
+    /// Off: sample freely and read the answer as it comes.
+    Off,
+}
+
+impl ConstrainArg {
+    /// The mode a local judge runs `template` with.
+    pub fn local_mode(self, template: &Template) -> anyhow::Result<ConstrainMode> {
+        Ok(match self {
+            ConstrainArg::Off => ConstrainMode::None,
+            ConstrainArg::Auto if !template.has_answer_grammar() => ConstrainMode::None,
+            ConstrainArg::On if !template.has_answer_grammar() => anyhow::bail!(
+                "--constrain on: template {} declares no answer grammar; add an `answer:` line to its header (`arbiter prompts show {}` shows the built-in ones) or use --constrain off",
+                template.name(),
+                template.name()
+            ),
+            _ => ConstrainMode::Grammar,
+        })
+    }
+}
+
 /// Which items a judging command takes, in which orders, and whether to redo: shared by
 /// `arbiter judge` and `arbiter run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -148,6 +177,10 @@ pub struct JudgeArgs {
     /// A style preference for pairwise templates: a preset name or a sentence.
     #[arg(long)]
     pub preference: Option<String>,
+    /// Keep each answer inside the template's answer grammar (its `answer:` line), so that
+    /// every field is filled and the verdict always fits in --max-new-tokens.
+    #[arg(long, value_enum, default_value_t = ConstrainArg::Auto)]
+    pub constrain: ConstrainArg,
     #[command(flatten)]
     pub selection: SelectionArgs,
     /// Do not stream critiques; print one line per judgment.
@@ -177,6 +210,7 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| batch::default_template(review.dataset.format, &library));
     let template = library.get(&template_name)?;
     let preference = args.preference.as_deref().map(resolve_preference);
+    let constrain = args.constrain.local_mode(template)?;
 
     let items = batch::select_items(&review, &args.selection.items, args.selection.limit)?;
     // Render every prompt before loading a model: a template that cannot be filled fails now.
@@ -200,6 +234,7 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
         template: template_name.clone(),
         preference: preference.clone(),
         sampling: args.sampling.params(),
+        constrain,
     };
     let key = spec.settings_key(&model.info.source, template.source_text());
     let judge_name = spec.judge_name();
@@ -212,10 +247,15 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
     let (mut judged, mut skipped, mut unreadable) = (0usize, 0usize, 0usize);
     let mut pairs: HashMap<String, PairedVerdict> = HashMap::new();
     eprintln!(
-        "judging {} item(s){} as {judge_name}; judgments go to {}",
+        "judging {} item(s){}{} as {judge_name}; judgments go to {}",
         items.len(),
         if args.selection.swap {
             " in both orders"
+        } else {
+            ""
+        },
+        if constrain.is_on() {
+            ", answers constrained to the template's grammar"
         } else {
             ""
         },
@@ -239,7 +279,8 @@ pub fn judge(args: JudgeArgs) -> anyhow::Result<i32> {
                 if swapped { "B/A" } else { "A/B" }
             )?;
         }
-        let request = GenerateRequest::new(task.chat_prompt(), spec.sampling.clone());
+        let request = GenerateRequest::new(task.chat_prompt(), spec.sampling.clone())
+            .with_grammar(task.grammar(constrain));
         let generation = model.generate(&request, &interrupted, &mut |text| {
             if stream {
                 let _ = out.write_all(text.as_bytes());
@@ -329,6 +370,11 @@ pub struct ChatArgs {
     /// Feed standard input as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
+    /// Keep the reply inside a grammar: a template's name (its answer grammar, e.g. after
+    /// `arbiter prompts render`), a `.lark` file (llguidance's Lark syntax) or a `.json` file
+    /// (a JSON Schema).
+    #[arg(long, value_name = "TEMPLATE|FILE")]
+    pub constrain: Option<String>,
 }
 
 pub fn chat(args: ChatArgs) -> anyhow::Result<i32> {
@@ -339,6 +385,7 @@ pub fn chat(args: ChatArgs) -> anyhow::Result<i32> {
     if text.trim().is_empty() {
         anyhow::bail!("no prompt: write it on standard input, e.g. `echo Hello | arbiter chat`");
     }
+    let grammar = args.constrain.as_deref().map(chat_grammar).transpose()?;
     let mut model = args.model.load()?;
     let prompt = if args.raw {
         Prompt::Raw(text)
@@ -354,7 +401,7 @@ pub fn chat(args: ChatArgs) -> anyhow::Result<i32> {
         Prompt::Chat(messages)
     };
     let interrupted = interrupt_flag();
-    let request = GenerateRequest::new(prompt, args.sampling.params());
+    let request = GenerateRequest::new(prompt, args.sampling.params()).with_grammar(grammar);
     let mut out = std::io::stdout();
     let generation = model.generate(&request, &interrupted, &mut |t| {
         let _ = out.write_all(t.as_bytes());
@@ -372,4 +419,31 @@ pub fn chat(args: ChatArgs) -> anyhow::Result<i32> {
         t.decode_tokens_per_s
     );
     Ok(0)
+}
+
+/// The grammar `arbiter chat --constrain` names: a template, or a grammar file.
+fn chat_grammar(name: &str) -> anyhow::Result<GrammarSpec> {
+    let path = std::path::Path::new(name);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "lark" | "json") {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the grammar {}", path.display()))?;
+        let what = path.display().to_string();
+        return Ok(if ext == "lark" {
+            GrammarSpec::Lark { what, text }
+        } else {
+            let schema = serde_json::from_str(&text)
+                .with_context(|| format!("{what} is not valid JSON (a JSON Schema)"))?;
+            GrammarSpec::JsonSchema { what, schema }
+        });
+    }
+    let library = Library::load()?;
+    let template = library.get(name)?;
+    let grammar = template.answer_for(None).cloned().with_context(|| {
+        format!("template {name} declares no answer grammar (no `answer:` line in its header)")
+    })?;
+    Ok(GrammarSpec::Answer {
+        what: format!("template {name}"),
+        grammar,
+    })
 }

@@ -3,6 +3,7 @@
 
 mod annotate;
 mod bench;
+mod constrain_bench;
 mod inspect;
 mod judge;
 mod models;
@@ -71,6 +72,9 @@ pub enum Command {
     Chat(judge::ChatArgs),
     /// Time prefill, first token and decode of a model and report peak memory, as JSON.
     Bench(bench::BenchArgs),
+    /// Judge items with every template in both orders, free and constrained to the template's
+    /// answer grammar, and report readable verdicts, complete fields and decode speed of each.
+    ConstrainBench(constrain_bench::ConstrainBenchArgs),
     /// Run a model over given token ids and write its top token (and optionally every logit)
     /// at each step, greedy or teacher-forced: for checking the engine against another one.
     Logits(bench::LogitsArgs),
@@ -234,5 +238,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Chat(a) => judge::chat(a),
         Command::Bench(a) => bench::run(a),
         Command::Logits(a) => bench::logits(a),
+        Command::ConstrainBench(a) => constrain_bench::run(a),
     }
 }

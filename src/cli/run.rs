@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// Run only this judge of the panel.
     #[arg(long, value_name = "NAME")]
     pub judge: Option<String>,
+    /// Constrained answers: `auto` as each judge's panel-file `constrain` says (default: on
+    /// for templates with an answer grammar; a remote judge sends a JSON answer's schema),
+    /// `on` every judge constrained, `off` none.
+    #[arg(long, value_enum, default_value_t = super::judge::ConstrainArg::Auto)]
+    pub constrain: super::judge::ConstrainArg,
     #[command(flatten)]
     pub selection: super::judge::SelectionArgs,
 }
@@ -43,6 +48,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         swap: args.selection.swap,
         force: args.selection.force,
         judge: args.judge.clone(),
+        constrain: match args.constrain {
+            super::judge::ConstrainArg::Auto => None,
+            super::judge::ConstrainArg::On => Some(true),
+            super::judge::ConstrainArg::Off => Some(false),
+        },
     };
     let plan = batch::plan(&review, &panel, &library, &scope)?;
     let selected: HashSet<String> =
@@ -192,11 +202,12 @@ fn announce(plan: &Plan, review: &Review, swap: bool) {
             JudgeKind::Local { model, .. } => format!("local {model}"),
         };
         eprintln!(
-            "  {}: {} to judge, {} already in the journal ({how}, template {})",
+            "  {}: {} to judge, {} already in the journal ({how}, template {}, constrain {})",
             j.judge.name,
             j.tasks.len(),
             j.already_done,
-            j.spec.template
+            j.spec.template,
+            j.spec.constrain
         );
     }
 }

@@ -4,6 +4,7 @@
 use super::catalogue::CatalogueError;
 use super::chat::ChatError;
 use super::config::ConfigError;
+use super::constrain::ConstrainError;
 use super::device::DeviceError;
 use super::hub::{format_bytes, HubError};
 use super::tokenizer::TokenizerError;
@@ -56,6 +57,8 @@ pub enum EngineError {
     NotLoaded,
     #[error("the engine worker stopped: {0}")]
     WorkerGone(String),
+    #[error(transparent)]
+    Constrain(#[from] ConstrainError),
 }
 
 impl From<HubError> for EngineError {

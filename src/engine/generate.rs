@@ -1,13 +1,18 @@
 //! The generation loop: render the prompt with the model's chat template, prefill it in
 //! chunks, then decode token by token, streaming text as it is decoded, until an end-of-turn
-//! token, the token budget, or a cancel.
+//! token, the token budget, or a cancel. With a grammar (`GenerateRequest::grammar`), each
+//! step first feeds the tokens the grammar forces, then samples among the tokens it allows
+//! (see `constrain`), and the generation ends when the answer is complete.
 
+use super::constrain::{GrammarSpec, GrammarVocab, Guide, Mask};
 use super::error::{compute, EngineError};
 use super::loader::LoadedModel;
 use super::sampling::{Sampler, SamplingParams};
 use crate::dataset::Message;
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Prefill chunk: long judge prompts go through in pieces of this many tokens, which bounds
@@ -39,6 +44,12 @@ pub struct GenerateRequest {
     /// Keep going past end-of-turn tokens until `max_new_tokens` (benchmarks measure a fixed
     /// number of decode steps, like transformers' `min_new_tokens`).
     pub ignore_stop: bool,
+    /// Keep the answer inside this grammar (constrained decoding); `None` samples freely.
+    pub grammar: Option<GrammarSpec>,
+    /// Keep the part of the KV cache the last generation left that starts like this prompt,
+    /// and prefill only the rest (the same prompt judged twice, or prompts sharing a long
+    /// head). Off by default, so that timings always include the whole prefill.
+    pub reuse_prefix: bool,
 }
 
 impl GenerateRequest {
@@ -48,7 +59,15 @@ impl GenerateRequest {
             sampling,
             prefill_chunk: DEFAULT_PREFILL_CHUNK,
             ignore_stop: false,
+            grammar: None,
+            reuse_prefix: false,
         }
+    }
+
+    /// The same request, constrained to `grammar` (or not, with `None`).
+    pub fn with_grammar(mut self, grammar: Option<GrammarSpec>) -> GenerateRequest {
+        self.grammar = grammar;
+        self
     }
 }
 
@@ -124,6 +143,25 @@ impl LoadedModel {
         Ok(self.tokenizer.encode(&text, add_special)?)
     }
 
+    /// The vocabulary for constrained decoding, read from the tokenizer on first use.
+    pub fn grammar_vocab(&mut self) -> Result<Arc<GrammarVocab>, EngineError> {
+        if let Some(v) = &self.grammar_vocab {
+            return Ok(v.clone());
+        }
+        let started = Instant::now();
+        let vocab = Arc::new(GrammarVocab::new(
+            &self.tokenizer,
+            self.decoder.config().vocab_size,
+            &self.stop_ids,
+        )?);
+        tracing::debug!(
+            "read the vocabulary for constrained decoding in {:.0} ms",
+            ms(started.elapsed())
+        );
+        self.grammar_vocab = Some(vocab.clone());
+        Ok(vocab)
+    }
+
     /// Generates a reply to `request`, calling `on_text` with each piece of decoded text as
     /// soon as it is whole (multi-byte characters never split). Stops within one token of
     /// `cancel` being set.
@@ -162,13 +200,25 @@ impl LoadedModel {
             prompt_tokens: prompt.len(),
             ..Timing::default()
         };
-        self.decoder.reset();
+        // The last prompt token always goes through the model: its logits start the answer.
+        let reused = if request.reuse_prefix {
+            self.cached_tokens
+                .iter()
+                .zip(prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(prompt.len() - 1)
+        } else {
+            0
+        };
+        self.decoder.truncate(reused);
+        self.cached_tokens.truncate(reused);
         self.decoder
             .reserve(prompt.len() + budget)
             .map_err(compute("allocating the KV cache"))?;
         let chunk = request.prefill_chunk.max(1);
         let mut logits = None;
-        for piece in prompt.chunks(chunk) {
+        for piece in prompt[reused..].chunks(chunk) {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(Generation {
                     text: String::new(),
@@ -177,7 +227,19 @@ impl LoadedModel {
                     timing: finish_timing(timing, started, None),
                 });
             }
-            logits = Some(self.decoder.forward(piece).map_err(compute("prefill"))?);
+            // Recorded before the pass: a failed pass leaves the cache unknown, and the next
+            // generation then finds no common prefix it can trust beyond what came before.
+            let forward = self.decoder.forward(piece);
+            match forward {
+                Ok(l) => {
+                    self.cached_tokens.extend_from_slice(piece);
+                    logits = Some(l);
+                }
+                Err(e) => {
+                    self.cached_tokens.clear();
+                    return Err(EngineError::compute("prefill", e));
+                }
+            }
         }
         let mut logits = logits.ok_or(EngineError::PromptTooLong { tokens: 0, max })?;
         // A GPU runs the prefill asynchronously: wait for it, so the time is the work's.
@@ -187,32 +249,85 @@ impl LoadedModel {
             .map_err(compute("prefill"))?;
         timing.prefill_ms = ms(started.elapsed());
 
+        let mut guide = match &request.grammar {
+            Some(spec) => Some(
+                self.grammar_vocab()?
+                    .guide(spec, budget, self.decoder.device())?,
+            ),
+            None => None,
+        };
         let mut sampler = Sampler::new(request.sampling.clone());
         let mut stream = self.tokenizer.inner().decode_stream(true);
         let mut tokens: Vec<u32> = Vec::with_capacity(budget);
         let mut text = String::new();
         let mut first_at = None;
         let mut finish = FinishReason::Length;
+        // Appends decoded tokens to the answer and streams their text.
+        let mut emit = |new: &[u32],
+                        tokens: &mut Vec<u32>,
+                        text: &mut String,
+                        timing: &mut Timing|
+         -> Result<(), EngineError> {
+            for &t in new {
+                tokens.push(t);
+                let piece = stream
+                    .step(t)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+                if first_at.is_none() {
+                    first_at = Some(Instant::now());
+                    timing.time_to_first_token_ms = ms(started.elapsed());
+                }
+                if let Some(piece) = piece {
+                    text.push_str(&piece);
+                    on_text(&piece);
+                }
+            }
+            Ok(())
+        };
         while tokens.len() < budget {
-            let next = sampler
-                .sample(&logits, &tokens)
-                .map_err(compute("sampling"))?;
+            let mut mask = None;
+            if let Some(guide) = guide.as_mut() {
+                let step = guide.next_step()?;
+                if !step.forced.is_empty() {
+                    let room = budget - tokens.len();
+                    let forced = &step.forced[..step.forced.len().min(room)];
+                    emit(forced, &mut tokens, &mut text, &mut timing)?;
+                    if cancel.load(Ordering::Relaxed) {
+                        finish = FinishReason::Cancelled;
+                        break;
+                    }
+                    if step.finished {
+                        finish = FinishReason::Stop;
+                        break;
+                    }
+                    if tokens.len() == budget {
+                        break;
+                    }
+                    // Forced text goes through the model in one pass, like a piece of prompt.
+                    logits = feed(&mut self.decoder, &mut self.cached_tokens, forced)?;
+                } else if step.finished {
+                    finish = FinishReason::Stop;
+                    break;
+                }
+                mask = step.mask;
+            }
+            let next = match (&guide, &mask) {
+                (Some(guide), Some(mask)) => {
+                    sample_allowed(&mut sampler, guide, mask, &logits, &tokens)?
+                }
+                _ => sampler
+                    .sample(&logits, &tokens)
+                    .map_err(compute("sampling"))?,
+            };
             if !request.ignore_stop && self.stop_ids.contains(&next) {
                 finish = FinishReason::Stop;
                 break;
             }
-            tokens.push(next);
-            let piece = stream
-                .step(next)
-                .map_err(|e| EngineError::Decode(e.to_string()))?;
-            if first_at.is_none() {
-                first_at = Some(Instant::now());
-                timing.time_to_first_token_ms = ms(started.elapsed());
+            if let Some(guide) = guide.as_mut() {
+                // The guide computes the next mask while the model runs this token.
+                guide.commit(next)?;
             }
-            if let Some(piece) = piece {
-                text.push_str(&piece);
-                on_text(&piece);
-            }
+            emit(&[next], &mut tokens, &mut text, &mut timing)?;
             if cancel.load(Ordering::Relaxed) {
                 finish = FinishReason::Cancelled;
                 break;
@@ -220,7 +335,7 @@ impl LoadedModel {
             if tokens.len() == budget {
                 break;
             }
-            logits = self.decoder.forward(&[next]).map_err(compute("decoding"))?;
+            logits = feed(&mut self.decoder, &mut self.cached_tokens, &[next])?;
         }
         timing.generated_tokens = tokens.len();
         // The stream holds back bytes that do not yet make a whole character; at the end they
@@ -245,6 +360,51 @@ impl LoadedModel {
             timing: finish_timing(timing, started, first_at),
         })
     }
+}
+
+/// Runs `tokens` through the model after what is cached, keeping track of the cache.
+fn feed(
+    decoder: &mut super::model::Decoder,
+    cached: &mut Vec<u32>,
+    tokens: &[u32],
+) -> Result<Tensor, EngineError> {
+    match decoder.forward(tokens) {
+        Ok(logits) => {
+            cached.extend_from_slice(tokens);
+            Ok(logits)
+        }
+        Err(e) => {
+            cached.clear();
+            Err(EngineError::compute("decoding", e))
+        }
+    }
+}
+
+/// The next token among those `mask` allows. Greedy decoding takes the plain argmax when it is
+/// allowed (most steps of free text), and masks the logits on their device only when not.
+fn sample_allowed(
+    sampler: &mut Sampler,
+    guide: &Guide,
+    mask: &Mask,
+    logits: &Tensor,
+    history: &[u32],
+) -> Result<u32, EngineError> {
+    if sampler.is_plain_greedy() {
+        let best = super::model::argmax(logits).map_err(compute("sampling"))?;
+        if mask.allows(best) {
+            return Ok(best);
+        }
+    }
+    let masked = guide.apply(logits, mask).map_err(compute("masking"))?;
+    let next = sampler
+        .sample(&masked, history)
+        .map_err(compute("sampling"))?;
+    if !mask.allows(next) {
+        return Err(EngineError::Decode(format!(
+            "the sampler picked token {next}, which the grammar does not allow (are the logits NaN?)"
+        )));
+    }
+    Ok(next)
 }
 
 fn ms(d: std::time::Duration) -> f64 {

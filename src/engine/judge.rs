@@ -2,12 +2,13 @@
 //! record for the journal) built from what the judge wrote, by the local engine or a remote
 //! endpoint alike.
 
+use super::constrain::{ConstrainMode, GrammarSpec};
 use super::generate::{FinishReason, Generation, Prompt, Timing};
 use super::loader::ModelInfo;
 use super::sampling::SamplingParams;
 use crate::critique::{Critique, CritiqueParser};
 use crate::dataset::{Item, Judgment, Problem, Provenance};
-use crate::prompts::{PromptError, RenderOptions, Template};
+use crate::prompts::{AnswerGrammar, PromptError, RenderOptions, Template};
 use crate::verdict::{self, Order, OutputFormat, ParseError};
 use serde_json::{json, Map, Value};
 
@@ -20,6 +21,8 @@ pub struct JudgeSpec {
     /// A style-preference sentence appended to pairwise templates.
     pub preference: Option<String>,
     pub sampling: SamplingParams,
+    /// Whether (and how) the answer is kept inside the template's grammar.
+    pub constrain: ConstrainMode,
 }
 
 impl JudgeSpec {
@@ -38,16 +41,45 @@ impl JudgeSpec {
     }
 
     /// What must match for an earlier judgment to count as this one (resume): model source,
-    /// template text, preference and sampling.
+    /// template text, preference, sampling and, when on, the constraint. Hashed over JSON
+    /// with sorted keys, so the key does not depend on how a map orders its entries (an
+    /// unconstrained judge keeps the key it had before constraints existed).
     pub fn settings_key(&self, model_source: &str, template_text: &str) -> String {
-        let text = json!({
+        let mut settings = json!({
             "source": model_source,
             "template": xxhash_rust::xxh3::xxh3_64(template_text.as_bytes()),
             "preference": self.preference,
             "sampling": self.sampling,
-        })
-        .to_string();
+        });
+        if self.constrain.is_on() {
+            settings["constrain"] = json!(self.constrain);
+        }
+        let text = canonical_json(&settings);
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+    }
+}
+
+/// Compact JSON with every object's keys sorted.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -61,6 +93,10 @@ pub struct JudgeTask {
     /// The prompt text before the chat template.
     pub prompt: String,
     pub output: OutputFormat,
+    /// The template's name, for messages.
+    pub template: String,
+    /// The answer grammar the template declares for this item's language, if any.
+    pub answer: Option<AnswerGrammar>,
 }
 
 impl JudgeTask {
@@ -81,6 +117,20 @@ impl JudgeTask {
             order,
             prompt: template.render(item, &opts)?,
             output: template.output(),
+            template: template.name().to_string(),
+            answer: template.answer_for(item.language.as_deref()).cloned(),
+        })
+    }
+
+    /// The grammar the local engine keeps the answer in under `mode`: the template's answer
+    /// grammar, or `None` when off or when the template declares none.
+    pub fn grammar(&self, mode: ConstrainMode) -> Option<GrammarSpec> {
+        if !mode.is_on() {
+            return None;
+        }
+        self.answer.clone().map(|grammar| GrammarSpec::Answer {
+            what: format!("template {}", self.template),
+            grammar,
         })
     }
 
@@ -216,6 +266,7 @@ pub fn conclude_output(
     }
     run.insert("order".into(), json!(task.order));
     run.insert("sampling".into(), json!(spec.sampling));
+    run.insert("constrain".into(), json!(spec.constrain));
     run.insert("settings_key".into(), json!(settings_key));
     run.insert("finish".into(), json!(output.finish));
     run.insert("timing".into(), json!(output.timing));
@@ -253,6 +304,7 @@ mod tests {
             template: "t".into(),
             preference: None,
             sampling: SamplingParams::default(),
+            constrain: ConstrainMode::None,
         };
         let task = JudgeTask {
             item: "q1".into(),
@@ -260,6 +312,8 @@ mod tests {
             order,
             prompt: String::new(),
             output,
+            template: "t".into(),
+            answer: None,
         };
         let generation = Generation {
             text: text.into(),

@@ -81,6 +81,10 @@ pub struct LoadedModel {
     /// Generation stops on any of these (EOS and the template's end-of-turn tokens).
     pub stop_ids: Vec<u32>,
     pub info: ModelInfo,
+    /// The vocabulary as constrained decoding needs it, built on first use.
+    pub grammar_vocab: Option<std::sync::Arc<super::constrain::GrammarVocab>>,
+    /// The tokens the decoder's cache holds, in order (for `GenerateRequest::reuse_prefix`).
+    pub(crate) cached_tokens: Vec<u32>,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -206,6 +210,8 @@ pub fn load_dir(
         tokenizer,
         template,
         stop_ids,
+        grammar_vocab: None,
+        cached_tokens: Vec::new(),
     })
 }
 
@@ -302,6 +308,8 @@ pub fn load_gguf_file(
         tokenizer,
         template,
         stop_ids,
+        grammar_vocab: None,
+        cached_tokens: Vec::new(),
     })
 }
 

@@ -4,12 +4,14 @@
 //! [`catalogue::resolve`] turns a name into a [`catalogue::ModelSource`]; [`loader::load`]
 //! downloads it through [`hub`] if needed and builds the [`model::Decoder`] on a
 //! [`device::DeviceChoice`] with its [`tokenizer::Tokenizer`] and [`chat::ChatTemplate`];
-//! [`generate`] runs prefill and decode with a [`sampling::Sampler`]; [`worker::Engine`] does all
+//! [`generate`] runs prefill and decode with a [`sampling::Sampler`], kept inside an answer's
+//! grammar by [`constrain`] when the request has one; [`worker::Engine`] does all
 //! of it on its own thread behind channels, so no front end ever blocks on it.
 
 pub mod catalogue;
 pub mod chat;
 pub mod config;
+pub mod constrain;
 pub mod device;
 pub mod error;
 pub mod generate;
@@ -21,6 +23,7 @@ pub mod sampling;
 pub mod tokenizer;
 pub mod worker;
 
+pub use constrain::{ConstrainError, ConstrainMode, GrammarSpec};
 pub use error::EngineError;
 pub use generate::{
     FinishReason, GenerateRequest, Generation, Prompt, Timing, DEFAULT_PREFILL_CHUNK,

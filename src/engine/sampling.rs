@@ -80,6 +80,11 @@ impl Sampler {
         Sampler { params, rng }
     }
 
+    /// Greedy without a repeat penalty: the choice is the plain argmax of the logits.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.params.is_greedy() && self.params.repeat_penalty.is_none_or(|p| p == 1.0)
+    }
+
     /// The next token given f32 logits (vocab,) and the tokens generated so far.
     pub fn sample(&mut self, logits: &Tensor, history: &[u32]) -> Result<u32> {
         let penalty = self.params.repeat_penalty.filter(|p| *p != 1.0);

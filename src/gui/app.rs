@@ -204,6 +204,7 @@ impl ArbiterApp {
             template: self.settings.template.clone(),
             device: self.settings.device.clone(),
             max_new_tokens: self.settings.max_new_tokens,
+            constrain: self.settings.constrain,
         }
     }
 

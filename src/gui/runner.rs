@@ -12,8 +12,8 @@ use crate::engine::hub::{
 };
 use crate::engine::judge::{conclude, JudgeSpec, JudgeTask};
 use crate::engine::{
-    Engine, EngineEvent, FinishReason, GenerateRequest, LoadEvent, LoadOptions, ModelInfo,
-    RequestId, SamplingParams,
+    ConstrainMode, Engine, EngineEvent, FinishReason, GenerateRequest, LoadEvent, LoadOptions,
+    ModelInfo, RequestId, SamplingParams,
 };
 use crate::prompts::Library;
 use crate::verdict::{Order, Verdict};
@@ -126,6 +126,8 @@ pub struct RunChoice {
     pub template: String,
     pub device: String,
     pub max_new_tokens: usize,
+    /// Keep the answer inside the template's answer grammar (where it declares one).
+    pub constrain: bool,
 }
 
 type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -228,6 +230,11 @@ impl Runner {
             .get(item_id)
             .ok_or_else(|| format!("item {item_id} is gone"))?;
         let task = JudgeTask::new(template, item, order, None).map_err(|e| e.to_string())?;
+        let constrain = if choice.constrain && template.has_answer_grammar() {
+            ConstrainMode::Grammar
+        } else {
+            ConstrainMode::None
+        };
         let spec = JudgeSpec {
             model: info.name.clone(),
             template: choice.template.clone(),
@@ -236,9 +243,11 @@ impl Runner {
                 max_new_tokens: choice.max_new_tokens,
                 ..SamplingParams::default()
             },
+            constrain,
         };
         let settings_key = spec.settings_key(&info.source, template.source_text());
-        let request = GenerateRequest::new(task.chat_prompt(), spec.sampling.clone());
+        let request = GenerateRequest::new(task.chat_prompt(), spec.sampling.clone())
+            .with_grammar(task.grammar(constrain));
         let id = self.engine().generate(request).map_err(|e| e.to_string())?;
         self.active = Some(ActiveRun {
             id,

@@ -49,6 +49,8 @@ pub struct Settings {
     pub template: String,
     pub device: String,
     pub max_new_tokens: usize,
+    /// Keep the judge's answer inside the template's answer grammar.
+    pub constrain: bool,
     /// The panel file of the last batch run (as typed or chosen).
     pub batch_panel: String,
 }
@@ -64,6 +66,7 @@ impl Default for Settings {
             template: "cj2-critical-thinking".to_string(),
             device: crate::engine::device::DeviceChoice::best_available().to_string(),
             max_new_tokens: 1024,
+            constrain: true,
             batch_panel: String::new(),
         }
     }

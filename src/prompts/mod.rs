@@ -8,15 +8,18 @@
 //! - `fill`: what each placeholder shows for an item, and the conversation layout.
 //! - `preference`: ready-made style preferences for pairwise templates.
 //! - `library`: the built-in and user templates, by name.
+//! - `grammar`: the answer grammar a template declares, compiled for constrained decoding.
 
 mod criteria;
 mod fill;
+pub mod grammar;
 mod library;
 mod preference;
 mod template;
 mod text;
 
 pub use fill::conversation_text;
+pub use grammar::{AnswerGrammar, GrammarError, TextBudgets};
 pub use library::{Library, Source, TemplateInfo, PROMPTS_DIR_ENV};
 pub use preference::{preference_preset, resolve_preference, PREFERENCE_PRESETS};
 pub use template::{output_name, Template, TemplateKind, KNOWN_PLACEHOLDERS};

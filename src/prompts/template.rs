@@ -9,6 +9,9 @@
 //! - `description`: one line,
 //! - `criteria.<language>.<category>: sentence` (any number): the sentence `{criterion}`
 //!   renders for items of that language and category; `*` stands for any language or category.
+//! - `answer: declaration` (optional): the shape of the answer the prompt asks for, which
+//!   constrained decoding enforces (see `grammar`); `answer.<language>: declaration` for the
+//!   items of a language whose prompt asks for another shape (other JSON keys).
 //!
 //! A line starting with `#` is a comment, and so is `#...` after the value of `name`, `kind`
 //! and `output` (descriptions and criteria may contain `#`).
@@ -20,6 +23,7 @@
 //! without one (as a benchmark's prompt may have to). Each body is checked on its own.
 
 use super::criteria::{language_key, Criteria};
+use super::grammar::AnswerGrammar;
 use super::text::Body;
 use super::PromptError;
 use crate::verdict::OutputFormat;
@@ -131,6 +135,8 @@ pub struct Template {
     pub(crate) localized: Vec<(String, Body)>,
     /// The placeholders and section names of every body.
     pub(crate) placeholders: BTreeSet<String>,
+    /// The declared answer grammar: `(None, g)` for every language, `(Some(key), g)` for one.
+    pub(crate) answers: Vec<(Option<String>, AnswerGrammar)>,
     /// The file as it was read, for `arbiter prompts show`.
     pub(crate) source_text: String,
 }
@@ -152,6 +158,7 @@ impl Template {
         let mut output = None;
         let mut description = String::new();
         let mut criteria = Criteria::default();
+        let mut answers: Vec<(Option<String>, AnswerGrammar)> = Vec::new();
         for (i, raw) in header.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -192,11 +199,29 @@ impl Template {
                     })?)
                 }
                 "description" => description = value.to_string(),
+                _ if key == "answer" || key.starts_with("answer.") => {
+                    let language = key.strip_prefix("answer.").map(|l| language_key(l.trim()));
+                    if language.as_deref().is_some_and(|l| l.is_empty() || l == "*") {
+                        return Err(bad(format!(
+                            "header line {}: name one language after `answer.` (for instance answer.zh); plain `answer:` serves all others",
+                            i + 1
+                        )));
+                    }
+                    if answers.iter().any(|(l, _)| *l == language) {
+                        return Err(bad(format!(
+                            "header line {}: `{key}:` is given twice; keep one",
+                            i + 1
+                        )));
+                    }
+                    let grammar = AnswerGrammar::parse(value)
+                        .map_err(|e| bad(format!("header line {}: {}", i + 1, e.reason)))?;
+                    answers.push((language, grammar));
+                }
                 _ => match key.strip_prefix("criteria.") {
                     Some(selector) => criteria.add(selector, value).map_err(bad)?,
                     None => {
                         return Err(bad(format!(
-                            "unknown header key {key:?}; the keys are name, kind, output, description and criteria.<language>.<category>"
+                            "unknown header key {key:?}; the keys are name, kind, output, description, answer, answer.<language> and criteria.<language>.<category>"
                         )))
                     }
                 },
@@ -238,6 +263,11 @@ impl Template {
             }
         }
         let body = body.expect("split_bodies always yields the first body");
+        if !answers.is_empty() && !answers.iter().any(|(l, _)| l.is_none()) {
+            return Err(bad(
+                "the header has `answer.<language>:` lines but no plain `answer:` for the other languages".into(),
+            ));
+        }
         Ok(Template {
             name: name.to_string(),
             kind,
@@ -247,6 +277,7 @@ impl Template {
             body,
             localized,
             placeholders,
+            answers,
             source_text: text.to_string(),
         })
     }
@@ -281,6 +312,22 @@ impl Template {
     /// Whether any of the template's bodies uses this placeholder or section.
     pub fn uses(&self, placeholder: &str) -> bool {
         self.placeholders.contains(placeholder)
+    }
+
+    /// The answer grammar the template declares for items of `language` (its own, else the
+    /// plain `answer:`), or `None` when it declares none.
+    pub fn answer_for(&self, language: Option<&str>) -> Option<&AnswerGrammar> {
+        let key = language.map(language_key);
+        self.answers
+            .iter()
+            .find(|(l, _)| l.is_some() && *l == key)
+            .or_else(|| self.answers.iter().find(|(l, _)| l.is_none()))
+            .map(|(_, g)| g)
+    }
+
+    /// Whether the template declares an answer grammar (constrained decoding is possible).
+    pub fn has_answer_grammar(&self) -> bool {
+        !self.answers.is_empty()
     }
 
     /// The languages that have a body of their own (`--- language: <code>`), as keys (`zh`).

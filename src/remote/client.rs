@@ -63,6 +63,8 @@ pub struct ChatRequest<'a> {
     /// One user turn; the server applies the model's chat template.
     pub prompt: &'a str,
     pub sampling: &'a SamplingParams,
+    /// The answer's shape, for the server to enforce.
+    pub constraint: Option<&'a super::RemoteConstraint>,
 }
 
 /// A finished answer.
@@ -137,6 +139,9 @@ impl Endpoint {
         });
         if let Some(p) = s.top_p {
             body["top_p"] = json!(p);
+        }
+        if let Some(c) = request.constraint {
+            c.apply(&mut body);
         }
         body
     }

@@ -5,12 +5,14 @@
 //! to them through `batch`'s channels and never waits on the network itself.
 
 mod client;
+mod constraint;
 mod error;
 mod retry;
 mod sse;
 mod stream;
 
 pub use client::{ApiKey, ChatRequest, Completion, Endpoint, EndpointSettings};
+pub use constraint::RemoteConstraint;
 pub use error::{ErrorScope, RemoteError};
 pub use retry::{jitter, parse_retry_after, RetryPolicy};
 pub use sse::{SseDecoder, SseEvent};

@@ -95,6 +95,8 @@ pub struct BatchPanel {
     pub coverage: Coverage,
     pub swap: bool,
     pub force: bool,
+    /// Constrained answers as each judge's panel-file setting says; unticked: none.
+    pub constrain: bool,
     pub run: Option<BatchRun>,
     /// Why the last Start did not start.
     pub error: Option<String>,
@@ -106,6 +108,7 @@ impl BatchPanel {
     pub fn new(waker: Option<Waker>) -> BatchPanel {
         BatchPanel {
             waker,
+            constrain: true,
             ..BatchPanel::default()
         }
     }
@@ -204,6 +207,7 @@ impl BatchPanel {
             swap: self.swap,
             force: self.force,
             judge: self.judge.clone(),
+            constrain: (!self.constrain).then_some(false),
         };
         let library = Library::load().map_err(|e| e.to_string())?;
         let plan =
@@ -425,6 +429,13 @@ impl BatchPanel {
             ui.checkbox(
                 &mut self.force,
                 "Judge again what the journal already holds",
+            );
+            ui.checkbox(
+                &mut self.constrain,
+                "Constrain answers to the template's grammar",
+            )
+            .on_hover_text(
+                "Each judge as its panel file's `constrain` says (on by default where the template declares an answer grammar); unticked, every judge samples freely",
             );
         });
         ui.horizontal(|ui| {

@@ -228,6 +228,12 @@ impl Judges {
             ui.add(egui::DragValue::new(&mut settings.max_new_tokens).range(16..=8192))
                 .labelled_by(label.id);
             ui.end_row();
+            ui.label("");
+            ui.checkbox(&mut settings.constrain, "Constrain to the template's grammar")
+                .on_hover_text(
+                    "Only tokens that keep the answer in the template's shape are sampled: every field is filled and the verdict always fits in the token budget",
+                );
+            ui.end_row();
         });
         ui.horizontal(|ui| {
             if runner.is_busy() {
@@ -340,6 +346,11 @@ fn run_summary(run: &serde_json::Map<String, serde_json::Value>) -> Option<Strin
         if let Some(p) = s.get("repeat_penalty").and_then(|v| v.as_f64()) {
             how.push_str(&format!(", repeat penalty {p:.2}"));
         }
+        match text("constrain") {
+            Some("grammar") => how.push_str(", constrained"),
+            Some(mode @ ("json_schema" | "json_object")) => how.push_str(&format!(", {mode}")),
+            _ => {}
+        }
         parts.push(how);
     }
     let timing = run.get("timing");
@@ -372,6 +383,13 @@ mod tests {
         assert_eq!(
             line,
             "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1, cpu) · greedy, repeat penalty 1.15 · 45 tokens · 4.1 s · 52 tok/s"
+        );
+        let mut constrained = run.clone();
+        constrained["constrain"] = json!("grammar");
+        let line = run_summary(constrained.as_object().unwrap()).unwrap();
+        assert!(
+            line.contains("greedy, repeat penalty 1.15, constrained ·"),
+            "{line}"
         );
         assert_eq!(run_summary(&Default::default()), None);
     }
