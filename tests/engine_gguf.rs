@@ -115,12 +115,107 @@ fn a_real_generation_is_cancelled_mid_stream_through_the_worker() {
 }
 
 fn arbiter(args: &[&str]) -> std::process::Output {
+    arbiter_with(args, &[])
+}
+
+fn arbiter_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args(args)
         .env("ARBITER_ANNOTATOR", "tester")
         .env("HF_HUB_OFFLINE", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("the arbiter binary runs")
+}
+
+/// `arbiter logits` on `prompt` for `steps` steps (greedy, or forcing `force`), with extra
+/// environment variables; returns its JSON report and every logit it wrote.
+fn logits_run(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+    prompt: &[u32],
+    steps: usize,
+    force: Option<&[u32]>,
+    env: &[(&str, &str)],
+) -> (serde_json::Value, Vec<f32>) {
+    let tokens = dir.join(format!("{name}.json"));
+    let body = serde_json::json!({"prompt": prompt, "steps": steps, "force": force});
+    std::fs::write(&tokens, body.to_string()).expect("write tokens");
+    let raw = dir.join(format!("{name}.f32"));
+    let out = arbiter_with(
+        &[
+            "logits",
+            "--model",
+            model.to_str().expect("utf-8 path"),
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+            "--logits-out",
+            raw.to_str().expect("utf-8"),
+        ],
+        env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let bytes = std::fs::read(&raw).expect("logits file");
+    let logits = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (report, logits)
+}
+
+fn top1(report: &serde_json::Value) -> Vec<u32> {
+    report["top1"]
+        .as_array()
+        .expect("top1")
+        .iter()
+        .map(|v| v.as_u64().expect("id") as u32)
+        .collect()
+}
+
+#[test]
+fn greedy_decoding_does_not_depend_on_the_cpu() {
+    // Every matrix of this model (Q4_1, and a Q8_0 embedding) goes through the engine's own
+    // kernels, whose tiers all compute the same operations in the same order. An AVX2-only
+    // CPU is this machine with candle's quantized kernels forced to their AVX2 tier
+    // (MISTRALRS_FORCE_AVX2) and ours capped at AVX2; a CPU without AVX2 gets the portable
+    // tier. Each must reproduce this machine's logits to the bit, hence its greedy tokens.
+    let Some(path) = real_model::gguf("the CPU-independence test") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prompt: Vec<u32> = (0..60).map(|i| 300 + i * 53).collect();
+    let steps = 32;
+    let (native, native_logits) =
+        logits_run(&path, dir.path(), "native", &prompt, steps, None, &[]);
+    assert_eq!(top1(&native).len(), steps);
+    for (name, env) in [
+        (
+            "avx2",
+            &[
+                ("MISTRALRS_FORCE_AVX2", "1"),
+                ("ARBITER_CPU_KERNELS", "avx2"),
+            ][..],
+        ),
+        ("scalar", &[("ARBITER_CPU_KERNELS", "scalar")][..]),
+    ] {
+        let (report, logits) = logits_run(&path, dir.path(), name, &prompt, steps, None, env);
+        assert_eq!(top1(&report), top1(&native), "{name} tier's greedy tokens");
+        let differ = native_logits
+            .iter()
+            .zip(&logits)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ, 0,
+            "{name} tier: {differ} logits differ from the CPU's own tier"
+        );
+    }
 }
 
 #[test]
@@ -230,35 +325,10 @@ fn arbiter_logits_steps_greedily_or_teacher_forced_and_writes_every_logit() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let model = path.to_str().expect("utf-8 path");
     let prompt: Vec<u32> = (0..40).map(|i| 200 + i * 37).collect();
     let steps = 12;
-    let run = |force: Option<&[u32]>, name: &str| -> (serde_json::Value, Vec<f32>) {
-        let tokens = dir.path().join(format!("{name}.json"));
-        let body = serde_json::json!({"prompt": prompt, "steps": steps, "force": force});
-        std::fs::write(&tokens, body.to_string()).expect("write tokens");
-        let raw = dir.path().join(format!("{name}.f32"));
-        let out = arbiter(&[
-            "logits",
-            "--model",
-            model,
-            "--tokens",
-            tokens.to_str().expect("utf-8"),
-            "--logits-out",
-            raw.to_str().expect("utf-8"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        let bytes = std::fs::read(&raw).expect("logits file");
-        let logits = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        (report, logits)
+    let run = |force: Option<&[u32]>, name: &str| {
+        logits_run(&path, dir.path(), name, &prompt, steps, force, &[])
     };
     let (greedy, logits) = run(None, "greedy");
     let vocab = greedy["vocab"].as_u64().expect("vocab") as usize;
