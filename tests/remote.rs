@@ -377,3 +377,101 @@ fn a_missing_key_variable_or_a_bad_panel_fails_before_any_request() {
         "{stderr}"
     );
 }
+
+#[test]
+fn constrained_requests_carry_the_answer_shape_where_each_server_reads_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dataset = write_dataset(dir.path(), 2);
+    let server = FakeServer::start();
+    let url = server.base_url();
+    let judge = |name: &str, template: &str, extra: &str| {
+        format!(
+            "[[judge]]\nname = \"{name}\"\nkind = \"remote\"\nbase_url = \"{url}\"\nmodel = \"{name}\"\napi_key_env = \"FAKE_GOOD_KEY\"\ntemplate = \"{template}\"\nmax_concurrency = 1\n{extra}\n"
+        )
+    };
+    let panel = dir.path().join("panel.toml");
+    std::fs::write(
+        &panel,
+        [
+            judge("default", "cj2-quick", ""),
+            judge(
+                "object",
+                "cj2-critical-thinking",
+                "constrain = \"json_object\"",
+            ),
+            judge(
+                "sglang",
+                "pairwise-ab",
+                "constrain = \"grammar\"\ngrammar_field = \"ebnf\"",
+            ),
+            judge(
+                "vllm",
+                "arena-5way",
+                "constrain = \"grammar\"\ngrammar_field = \"structured_outputs.grammar\"",
+            ),
+            judge("free", "cj2-quick", "constrain = \"none\""),
+            judge("prose", "pairwise-ab", ""),
+        ]
+        .concat(),
+    )
+    .expect("write the panel file");
+    let (out, _, stderr) = run(&dataset, &panel, &[]);
+    assert!(out.status.success(), "{stderr}");
+    let seen = server.seen();
+    let body = |model: &str| {
+        seen.iter()
+            .find(|s| s.model == model)
+            .unwrap_or_else(|| panic!("{model} sent a request"))
+            .body
+            .clone()
+    };
+    let b = body("default");
+    assert_eq!(b["response_format"]["type"], "json_schema");
+    let schema = &b["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["required"], serde_json::json!(["Choice"]));
+    assert_eq!(
+        schema["properties"]["Choice"]["enum"],
+        serde_json::json!(["Model A", "Model B"])
+    );
+    let b = body("object");
+    assert_eq!(b["response_format"]["type"], "json_object");
+    assert_eq!(
+        b["response_format"]["schema"]["required"]
+            .as_array()
+            .map(Vec::len),
+        Some(7)
+    );
+    let b = body("sglang");
+    let gbnf = b["ebnf"].as_str().expect("a grammar in `ebnf`");
+    assert!(
+        gbnf.starts_with("root ::= text0 (\"[[A]]\" | \"[[B]]\" | \"[[C]]\")"),
+        "{gbnf}"
+    );
+    assert!(b.get("response_format").is_none());
+    let b = body("vllm");
+    assert!(b["structured_outputs"]["grammar"]
+        .as_str()
+        .is_some_and(|g| g.contains("[[A>>B]]")));
+    for free in ["free", "prose"] {
+        let b = body(free);
+        assert!(
+            b.get("response_format").is_none() && b.get("grammar").is_none(),
+            "{free}: {b}"
+        );
+    }
+    // The journal says how each judge was constrained.
+    let modes: HashMap<String, String> = journal_file::judgments(&journal_path(&dataset))
+        .iter()
+        .map(|r| {
+            (
+                r["judgment"]["judge"].as_str().unwrap().to_string(),
+                r["run"]["constrain"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(modes["default"], "json_schema");
+    assert_eq!(modes["object"], "json_object");
+    assert_eq!(modes["sglang"], "grammar");
+    assert_eq!(modes["free"], "none");
+    assert_eq!(modes["prose"], "none");
+}

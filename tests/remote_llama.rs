@@ -126,7 +126,8 @@ fn a_panel_judges_demo_items_through_llama_cpp_python() {
         &panel,
         format!(
             "[[judge]]\nname = \"smollm2\"\nkind = \"remote\"\nbase_url = \"http://127.0.0.1:{}/v1\"\n\
-             model = \"smollm2\"\ntemplate = \"cj2-quick\"\nmax_tokens = 48\nmax_concurrency = 1\n",
+             model = \"smollm2\"\ntemplate = \"cj2-quick\"\nmax_tokens = 48\nmax_concurrency = 1\n\
+             constrain = \"json_object\"\n",
             server.port
         ),
     )
@@ -168,6 +169,13 @@ fn a_panel_judges_demo_items_through_llama_cpp_python() {
         let run = &r["run"];
         assert_eq!(r["judgment"]["judge"], "smollm2");
         assert_eq!(run["engine"], "remote");
+        // The server followed the JSON schema it was sent: the 135M model's answer is the
+        // object it asks for, so every judgment has its verdict.
+        assert_eq!(run["constrain"], "json_object");
+        assert!(
+            r["judgment"]["verdict"] == "A" || r["judgment"]["verdict"] == "B",
+            "a verdict from the schema-constrained answer: {r}"
+        );
         assert_eq!(run["served_model"], "smollm2");
         assert!(
             !r["judgment"]["output"].as_str().unwrap_or("").is_empty(),
@@ -188,4 +196,36 @@ fn a_panel_judges_demo_items_through_llama_cpp_python() {
     assert!(again.status.success(), "{stderr}");
     assert!(stderr.contains("judged 0, failed 0, skipped 6"), "{stderr}");
     assert_eq!(journal_file::judgments(&journal).len(), 6);
+
+    // OpenAI's `json_schema` response format is one llama-cpp-python does not take: the judge
+    // stops at its first answer with a message that says what was sent and what to set.
+    let refused = dir.path().join("refused.toml");
+    std::fs::write(
+        &refused,
+        std::fs::read_to_string(&panel)
+            .unwrap()
+            .replace("json_object", "json_schema"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .arg("run")
+        .arg(&dataset)
+        .arg("--panel")
+        .arg(&refused)
+        .args(["--limit", "1", "--force"])
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .output()
+        .expect("arbiter runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("json_schema") && stderr.contains("constrain"),
+        "{stderr}"
+    );
+    assert_eq!(
+        journal_file::judgments(&journal).len(),
+        6,
+        "nothing recorded"
+    );
 }

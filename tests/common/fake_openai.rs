@@ -47,6 +47,8 @@ pub struct Seen {
     pub at: Instant,
     pub fault: Option<Fault>,
     pub status: u16,
+    /// The request body as sent.
+    pub body: Value,
 }
 
 #[derive(Default)]
@@ -191,6 +193,7 @@ pub fn serve(conn: TcpStream, state: &Mutex<State>) {
         at: Instant::now(),
         fault: fault.clone(),
         status,
+        body: request.clone(),
     });
     match status {
         401 => {

@@ -161,10 +161,20 @@ fn budgets_are_written_per_text() {
     let g = AnswerGrammar::parse(BRACKETS).expect("valid");
     let lark = g.to_lark(&TextBudgets(Some(vec![40])));
     assert!(lark.contains("text0[max_tokens=40]: TEXT0"), "{lark}");
-    // With a budget of 5 one-byte tokens, the sixth byte must start the label.
+    // With a budget of 5 one-byte tokens, the text ends after them and the label must follow.
+    let lark = g.to_lark(&TextBudgets(Some(vec![5])));
     let mut m = matcher(&lark);
-    let text: Vec<u32> = "Good answ".bytes().map(u32::from).collect();
-    assert!(m.validate_tokens(&text).expect("validates") < text.len());
+    let consumed = "Good answer"
+        .bytes()
+        .take_while(|b| m.consume_token(u32::from(*b)).is_ok())
+        .count();
+    assert_eq!(consumed, 5, "{lark}");
+    let mut m = matcher(&lark);
+    for b in "Good [[B]]".bytes() {
+        m.consume_token(u32::from(b))
+            .expect("the label follows the budget");
+    }
+    assert!(m.is_accepting().expect("state"));
 }
 
 #[test]
