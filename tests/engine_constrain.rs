@@ -274,9 +274,16 @@ fn a_grammar_the_model_cannot_follow_fails_with_a_clear_error() {
         e.to_string().contains("the test grammar") && e.to_string().contains("cannot be compiled"),
         "{e}"
     );
-    // A grammar that only a turn's end can continue, and the end is not where it may stop.
+    // A grammar that ends the turn in the middle of its answer: nothing can follow the end.
     let e = run(&mut model, lark(r#"start: "Yes" <|im_end|> "more""#), 16)
         .expect_err("no token can follow");
+    assert!(
+        matches!(e, EngineError::Constrain(ConstrainError::Stuck { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("the test grammar") && e.to_string().contains("Yes"), "{e}");
+    // A token id past the vocabulary.
+    let e = run(&mut model, lark(r#"start: "Yes" <[60000]>"#), 16).expect_err("no such id");
     assert!(e.to_string().contains("the test grammar"), "{e}");
     // Broken Lark is a compile error naming the grammar.
     let e = run(&mut model, lark("start: ("), 16).expect_err("not Lark");

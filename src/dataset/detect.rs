@@ -38,6 +38,8 @@ pub(crate) fn detect(records: &[Record<'_>]) -> Result<Format, Unrecognised> {
                 }
                 first_seen.get_or_insert_with(|| {
                     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+                    // Sorted: the message must not depend on how the JSON map orders keys.
+                    keys.sort_unstable();
                     keys.truncate(12);
                     format!("the first record has the keys {}", keys.join(", "))
                 });

@@ -380,6 +380,18 @@ impl Stepper {
         Ok(())
     }
 
+    /// Whether the answer is complete once `tokens` are accepted (checked on a copy).
+    fn grammar_ends_after(&self, tokens: &[u32]) -> Result<bool, ConstrainError> {
+        let mut probe = self.matcher.deep_clone();
+        probe
+            .consume_tokens(tokens)
+            .map_err(|e| self.fail(e.to_string()))?;
+        Ok(probe.is_stopped()
+            || probe
+                .is_accepting()
+                .map_err(|e| self.fail(e.to_string()))?)
+    }
+
     /// Forced tokens, then the mask after them.
     fn step(&mut self) -> Result<Step, ConstrainError> {
         if self.matcher.is_stopped() {
@@ -392,6 +404,20 @@ impl Stepper {
         let forced = self.matcher.compute_ff_tokens();
         if let Some(e) = self.matcher.get_error() {
             return Err(self.fail(e));
+        }
+        if let Some(at) = forced
+            .iter()
+            .position(|t| self.vocab.stop_ids.contains(t))
+        {
+            // A turn's end forced before the answer is complete: the model cannot go on
+            // writing the answer after it has ended its turn.
+            if at + 1 < forced.len() || !self.grammar_ends_after(&forced)? {
+                self.accept(&forced[..at])?;
+                return Err(ConstrainError::Stuck {
+                    what: self.what.clone(),
+                    after: tail(&self.text),
+                });
+            }
         }
         if !forced.is_empty() {
             self.accept(&forced)?;
@@ -408,9 +434,22 @@ impl Stepper {
             .compute_mask()
             .map_err(|e| self.fail(e.to_string()))?;
         let trie = self.vocab.env().tok_trie();
-        let may_stop = allowed.is_allowed(trie.eos_token());
+        // The end of the turn is allowed where the answer may end, not where a grammar names
+        // an end-of-turn token in its middle (the answer would stop there, incomplete).
+        let accepting = self
+            .matcher
+            .is_accepting()
+            .map_err(|e| self.fail(e.to_string()))?;
+        let may_stop = accepting && allowed.is_allowed(trie.eos_token());
         let only_stop = may_stop && allowed.num_set() == 1;
-        if allowed.is_zero() {
+        let stops_allowed = self
+            .vocab
+            .stop_ids
+            .iter()
+            .filter(|&&id| (id as usize) < allowed.len() && allowed.is_allowed(id))
+            .count();
+        let others = allowed.num_set() - stops_allowed;
+        if others == 0 && !may_stop {
             return Err(ConstrainError::Stuck {
                 what: self.what.clone(),
                 after: tail(&self.text),
