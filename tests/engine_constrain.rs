@@ -281,7 +281,10 @@ fn a_grammar_the_model_cannot_follow_fails_with_a_clear_error() {
         matches!(e, EngineError::Constrain(ConstrainError::Stuck { .. })),
         "{e}"
     );
-    assert!(e.to_string().contains("the test grammar") && e.to_string().contains("Yes"), "{e}");
+    assert!(
+        e.to_string().contains("the test grammar") && e.to_string().contains("Yes"),
+        "{e}"
+    );
     // A token id past the vocabulary.
     let e = run(&mut model, lark(r#"start: "Yes" <[60000]>"#), 16).expect_err("no such id");
     assert!(e.to_string().contains("the test grammar"), "{e}");

@@ -386,10 +386,7 @@ impl Stepper {
         probe
             .consume_tokens(tokens)
             .map_err(|e| self.fail(e.to_string()))?;
-        Ok(probe.is_stopped()
-            || probe
-                .is_accepting()
-                .map_err(|e| self.fail(e.to_string()))?)
+        Ok(probe.is_stopped() || probe.is_accepting().map_err(|e| self.fail(e.to_string()))?)
     }
 
     /// Forced tokens, then the mask after them.
@@ -405,10 +402,7 @@ impl Stepper {
         if let Some(e) = self.matcher.get_error() {
             return Err(self.fail(e));
         }
-        if let Some(at) = forced
-            .iter()
-            .position(|t| self.vocab.stop_ids.contains(t))
-        {
+        if let Some(at) = forced.iter().position(|t| self.vocab.stop_ids.contains(t)) {
             // A turn's end forced before the answer is complete: the model cannot go on
             // writing the answer after it has ended its turn.
             if at + 1 < forced.len() || !self.grammar_ends_after(&forced)? {
