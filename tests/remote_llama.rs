@@ -197,8 +197,8 @@ fn a_panel_judges_demo_items_through_llama_cpp_python() {
     assert!(stderr.contains("judged 0, failed 0, skipped 6"), "{stderr}");
     assert_eq!(journal_file::judgments(&journal).len(), 6);
 
-    // OpenAI's `json_schema` response format is one llama-cpp-python does not take: the judge
-    // stops at its first answer with a message that says what was sent and what to set.
+    // OpenAI's `json_schema` response format is one llama-cpp-python does not take: the item
+    // fails with a message that says what was sent and what to set.
     let refused = dir.path().join("refused.toml");
     std::fs::write(
         &refused,

@@ -364,10 +364,8 @@ fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
             Err(RemoteError::Cancelled) => return,
             Err(e) => {
                 let message = refusal_hint(&e, mode);
-                let refused = message.len() > e.to_string().len();
                 pool.failed(&task, message.clone());
-                // A server that refuses the constraint refuses it for every item.
-                if refused || e.scope() == ErrorScope::Endpoint {
+                if e.scope() == ErrorScope::Endpoint {
                     pool.stop(message);
                 }
             }
@@ -376,7 +374,8 @@ fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
 }
 
 /// The error's message; when the server rejects a constrained request as malformed, with what
-/// was asked of it and how to do without.
+/// was asked of it and how to do without. (A 400 stays an error of its item: the prompt itself
+/// may be what the server refused.)
 fn refusal_hint(e: &RemoteError, mode: ConstrainMode) -> String {
     let message = e.to_string();
     match e {
