@@ -8,7 +8,7 @@ mod journal_file;
 #[path = "common/real_model.rs"]
 mod real_model;
 
-use arbiter::critique::{CritiqueParser, FieldState, EXPLANATION};
+use arbiter::critique::{FieldState, EXPLANATION};
 use arbiter::dataset::{self, Item};
 use arbiter::engine::judge::{conclude, JudgeSpec, JudgeTask};
 use arbiter::engine::loader::load_gguf_file;

@@ -117,9 +117,10 @@ pub fn constrain_mode(
         ));
     }
     if run == Some(true) && !mode.is_on() {
-        return Err(format!(
+        return Err(
             "the run asks for constrained answers but the panel file sets constrain = \"none\" for this judge"
-        ));
+                .to_string(),
+        );
     }
     Ok(mode)
 }
