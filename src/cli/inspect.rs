@@ -136,11 +136,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
             s.consensus.a, s.consensus.b, s.consensus.tie
         );
         println!(
-            "  disputes    {} (no majority {}, missing verdict {}, unparseable verdict {}); {} decided",
+            "  disputes    {} (no majority {}, missing verdict {}, unparseable verdict {}, conflicting labels {}); {} decided",
             s.disputes,
             s.disputes_by_reason.no_majority,
             s.disputes_by_reason.missing,
             s.disputes_by_reason.unparseable,
+            s.disputes_by_reason.conflicting_labels,
             info.disputes_decided
         );
     }

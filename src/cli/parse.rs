@@ -1,8 +1,9 @@
 //! `arbiter parse`: read a judge's output from standard input and print the structured
-//! critique and verdict as JSON; with `--stream`, print the parser's view after every chunk so
-//! the incremental behaviour can be watched from the shell.
+//! critique, the verdict and the rule that decided it (as JSON with `--json`); with `--stream`,
+//! print the parser's view after every chunk, as JSON lines, so the incremental behaviour can
+//! be watched from the shell.
 
-use crate::critique::CritiqueParser;
+use crate::critique::{Critique, CritiqueParser};
 use crate::verdict::OutputFormat;
 use anyhow::Context;
 use std::io::{Read, Write};
@@ -15,6 +16,9 @@ pub struct ParseArgs {
     /// Print one JSON line per chunk of input, as a streaming judge would be read.
     #[arg(long)]
     pub stream: bool,
+    /// Print the critique as JSON (--stream always prints JSON lines).
+    #[arg(long)]
+    pub json: bool,
     /// Chunk size in bytes for --stream (chunks may split multi-byte characters, as tokens do).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk: u64,
@@ -74,8 +78,39 @@ pub fn run(args: ParseArgs) -> anyhow::Result<i32> {
     } else {
         parser.feed(&input);
         let done = parser.finish();
-        serde_json::to_writer_pretty(&mut out, &done)?;
-        out.write_all(b"\n")?;
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &done)?;
+            out.write_all(b"\n")?;
+        } else {
+            out.write_all(human(&done).as_bytes())?;
+        }
     }
     Ok(0)
+}
+
+/// The critique for people: verdict, the rule that decided it, problems, then the fields.
+fn human(c: &Critique) -> String {
+    let mut s = String::new();
+    let verdict = match (c.verdict, c.score) {
+        (Some(v), _) => v.label().to_string(),
+        (None, Some(score)) => format!("score {score}"),
+        (None, None) => "none".to_string(),
+    };
+    s.push_str(&format!("verdict   {verdict}\n"));
+    s.push_str(&format!("format    {:?}\n", c.format));
+    if let Some(rule) = c.rule {
+        s.push_str(&format!("read by   {}\n", rule.describe()));
+    }
+    if let Some(labels) = &c.conflicting {
+        s.push_str(&format!("conflict  {labels}\n"));
+    }
+    for p in &c.problems {
+        s.push_str(&format!("problem   {p}\n"));
+    }
+    for f in &c.fields {
+        let text: String = f.text.chars().take(200).collect();
+        let more = if f.text.chars().count() > 200 { "..." } else { "" };
+        s.push_str(&format!("\n{} ({:?}):\n  {text}{more}\n", f.key, f.state));
+    }
+    s
 }

@@ -239,11 +239,12 @@ fn print_summary(
         s.consensus.a, s.consensus.b, s.consensus.tie
     );
     println!(
-        "  disputes    {} (no majority {}, missing verdict {}, unparseable verdict {})",
+        "  disputes    {} (no majority {}, missing verdict {}, unparseable verdict {}, conflicting labels {})",
         s.disputes,
         s.disputes_by_reason.no_majority,
         s.disputes_by_reason.missing,
-        s.disputes_by_reason.unparseable
+        s.disputes_by_reason.unparseable,
+        s.disputes_by_reason.conflicting_labels
     );
     let dataset = shell_quote(&data.dataset);
     let journal = data

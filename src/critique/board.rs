@@ -33,6 +33,8 @@ impl Board {
                 verdict: None,
                 score: None,
                 problems: Vec::new(),
+                rule: None,
+                conflicting: None,
                 raw_len: 0,
             },
             base,
@@ -175,7 +177,14 @@ impl Board {
         }
     }
 
-    /// A verdict tag or a fallback reading decided the critique.
+    /// A verdict tag showed the format of an `Auto` critique.
+    pub(crate) fn detect_format(&mut self, format: OutputFormat) {
+        if self.critique.format == OutputFormat::Auto {
+            self.critique.format = format;
+        }
+    }
+
+    /// A fallback reading decided the critique.
     pub(crate) fn decide_reading(&mut self, reading: Reading, format: OutputFormat) {
         match reading {
             Reading::Pairwise(verdict) => self.decide(verdict, "verdict tag", format),

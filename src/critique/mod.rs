@@ -13,8 +13,11 @@
 //!   read as strictly as the benchmark does (one uppercase letter).
 //! - Any other JSON object: its keys in order of appearance. Arrays and objects as values are
 //!   shown compactly.
-//! - `[[A]]`, ArenaHard, pointwise and free critiques: an `explanation`, the text before the
-//!   verdict tag.
+//! - `[[A]]`, ArenaHard, pointwise and free critiques: an `explanation`, the prose around the
+//!   verdict tags. A tag is held out of it until more prose follows (so a closing tag is not
+//!   shown twice) and never ends the critique: a judge may rate each answer with a label and
+//!   conclude with another, so the verdict of a tagged text is decided by the rules of
+//!   `crate::verdict` once the stream ends, never by whichever tag came first.
 //! - `Auto`: prose is an `explanation` until a JSON object or a verdict tag shows the format.
 //!   A JSON object starts at the first `{` followed by a quoted key, so a critique in `Auto`
 //!   that quotes JSON is read as that JSON; pick `Critique` to read prose only.
@@ -35,7 +38,7 @@ mod utf8;
 
 pub use schema::{CJ2_KEYS, JUDGERBENCH_CN_KEYS, JUDGERBENCH_EN_KEYS};
 
-use crate::verdict::{self, OutputFormat, Verdict};
+use crate::verdict::{self, OutputFormat, ParseError, Rule, Verdict};
 use board::Board;
 use json::ObjectScanner;
 use prose::{Marker, ProseScanner};
@@ -80,6 +83,14 @@ pub struct Critique {
     pub score: Option<f64>,
     /// What could not be read; filled in by `CritiqueParser::finish`.
     pub problems: Vec<String>,
+    /// The rule that decided the verdict or score (`crate::verdict::Rule`); set when the
+    /// stream finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    /// The labels, when the output holds several different verdict labels that no rule
+    /// settles: the critique then has no verdict, and a person should decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting: Option<String>,
     /// Bytes of output fed so far.
     pub raw_len: usize,
 }
@@ -111,8 +122,6 @@ impl Critique {
 enum Mode {
     Prose(ProseScanner),
     Json(ObjectScanner),
-    /// A verdict tag ended the critique; later text is not part of it.
-    Done,
 }
 
 /// Reads a judge's output while it streams. See the module documentation.
@@ -184,20 +193,31 @@ impl CritiqueParser {
                 }
             }
             Mode::Json(object) => object.finish(&mut board),
-            Mode::Done => {}
         }
         let critique = &board.critique;
         if base != OutputFormat::Critique && critique.verdict.is_none() && critique.score.is_none()
         {
-            let format = if base == OutputFormat::Auto {
-                critique.format
-            } else {
-                base
+            // A tagged text in `Auto` is read by the review rule, whatever its first tag was.
+            let format = match (base, critique.format) {
+                (OutputFormat::Auto, f @ (OutputFormat::Cj2Json | OutputFormat::JudgerBench)) => f,
+                (OutputFormat::Auto, _) => OutputFormat::Auto,
+                (b, _) => b,
             };
             match verdict::parse_as(&text, format) {
-                Ok(found) => board.decide_reading(found.reading, found.format),
-                Err(err) => board.note(format!("no verdict read: {err}")),
+                Ok(found) => {
+                    board.decide_reading(found.reading, found.format);
+                    board.critique.rule = Some(found.rule);
+                }
+                Err(err) => {
+                    if let ParseError::Conflicting(labels) = &err {
+                        board.critique.conflicting = Some(labels.clone());
+                    }
+                    board.note(format!("no verdict read: {err}"));
+                }
             }
+        } else if board.critique.verdict.is_some() && board.critique.rule.is_none() {
+            // Decided while streaming: only a JSON answer's verdict field is.
+            board.critique.rule = Some(Rule::JsonField);
         }
         board.finish()
     }
@@ -214,22 +234,21 @@ fn read(mode: &mut Mode, board: &mut Board, text: &str) {
     for c in text.chars() {
         match mode {
             Mode::Json(object) => object.push(c, board),
-            Mode::Done => return,
             Mode::Prose(prose) => {
                 let Some((marker, after)) = prose.push(c, board) else {
                     continue;
                 };
-                board.close_prose();
                 match marker {
                     Marker::Json(quote) => {
+                        board.close_prose();
                         let mut object = ObjectScanner::in_first_key(quote);
                         object.push_str(&after, board);
                         *mode = Mode::Json(object);
                     }
-                    Marker::Tag(reading, format) => {
-                        board.decide_reading(reading, format);
-                        *mode = Mode::Done;
-                        return;
+                    Marker::Tag(_, format) => {
+                        // The tag shows the format; the verdict waits for the end (see above).
+                        board.detect_format(format);
+                        read(mode, board, &after);
                     }
                 }
             }
@@ -309,13 +328,37 @@ mod tests {
     fn a_verdict_tag_is_held_back_from_the_explanation() {
         let mut parser = fed(OutputFormat::Brackets, &[b"A is better. [", b"[A"]);
         assert_eq!(parser.snapshot().fields[0].text, "A is better.");
+        parser.feed(b"]]");
+        // A closing tag is not shown as text; the verdict waits for the end of the output,
+        // since a later label could contradict it.
+        assert_eq!(parser.snapshot().fields[0].text, "A is better.");
         assert_eq!(parser.snapshot().verdict, None);
-        parser.feed(b"]] trailing words");
-        assert_eq!(parser.snapshot().verdict, Some(Verdict::A));
-        assert_eq!(parser.snapshot().fields[0].state, FieldState::Complete);
         let done = parser.finish();
         assert_eq!(done.fields[0].text, "A is better.");
+        assert_eq!(done.fields[0].state, FieldState::Complete);
+        assert_eq!(done.verdict, Some(Verdict::A));
+        assert_eq!(done.rule, Some(Rule::LetterPriority));
         assert!(done.problems.is_empty(), "{:?}", done.problems);
+    }
+
+    #[test]
+    fn prose_after_a_tag_keeps_the_tag_and_a_later_label_is_not_overruled() {
+        let mut parser = fed(OutputFormat::Auto, &[b"For A alone: [[A>B]] and ", b"then"]);
+        assert_eq!(parser.snapshot().fields[0].text, "For A alone: [[A>B]] and then");
+        assert_eq!(parser.snapshot().format, OutputFormat::Arena5);
+        parser.feed(b"\nFor B alone: [[B>A]]");
+        let done = parser.finish();
+        assert_eq!(done.verdict, None);
+        assert!(done
+            .conflicting
+            .as_deref()
+            .is_some_and(|l| l.contains("[[A>B]], [[B>A]]")));
+        let settled = parse_critique(
+            "For A alone: [[A>B]]\nFor B alone: [[B>A]]\nMy final verdict is [[B>A]]",
+            OutputFormat::Auto,
+        );
+        assert_eq!(settled.verdict.map(|v| v.outcome), Some(crate::verdict::Outcome::B));
+        assert_eq!(settled.rule, Some(Rule::FinalVerdict));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub(crate) struct ProseScanner {
     format: OutputFormat,
     held_space: String,
     held: String,
+    /// Verdict tags read (with the space before them), held out of the explanation until
+    /// more prose follows: a closing tag is shown as the verdict, not as text.
+    held_tags: String,
 }
 
 impl ProseScanner {
@@ -43,6 +46,7 @@ impl ProseScanner {
             format,
             held_space: String::new(),
             held: String::new(),
+            held_tags: String::new(),
         }
     }
 
@@ -89,6 +93,10 @@ impl ProseScanner {
         match self.classify() {
             Hold::Viable => None,
             Hold::Done(marker) => {
+                if matches!(marker, Marker::Tag(..)) {
+                    self.held_tags.push_str(&self.held_space);
+                    self.held_tags.push_str(&self.held);
+                }
                 self.held.clear();
                 self.held_space.clear();
                 Some((marker, String::new()))
@@ -114,6 +122,10 @@ impl ProseScanner {
     }
 
     fn flush_space(&mut self, board: &mut Board) {
+        if !self.held_tags.is_empty() {
+            board.commit_prose(&self.held_tags);
+            self.held_tags.clear();
+        }
         if !self.held_space.is_empty() {
             board.commit_prose(&self.held_space);
             self.held_space.clear();
@@ -121,7 +133,7 @@ impl ProseScanner {
     }
 
     /// The input ended: held text that never became a marker is prose (trailing whitespace
-    /// is dropped).
+    /// and trailing tags are dropped).
     pub(crate) fn finish(&mut self, board: &mut Board) {
         if !self.held.is_empty() {
             self.flush_space(board);
@@ -129,6 +141,7 @@ impl ProseScanner {
             board.commit_prose(held.trim_end());
         }
         self.held_space.clear();
+        self.held_tags.clear();
     }
 
     fn classify(&self) -> Hold {

@@ -156,6 +156,7 @@ pub(crate) fn read_output(
             ))),
         ),
         Err(ParseError::OutOfScale(label)) => (None, Some(Problem::OutOfScale(label))),
+        Err(ParseError::Conflicting(labels)) => (None, Some(Problem::Conflicting(labels))),
         Err(e) => (None, Some(Problem::Unreadable(e.to_string()))),
     }
 }

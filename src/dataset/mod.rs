@@ -104,6 +104,9 @@ pub enum Problem {
     /// The judge answered, but with a label outside the scale it was given (JudgerBenchV2's
     /// `"winner": "C"`): it counts as answered, and wrong, where the benchmark says so.
     OutOfScale(String),
+    /// The output holds several different verdict labels and no rule settles them (the
+    /// detail names them): never read as one of them, so a person decides.
+    Conflicting(String),
 }
 
 impl Problem {
@@ -111,6 +114,7 @@ impl Problem {
     pub fn describe(&self) -> String {
         match self {
             Problem::Unreadable(why) => format!("no verdict could be read: {why}"),
+            Problem::Conflicting(labels) => format!("conflicting labels: {labels}"),
             Problem::OutOfScale(label) => {
                 format!("answered {label:?}, outside the scale it was given (counts as wrong)")
             }

@@ -151,6 +151,8 @@ pub enum DisputeReason {
     Missing { judges: Vec<String> },
     /// These panel judges judged the item but gave no readable verdict.
     Unparseable { judges: Vec<UnreadVote> },
+    /// These panel judges' outputs hold several different verdict labels that no rule settles.
+    ConflictingLabels { judges: Vec<UnreadVote> },
 }
 
 impl DisputeReason {
@@ -170,6 +172,17 @@ impl DisputeReason {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            DisputeReason::ConflictingLabels { judges } => format!(
+                "conflicting labels: {}",
+                judges
+                    .iter()
+                    .map(|u| match &u.problem {
+                        Some(Problem::Conflicting(labels)) => format!("{} ({labels})", u.judge),
+                        _ => u.judge.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         }
     }
 
@@ -178,6 +191,7 @@ impl DisputeReason {
             DisputeReason::NoMajority { .. } => "no majority",
             DisputeReason::Missing { .. } => "missing verdict",
             DisputeReason::Unparseable { .. } => "unparseable verdict",
+            DisputeReason::ConflictingLabels { .. } => "conflicting labels",
         }
     }
 }
@@ -206,10 +220,17 @@ pub fn consensus(item: &Item, panel: &Panel) -> Consensus {
     let mut counts = OutcomeCounts::default();
     let mut missing = Vec::new();
     let mut unread = Vec::new();
+    let mut conflicting = Vec::new();
     for judge in panel.judges() {
         match vote(item, judge) {
             Vote::Cast(o) => counts.add(o),
             Vote::Missing => missing.push(judge.clone()),
+            Vote::Unparseable(problem @ Some(Problem::Conflicting(_))) => {
+                conflicting.push(UnreadVote {
+                    judge: judge.clone(),
+                    problem,
+                })
+            }
             Vote::Unparseable(problem) => unread.push(UnreadVote {
                 judge: judge.clone(),
                 problem,
@@ -228,6 +249,11 @@ pub fn consensus(item: &Item, panel: &Panel) -> Consensus {
     }
     if !unread.is_empty() {
         disputes.push(DisputeReason::Unparseable { judges: unread });
+    }
+    if !conflicting.is_empty() {
+        disputes.push(DisputeReason::ConflictingLabels {
+            judges: conflicting,
+        });
     }
     Consensus {
         item: item.id.clone(),
@@ -353,6 +379,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_judge_with_conflicting_labels_is_a_dispute_with_that_reason() {
+        let mut torn = judgment("j2", None, false);
+        torn.problem = Some(Problem::Conflicting("[[A>B]], [[B>A]]".into()));
+        let it = item(
+            "1",
+            vec![
+                judgment("j1", Some(Outcome::A), false),
+                torn,
+                judgment("j3", Some(Outcome::A), false),
+            ],
+        );
+        let panel = Panel::from_names(["j1", "j2", "j3"]).expect("panel");
+        let c = consensus(&it, &panel);
+        // Two of three still make a majority, but the torn judge is shown to a person.
+        assert_eq!(c.outcome, Some(Outcome::A));
+        assert_eq!(c.disputes.len(), 1);
+        assert_eq!(c.disputes[0].name(), "conflicting labels");
+        assert_eq!(
+            c.disputes[0].describe(),
+            "conflicting labels: j2 ([[A>B]], [[B>A]])"
+        );
+    }
+
+    #[test]
     fn paired_reads_both_orders_and_flags_position_bias() {
         let biased = item(
             "1",
@@ -455,7 +505,8 @@ pub(crate) mod tests {
         for d in &mut disputes {
             match d {
                 DisputeReason::Missing { judges } => judges.sort(),
-                DisputeReason::Unparseable { judges } => {
+                DisputeReason::Unparseable { judges }
+                | DisputeReason::ConflictingLabels { judges } => {
                     judges.sort_by(|x, y| x.judge.cmp(&y.judge))
                 }
                 DisputeReason::NoMajority { .. } => {}

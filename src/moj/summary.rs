@@ -41,6 +41,9 @@ pub struct DisputeCounts {
     pub no_majority: usize,
     pub missing: usize,
     pub unparseable: usize,
+    /// A panel judge's output holds several different labels that no rule settles.
+    #[serde(default)]
+    pub conflicting_labels: usize,
 }
 
 /// What a panel made of a dataset.
@@ -74,6 +77,9 @@ impl Summary {
                     DisputeReason::NoMajority { .. } => s.disputes_by_reason.no_majority += 1,
                     DisputeReason::Missing { .. } => s.disputes_by_reason.missing += 1,
                     DisputeReason::Unparseable { .. } => s.disputes_by_reason.unparseable += 1,
+                    DisputeReason::ConflictingLabels { .. } => {
+                        s.disputes_by_reason.conflicting_labels += 1
+                    }
                 }
             }
         }
@@ -127,7 +133,8 @@ mod tests {
             DisputeCounts {
                 no_majority: 1,
                 missing: 0,
-                unparseable: 1
+                unparseable: 1,
+                conflicting_labels: 0
             }
         );
         let json = serde_json::to_value(&s).expect("summary serialises");

@@ -8,7 +8,7 @@ mod parse;
 
 pub use pair::{Consistency, Order, Orders, PairedVerdict};
 pub use parse::{
-    parse, parse_as, parse_judgerbench, JudgeReading, OutputFormat, ParseError, Reading,
+    parse, parse_as, parse_judgerbench, JudgeReading, OutputFormat, ParseError, Reading, Rule,
 };
 
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,7 @@ mod auto;
 mod brackets;
 mod cj2;
 mod judgerbench;
+mod labels;
 mod pointwise;
 mod prose;
 mod tags;
@@ -21,6 +22,7 @@ mod tags;
 mod props;
 
 pub use judgerbench::parse_judgerbench;
+pub use labels::Rule;
 
 use super::Verdict;
 use serde::{Deserialize, Serialize};
@@ -66,11 +68,12 @@ impl Reading {
     }
 }
 
-/// A reading and the format it was found in.
+/// A reading, the format it was found in and the rule that decided it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JudgeReading {
     pub reading: Reading,
     pub format: OutputFormat,
+    pub rule: Rule,
 }
 
 /// Why no verdict could be read. The messages are shown to users as they are.
@@ -107,22 +110,24 @@ pub fn parse(text: &str) -> Result<JudgeReading, ParseError> {
 
 /// Reads a verdict in the given format.
 pub fn parse_as(text: &str, format: OutputFormat) -> Result<JudgeReading, ParseError> {
-    let pairwise = |v: Result<Verdict, ParseError>| {
+    let pairwise = |v: Result<Verdict, ParseError>, rule| {
         v.map(|v| JudgeReading {
             reading: Reading::Pairwise(v),
             format,
+            rule,
         })
     };
     match format {
         OutputFormat::Auto => auto::read(text),
-        OutputFormat::Cj2Json => pairwise(cj2::read(text)),
-        OutputFormat::Brackets => pairwise(brackets::read(text)),
-        OutputFormat::Arena5 => pairwise(arena::read(text)),
-        OutputFormat::JudgerBench => pairwise(judgerbench::read(text)),
-        OutputFormat::Prose => pairwise(prose::read(text)),
+        OutputFormat::Cj2Json => pairwise(cj2::read(text), Rule::JsonField),
+        OutputFormat::Brackets => pairwise(brackets::read(text), Rule::LetterPriority),
+        OutputFormat::Arena5 => pairwise(arena::read(text), Rule::OneDistinctLabel),
+        OutputFormat::JudgerBench => pairwise(judgerbench::read(text), Rule::LastMatch),
+        OutputFormat::Prose => pairwise(prose::read(text), Rule::ClosingSentence),
         OutputFormat::Pointwise => pointwise::read(text).map(|s| JudgeReading {
             reading: Reading::Score(s),
             format,
+            rule: Rule::Rating,
         }),
         OutputFormat::Critique => Err(ParseError::NoVerdictInCritique),
     }
@@ -173,11 +178,8 @@ mod tests {
             ),
         ];
         for (text, format, reading) in cases {
-            assert_eq!(
-                parse_as(text, format),
-                Ok(JudgeReading { reading, format }),
-                "{text}"
-            );
+            let got = parse_as(text, format).map(|r| (r.reading, r.format));
+            assert_eq!(got, Ok((reading, format)), "{text}");
         }
     }
 

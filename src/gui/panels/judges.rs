@@ -135,7 +135,22 @@ impl Judges {
                 ui.label(egui::RichText::new(p.describe()).small().color(theme::DISPUTE));
             }
             if let Some(output) = &j.output {
-                critique_fields(ui, self.critique(item, index, output));
+                let critique = self.critique(item, index, output);
+                critique_fields(ui, critique);
+                if let Some(rule) = critique.rule {
+                    ui.label(
+                        egui::RichText::new(format!("read by: {}", rule.describe()))
+                            .small()
+                            .weak(),
+                    )
+                    .on_hover_text("the rule that decided the verdict when the output was read (see `arbiter parse`)");
+                } else if let Some(labels) = &critique.conflicting {
+                    ui.label(
+                        egui::RichText::new(format!("conflicting labels: {labels}"))
+                            .small()
+                            .color(theme::DISPUTE),
+                    );
+                }
                 let key = (item.to_string(), j.judge.clone(), j.swapped);
                 let mut show_raw = self.raw.contains(&key);
                 if ui.toggle_value(&mut show_raw, "raw output").changed() {

@@ -7,8 +7,8 @@
 //! One deliberate difference: `[[B=A]]` is read as the tie `A=B` (ArenaHard drops it as an
 //! unknown label), so that reading a text with A and B exchanged gives the exchanged verdict.
 //!
-//! `Auto` reads only the tags that hold a comparison (`>`, `<`, `=`), leaving plain `[[A]]`
-//! to the bracket reader.
+//! This is the rule of the ArenaHard (and JudgeBench) format, kept so that their numbers
+//! reproduce; `Auto` reads labels by the review rule of `labels.rs` instead.
 
 use super::tags;
 use super::ParseError;
@@ -20,13 +20,6 @@ pub(super) const LOOKED_FOR: &str =
 /// Reads the output of a judge asked for the five-way scale.
 pub(super) fn read(text: &str) -> Result<Verdict, ParseError> {
     decide(labels(text, |l| l.chars().all(|c| "AB<>=".contains(c))))
-}
-
-/// Reads only the tags that compare the two sides, for `Auto`.
-pub(super) fn read_comparisons(text: &str) -> Result<Verdict, ParseError> {
-    decide(labels(text, |l| {
-        l.chars().all(|c| "AB<>=".contains(c)) && l.contains(['<', '>', '='])
-    }))
 }
 
 fn labels(text: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
@@ -90,7 +83,6 @@ mod tests {
         ];
         for (text, label) in cases {
             assert_eq!(read(text), Ok(v(label)), "{text}");
-            assert_eq!(read_comparisons(text), Ok(v(label)), "{text}");
         }
     }
 
@@ -128,12 +120,11 @@ mod tests {
         let err = read(text).expect_err("two labels");
         assert!(matches!(err, ParseError::Conflicting(_)));
         assert!(err.to_string().contains("[[A>B]], [[B>A]]"), "{err}");
-        // ArenaHard counts a plain [[A]] as a label too; Auto does not.
+        // ArenaHard counts a plain [[A]] as a label too.
         assert!(matches!(
             read("[[A]] ... [[A>B]]"),
             Err(ParseError::Conflicting(_))
         ));
-        assert_eq!(read_comparisons("[[A]] ... [[A>B]]"), Ok(v("A>B")));
     }
 
     #[test]
@@ -159,9 +150,5 @@ mod tests {
                 "{text:?}"
             );
         }
-        assert!(matches!(
-            read_comparisons("[[A]]"),
-            Err(ParseError::NotFound(_))
-        ));
     }
 }

@@ -3,7 +3,9 @@
 //! The readers run in tiers, strongest evidence first; the first tier in which the text uses
 //! some format decides, and later tiers are not consulted:
 //! 1. the pairwise formats with explicit markers: CompassJudger-2 `"Choice"`, JudgerBenchV2
-//!    `"winner"`/`"胜者"`, ArenaHard comparison tags (`[[A>B]]`), bracket tags (`[[A]]`);
+//!    `"winner"`/`"胜者"`, and verdict labels (`[[A>B]]`, `[[A]]`) read together by the review
+//!    rule of `labels.rs` (echoed instructions never count; several distinct labels give no
+//!    verdict unless the last is phrased as the final one);
 //! 2. rating tags (`[[7]]`);
 //! 3. a verdict in the closing sentences (`Model A is better.`);
 //! 4. labelled ratings (`Score: 8/10`).
@@ -20,26 +22,51 @@
 //! read by its pairwise verdict, and prose only speaks when no marker does.
 
 use super::{
-    arena, brackets, cj2, judgerbench, pointwise, prose, JudgeReading, OutputFormat, ParseError,
-    Reading,
+    cj2, judgerbench, labels, pointwise, prose, JudgeReading, OutputFormat, ParseError, Reading,
+    Rule,
 };
 
-type Attempt = (OutputFormat, Result<Reading, ParseError>);
+type Attempt = (OutputFormat, Result<(Reading, Rule), ParseError>);
 
 pub(super) fn read(text: &str) -> Result<JudgeReading, ParseError> {
-    let pairwise = |format, r: Result<_, ParseError>| (format, r.map(Reading::Pairwise));
-    let score = |r: Result<_, ParseError>| (OutputFormat::Pointwise, r.map(Reading::Score));
+    let pairwise = |format, rule, r: Result<_, ParseError>| {
+        (format, r.map(|v| (Reading::Pairwise(v), rule)))
+    };
+    let score = |r: Result<_, ParseError>| {
+        (
+            OutputFormat::Pointwise,
+            r.map(|s| (Reading::Score(s), Rule::Rating)),
+        )
+    };
+    let label = || -> Attempt {
+        match labels::read_review(text) {
+            Ok((v, rule, label)) => {
+                let format = if label.contains(['<', '>', '=']) {
+                    OutputFormat::Arena5
+                } else {
+                    OutputFormat::Brackets
+                };
+                (format, Ok((Reading::Pairwise(v), rule)))
+            }
+            Err(e) => (OutputFormat::Brackets, Err(e)),
+        }
+    };
     let tiers: [&dyn Fn() -> Vec<Attempt>; 4] = [
         &|| {
             vec![
-                pairwise(OutputFormat::Cj2Json, cj2::read(text)),
-                pairwise(OutputFormat::JudgerBench, judgerbench::read(text)),
-                pairwise(OutputFormat::Arena5, arena::read_comparisons(text)),
-                pairwise(OutputFormat::Brackets, brackets::read(text)),
+                pairwise(OutputFormat::Cj2Json, Rule::JsonField, cj2::read(text)),
+                pairwise(OutputFormat::JudgerBench, Rule::LastMatch, judgerbench::read(text)),
+                label(),
             ]
         },
         &|| vec![score(pointwise::read_tags(text))],
-        &|| vec![pairwise(OutputFormat::Prose, prose::read(text))],
+        &|| {
+            vec![pairwise(
+                OutputFormat::Prose,
+                Rule::ClosingSentence,
+                prose::read(text),
+            )]
+        },
         &|| vec![score(pointwise::read_labelled(text))],
     ];
     let mut looked_for: Vec<String> = Vec::new();
@@ -63,7 +90,7 @@ fn decide(
     attempts: Vec<Attempt>,
     looked_for: &mut Vec<String>,
 ) -> Option<Result<JudgeReading, ParseError>> {
-    let mut used: Vec<(OutputFormat, Reading)> = Vec::new();
+    let mut used: Vec<(OutputFormat, (Reading, Rule))> = Vec::new();
     for (format, attempt) in attempts {
         match attempt {
             Ok(reading) => used.push((format, reading)),
@@ -75,8 +102,9 @@ fn decide(
             Err(err) => return Some(Err(err)),
         }
     }
-    let &(format, reading) = used.first()?;
-    if let Some((other_format, other)) = used.iter().find(|(_, r)| !agree(*r, reading)) {
+    let &(format, (reading, rule)) = used.first()?;
+    if let Some((other_format, (other, _))) = used.iter().find(|(_, (r, _))| !agree(*r, reading))
+    {
         return Some(Err(ParseError::Conflicting(format!(
             "{} reads {} but {} reads {}",
             name(format),
@@ -85,7 +113,11 @@ fn decide(
             describe(*other)
         ))));
     }
-    Some(Ok(JudgeReading { reading, format }))
+    Some(Ok(JudgeReading {
+        reading,
+        format,
+        rule,
+    }))
 }
 
 /// Two readings agree when they favour the same side (strengths aside) or give the same score.
@@ -208,13 +240,33 @@ mod tests {
             auto("{\"Choice\": \"Model A\"}\n[[A>B]]"),
             pair(Verdict::A, OutputFormat::Cj2Json)
         );
-        assert_eq!(
+        // Two different labels are never read as one of them, even when they lean the same
+        // way, unless the last is phrased as the final verdict.
+        assert!(matches!(
             auto("[[A]] -- that is, [[A>>B]]"),
+            Err(ParseError::Conflicting(_))
+        ));
+        assert_eq!(
+            auto("For A alone: [[A]].\nFinal verdict: [[A>>B]]"),
             pair(
                 Verdict::new(Outcome::A, Strength::Strong),
                 OutputFormat::Arena5
             )
         );
+    }
+
+    #[test]
+    fn the_reading_names_the_rule_that_decided() {
+        let rule = |t: &str| read(t).map(|r| r.rule);
+        assert_eq!(rule("[[B]]"), Ok(Rule::OnlyLabel));
+        assert_eq!(
+            rule("A: [[A>B]]\nB: [[B>A]]\nMy final verdict is [[A>B]]"),
+            Ok(Rule::FinalVerdict)
+        );
+        assert_eq!(rule("{\"Choice\": \"Model A\"}"), Ok(Rule::JsonField));
+        assert_eq!(rule("{\"winner\": \"B\"}"), Ok(Rule::LastMatch));
+        assert_eq!(rule("Overall, Model A is better."), Ok(Rule::ClosingSentence));
+        assert_eq!(rule("Rating: [[7]]"), Ok(Rule::Rating));
     }
 
     #[test]
