@@ -90,6 +90,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(ds);
     let (gz_time, ds) = best_of(3, || load(&gz, &opts).expect("load gzip"));
     assert_eq!(ds.items.len(), ITEMS);
+    drop(ds);
+
+    // The same rows as Parquet (snappy, as pyarrow and the hub write it), in row groups of
+    // 10,000 rows and in one row group.
+    let mut parquet_rows = Vec::new();
+    for (name, group_rows) in [
+        ("parquet (10k-row groups)", 10_000),
+        ("parquet (one row group)", ITEMS),
+    ] {
+        let path = dir.path().join(format!("bench-{group_rows}.parquet"));
+        write_parquet(&plain, &path, group_rows)?;
+        let (t, ds) = best_of(3, || {
+            load(&path, &LoadOptions::default()).expect("load parquet")
+        });
+        assert_eq!(ds.format, Format::Native);
+        assert_eq!(ds.items.len(), ITEMS);
+        parquet_rows.push((name, t, std::fs::metadata(&path)?.len()));
+    }
 
     let mb = size as f64 / 1e6;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -114,8 +132,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t.as_secs_f64() / reference.as_secs_f64()
         );
     }
-    if plain_time > Duration::from_secs(3) {
-        println!("  WARNING: plain load over the 3 s target");
+    for (name, t, bytes) in &parquet_rows {
+        println!(
+            "  {name:<27}: {:>8.3} s  ({:.1} MB file)  ratio to reference {:.2}",
+            t.as_secs_f64(),
+            *bytes as f64 / 1e6,
+            t.as_secs_f64() / reference.as_secs_f64()
+        );
     }
+    let slowest = parquet_rows
+        .iter()
+        .map(|r| r.1)
+        .chain([plain_time])
+        .max()
+        .unwrap_or_default();
+    if slowest > Duration::from_secs(3) {
+        println!("  WARNING: a load over the 3 s target");
+    }
+    Ok(())
+}
+
+/// Writes the JSON Lines file as Parquet with the Arrow writer (schema inferred from the rows).
+fn write_parquet(
+    jsonl: &std::path::Path,
+    out: &std::path::Path,
+    group_rows: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(
+        std::io::BufReader::new(std::fs::File::open(jsonl)?),
+        Some(100),
+    )?;
+    let schema = std::sync::Arc::new(schema);
+    let reader = arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(4096)
+        .build(std::io::BufReader::new(std::fs::File::open(jsonl)?))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(group_rows))
+        .build();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(out)?, schema, Some(props))?;
+    for batch in reader {
+        writer.write(&batch?)?;
+    }
+    writer.close()?;
     Ok(())
 }

@@ -495,3 +495,89 @@ proptest! {
         prop_assert_eq!(detected.format, Format::Native);
     }
 }
+
+/// The Parquet twins in `tests/data/parquet/` were written by pyarrow from the JSON fixtures
+/// (`scripts/make_parquet_fixtures.py`), with several row groups each.
+#[test]
+fn parquet_files_load_as_their_json_twins() {
+    for (parquet, json, format) in [
+        (
+            "parquet/rewardbench.parquet",
+            "rewardbench.jsonl",
+            Format::Rewardbench,
+        ),
+        ("parquet/arena.parquet", "arena.jsonl", Format::Arena),
+        (
+            "parquet/mtbench_human.parquet",
+            "mtbench_human.jsonl",
+            Format::MtBench,
+        ),
+        (
+            "parquet/Knowledge.parquet",
+            "Knowledge.json",
+            Format::Judgerbench,
+        ),
+        ("parquet/native.parquet", "native.jsonl", Format::Native),
+    ] {
+        let from_parquet = open(parquet);
+        let from_json = open(json);
+        assert_eq!(from_parquet.format, format, "{parquet}");
+        assert_eq!(from_parquet.items.len(), from_json.items.len(), "{parquet}");
+        assert_eq!(from_parquet.items, from_json.items, "{parquet}");
+    }
+}
+
+#[test]
+fn parquet_nulls_are_missing_values_and_hub_shards_make_one_dataset() {
+    let nulls = open("parquet/rewardbench_nulls.parquet");
+    let plain = open("rewardbench.jsonl");
+    assert_eq!(nulls.items.len(), plain.items.len());
+    assert_eq!(nulls.items[0].category, None);
+    assert_eq!(plain.items[0].category.as_deref(), Some("alpacaeval-easy"));
+
+    let hub = open("parquet/hub/data");
+    assert_eq!(hub.format, Format::Rewardbench);
+    assert_eq!(hub.items.len(), plain.items.len());
+    assert!(
+        hub.items[0].id.starts_with("train-00000-of-00002/"),
+        "{}",
+        hub.items[0].id
+    );
+    let questions = |d: &Dataset| {
+        d.items
+            .iter()
+            .map(|i| i.question().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        questions(&hub),
+        questions(&plain),
+        "shards in name order, rows in file order"
+    );
+}
+
+#[test]
+fn parquet_errors_name_the_file() {
+    let e = open_err("parquet/unknown_layout.parquet", LoadOptions::default());
+    assert!(matches!(e, DatasetError::UnknownFormat { .. }), "{e}");
+    assert!(e.to_string().contains("unknown_layout.parquet"), "{e}");
+    assert!(e.to_string().contains("label, text"), "{e}");
+    // A file cut short keeps its magic at the start but not its footer: not Parquet, binary.
+    let whole = std::fs::read(data("parquet/arena.parquet")).expect("fixture");
+    let cut = &whole[..whole.len() / 2];
+    let e =
+        load_bytes(Path::new("cut.parquet"), cut, &LoadOptions::default()).expect_err("a cut file");
+    assert!(e.to_string().contains("cut.parquet"), "{e}");
+    // A damaged footer: the Parquet reader's own error, with the file's name.
+    let mut damaged = whole.clone();
+    let n = damaged.len();
+    damaged[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = load_bytes(
+        Path::new("damaged.parquet"),
+        &damaged,
+        &LoadOptions::default(),
+    )
+    .expect_err("a damaged footer");
+    assert!(matches!(e, DatasetError::Parquet { .. }), "{e}");
+    assert!(e.to_string().contains("damaged.parquet"), "{e}");
+}

@@ -1,7 +1,7 @@
 //! A folder of dataset files opened as one dataset, as benchmarks that ship one file per
 //! category are (JudgerBenchV2's ten `{name}.json` files).
 //!
-//! - Files: every `*.json`, `*.jsonl` and `*.json.gz`/`*.jsonl.gz` directly in the folder, in
+//! - Files: every `*.json`, `*.jsonl`, `*.json.gz`/`*.jsonl.gz` and `*.parquet` directly in the folder, in
 //!   name order; hidden files and Arbiter's own journals are left out. Sub-folders are not read.
 //! - Each file is loaded on its own (its own format detection, its own record positions), so a
 //!   JudgerBenchV2 record's A/B side comes from its position in its own file, as in the
@@ -48,6 +48,9 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// The part of a file name that prefixes its items' ids, or `None` for a file that is not a
 /// dataset by its name.
 fn stem(name: &str) -> Option<&str> {
+    if let Some(stem) = name.strip_suffix(".parquet").filter(|s| !s.is_empty()) {
+        return Some(stem);
+    }
     let name = name.strip_suffix(".gz").unwrap_or(name);
     name.strip_suffix(".jsonl")
         .or_else(|| name.strip_suffix(".json"))

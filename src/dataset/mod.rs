@@ -15,6 +15,7 @@ mod loader;
 pub mod mtbench;
 mod native;
 pub mod opencompass;
+mod parquet;
 mod read;
 pub mod rewardbench;
 
@@ -314,7 +315,7 @@ impl Dataset {
 /// to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("{path} does not exist; check the path (a dataset is a JSON or JSON Lines file, optionally gzipped)")]
+    #[error("{path} does not exist; check the path (a dataset is a JSON, JSON Lines or Parquet file, optionally gzipped, or a folder of them)")]
     NotFound { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
@@ -332,8 +333,10 @@ pub enum DatasetError {
     },
     #[error("{path} is not JSON or JSON Lines (it starts with {start:?}); Arbiter reads JSON arrays and JSON Lines: convert the file to one of those")]
     NotJson { path: PathBuf, start: String },
-    #[error("{path} looks like a binary file, not JSON or JSON Lines (gzip is read transparently; other archives must be unpacked first)")]
+    #[error("{path} looks like a binary file, not JSON, JSON Lines or Parquet (gzip is read transparently; other archives must be unpacked first)")]
     Binary { path: PathBuf },
+    #[error("{path}: the Parquet file cannot be read: {reason}")]
+    Parquet { path: PathBuf, reason: String },
     #[error("{path}: line {line}: {reason} (use --skip-bad-lines to load the rest)")]
     BadLine {
         path: PathBuf,
@@ -361,7 +364,9 @@ pub enum DatasetError {
     },
     #[error("{path}: every record was unreadable ({count} skipped); is this the right --format?")]
     NothingLoaded { path: PathBuf, count: usize },
-    #[error("the folder {path} holds no dataset files (*.json, *.jsonl, optionally .gz)")]
+    #[error(
+        "the folder {path} holds no dataset files (*.json, *.jsonl, optionally .gz, or *.parquet)"
+    )]
     EmptyFolder { path: PathBuf },
     #[error("the folder {path} mixes formats: {first} is {} but {other} is {}; keep one format per folder", first_format.name(), other_format.name())]
     MixedFormats {

@@ -30,7 +30,9 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DatasetError> {
 /// Undoes gzip (possibly several concatenated members, as `cat a.gz b.gz` makes), strips a
 /// UTF-8 byte-order mark and checks that what is left is non-empty text starting like JSON.
 pub(crate) fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, DatasetError> {
-    let text: Cow<'a, [u8]> = if bytes.starts_with(&GZIP_MAGIC) {
+    let text: Cow<'a, [u8]> = if super::parquet::is_parquet(bytes) {
+        Cow::Owned(super::parquet::to_json_lines(path, bytes)?)
+    } else if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_end(&mut out)
