@@ -103,13 +103,25 @@ fn the_review_rule_never_guesses_on_the_released_outputs() {
                 let arbiter::verdict::Reading::Pairwise(v) = r.reading else {
                     panic!("pair {} order {}: {r:?}", g.pair, g.order)
                 };
-                assert_eq!(&judgebench_label(v), label, "pair {} order {}", g.pair, g.order);
+                assert_eq!(
+                    &judgebench_label(v),
+                    label,
+                    "pair {} order {}",
+                    g.pair,
+                    g.order
+                );
                 assert_eq!(r.rule, Rule::OnlyLabel, "pair {} order {}", g.pair, g.order);
             }
             // Where it reads none, the review rule either finds an explicit final verdict
             // after per-answer labels, or says the labels conflict: never one of them silently.
             (None, Ok(r)) => {
-                assert_eq!(r.rule, Rule::FinalVerdict, "pair {} order {}", g.pair, g.order);
+                assert_eq!(
+                    r.rule,
+                    Rule::FinalVerdict,
+                    "pair {} order {}",
+                    g.pair,
+                    g.order
+                );
                 let arbiter::verdict::Reading::Pairwise(v) = r.reading else {
                     panic!("{r:?}")
                 };

@@ -109,7 +109,11 @@ fn human(c: &Critique) -> String {
     }
     for f in &c.fields {
         let text: String = f.text.chars().take(200).collect();
-        let more = if f.text.chars().count() > 200 { "..." } else { "" };
+        let more = if f.text.chars().count() > 200 {
+            "..."
+        } else {
+            ""
+        };
         s.push_str(&format!("\n{} ({:?}):\n  {text}{more}\n", f.key, f.state));
     }
     s

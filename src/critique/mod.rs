@@ -344,7 +344,10 @@ mod tests {
     #[test]
     fn prose_after_a_tag_keeps_the_tag_and_a_later_label_is_not_overruled() {
         let mut parser = fed(OutputFormat::Auto, &[b"For A alone: [[A>B]] and ", b"then"]);
-        assert_eq!(parser.snapshot().fields[0].text, "For A alone: [[A>B]] and then");
+        assert_eq!(
+            parser.snapshot().fields[0].text,
+            "For A alone: [[A>B]] and then"
+        );
         assert_eq!(parser.snapshot().format, OutputFormat::Arena5);
         parser.feed(b"\nFor B alone: [[B>A]]");
         let done = parser.finish();
@@ -357,7 +360,10 @@ mod tests {
             "For A alone: [[A>B]]\nFor B alone: [[B>A]]\nMy final verdict is [[B>A]]",
             OutputFormat::Auto,
         );
-        assert_eq!(settled.verdict.map(|v| v.outcome), Some(crate::verdict::Outcome::B));
+        assert_eq!(
+            settled.verdict.map(|v| v.outcome),
+            Some(crate::verdict::Outcome::B)
+        );
         assert_eq!(settled.rule, Some(Rule::FinalVerdict));
     }
 

@@ -238,10 +238,9 @@ pub fn conclude_output(
         }
     } else {
         let problem = match (&critique.verdict, critique.score) {
-            (None, None) if critique.conflicting.is_some() => critique
-                .conflicting
-                .clone()
-                .map(Problem::Conflicting),
+            (None, None) if critique.conflicting.is_some() => {
+                critique.conflicting.clone().map(Problem::Conflicting)
+            }
             (None, None) if task.output != OutputFormat::Critique => {
                 Some(Problem::Unreadable(hint(if critique.problems.is_empty() {
                     "no verdict in the output".to_string()

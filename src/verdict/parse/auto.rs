@@ -29,9 +29,8 @@ use super::{
 type Attempt = (OutputFormat, Result<(Reading, Rule), ParseError>);
 
 pub(super) fn read(text: &str) -> Result<JudgeReading, ParseError> {
-    let pairwise = |format, rule, r: Result<_, ParseError>| {
-        (format, r.map(|v| (Reading::Pairwise(v), rule)))
-    };
+    let pairwise =
+        |format, rule, r: Result<_, ParseError>| (format, r.map(|v| (Reading::Pairwise(v), rule)));
     let score = |r: Result<_, ParseError>| {
         (
             OutputFormat::Pointwise,
@@ -55,7 +54,11 @@ pub(super) fn read(text: &str) -> Result<JudgeReading, ParseError> {
         &|| {
             vec![
                 pairwise(OutputFormat::Cj2Json, Rule::JsonField, cj2::read(text)),
-                pairwise(OutputFormat::JudgerBench, Rule::LastMatch, judgerbench::read(text)),
+                pairwise(
+                    OutputFormat::JudgerBench,
+                    Rule::LastMatch,
+                    judgerbench::read(text),
+                ),
                 label(),
             ]
         },
@@ -103,8 +106,7 @@ fn decide(
         }
     }
     let &(format, (reading, rule)) = used.first()?;
-    if let Some((other_format, (other, _))) = used.iter().find(|(_, (r, _))| !agree(*r, reading))
-    {
+    if let Some((other_format, (other, _))) = used.iter().find(|(_, (r, _))| !agree(*r, reading)) {
         return Some(Err(ParseError::Conflicting(format!(
             "{} reads {} but {} reads {}",
             name(format),
@@ -265,7 +267,10 @@ mod tests {
         );
         assert_eq!(rule("{\"Choice\": \"Model A\"}"), Ok(Rule::JsonField));
         assert_eq!(rule("{\"winner\": \"B\"}"), Ok(Rule::LastMatch));
-        assert_eq!(rule("Overall, Model A is better."), Ok(Rule::ClosingSentence));
+        assert_eq!(
+            rule("Overall, Model A is better."),
+            Ok(Rule::ClosingSentence)
+        );
         assert_eq!(rule("Rating: [[7]]"), Ok(Rule::Rating));
     }
 

@@ -149,9 +149,8 @@ pub(super) fn find(text: &str) -> Vec<Label> {
         let mut distinct_on_line = on_line.clone();
         distinct_on_line.sort_unstable();
         distinct_on_line.dedup();
-        labels[i].echo = CUE_BEFORE.is_match(before)
-            || CUE_AFTER.is_match(after)
-            || distinct_on_line.len() >= 3;
+        labels[i].echo =
+            CUE_BEFORE.is_match(before) || CUE_AFTER.is_match(after) || distinct_on_line.len() >= 3;
         // A label alone on its line takes its phrasing from the nearest line above with text
         // ("**Final verdict**", a blank line, then the tag).
         let previous_line = if before.trim().is_empty() {
@@ -305,7 +304,10 @@ mod tests {
         let text = "My final verdict is: Assistant A is slightly better: [[A>B]]\n\n\
                     Evaluation of B ...\n\nMy final verdict is: Tie, relatively the same: [[A=B]]";
         let err = review(text).expect_err("two finals");
-        assert!(err.to_string().contains("two final verdicts disagree"), "{err}");
+        assert!(
+            err.to_string().contains("two final verdicts disagree"),
+            "{err}"
+        );
         // A final verdict that comes before another label does not settle it either.
         let text = "Final verdict: [[A>B]]\nOn reflection, [[B>A]]";
         assert!(matches!(review(text), Err(ParseError::Conflicting(_))));
@@ -337,7 +339,10 @@ mod tests {
     #[test]
     fn a_lone_label_outside_the_scales_is_out_of_scale() {
         assert_eq!(review("[[D]]"), Err(ParseError::OutOfScale("D".into())));
-        assert_eq!(review("[[A>=B]]"), Err(ParseError::OutOfScale("A>=B".into())));
+        assert_eq!(
+            review("[[A>=B]]"),
+            Err(ParseError::OutOfScale("A>=B".into()))
+        );
     }
 
     #[test]
