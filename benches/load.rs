@@ -1,7 +1,8 @@
 //! Loading speed: 100,000 native items (about 300 MB) are generated in a temporary folder and
 //! loaded plain and gzipped; each time is reported beside a reference measured in the same run on
 //! the same machine, plain `serde_json` parsing of the same lines into `serde_json::Value`.
-//! Target: under 3 s for the plain file in release (`cargo bench --bench load`).
+//! Target: under 3 s for the plain file in release (`cargo bench --bench load`). Further rows
+//! load 100,000 records of other formats (JudgeBench outputs) with the same target.
 
 use arbiter::dataset::{load, Format, LoadOptions};
 use std::io::Write;
@@ -148,6 +149,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_default();
     if slowest > Duration::from_secs(3) {
         println!("  WARNING: a load over the 3 s target");
+    }
+    drop(ds);
+    judge_bench_row(dir.path())?;
+    Ok(())
+}
+
+/// Writes one JudgeBench output record: a pair with an Arena-Hard judge's two games.
+fn write_judge_bench_pair(out: &mut impl Write, i: usize) -> std::io::Result<()> {
+    let para = "We check each option against the definition, \\\"step by step\\\";\\n\
+                然后比较两个答案 😀 before settling on the final choice. ";
+    let sources = [
+        "mmlu-pro-physics",
+        "livebench-reasoning",
+        "livebench-math",
+        "livecodebench",
+    ];
+    let decisions = ["A>B", "B>A", "A=B"];
+    let game = |d: &str| {
+        format!(
+            "{{\"judgment\": {{\"judge_model\": \"o1-mini\", \"prompt\": \"(left out)\", \"response\": \"{}My final verdict is [[{d}]]\"}}, \"decision\": \"{d}\"}}",
+            para.repeat(3)
+        )
+    };
+    writeln!(
+        out,
+        "{{\"pair_id\": \"pair-{i:06}\", \"original_id\": \"{}\", \"source\": \"{}\", \"question\": \"{}\", \
+         \"response_model\": \"gpt-4o\", \"response_A\": \"{}\", \"response_B\": \"{}\", \"label\": \"{}\", \
+         \"judge_name\": \"arena_hard\", \"judgments\": [{}, {}]}}",
+        i * 7,
+        sources[i % 4],
+        "Which option is right, and why? ".repeat(3),
+        para.repeat(8),
+        para.repeat(7),
+        ["A>B", "B>A"][i % 2],
+        game(decisions[i % 3]),
+        game(decisions[(i + 1) % 3]),
+    )
+}
+
+/// JudgeBench (ScalerLab) outputs: 100,000 pairs with two games each, loaded with the format
+/// detected (target: under 3 s in release).
+fn judge_bench_row(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let path = dir.join("judge-bench.jsonl");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for i in 0..ITEMS {
+            write_judge_bench_pair(&mut w, i)?;
+        }
+        w.flush()?;
+    }
+    let mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
+    let (time, ds) = best_of(3, || {
+        load(&path, &LoadOptions::default()).expect("load JudgeBench")
+    });
+    assert_eq!(ds.format, Format::JudgeBench);
+    assert_eq!(ds.items.len(), ITEMS);
+    println!(
+        "  {:<27}: {:>8.3} s  {:>6.0} MB/s  ({ITEMS} pairs, {mb:.1} MB)",
+        "load JudgeBench (detected)",
+        time.as_secs_f64(),
+        mb / time.as_secs_f64()
+    );
+    if time > Duration::from_secs(3) {
+        println!("  WARNING: JudgeBench load over the 3 s target");
     }
     Ok(())
 }

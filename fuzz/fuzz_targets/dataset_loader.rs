@@ -6,7 +6,7 @@ use arbiter::dataset::{load_bytes, Format, LoadOptions};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
-const FORMATS: [Option<Format>; 7] = [
+const FORMATS: &[Option<Format>] = &[
     None,
     Some(Format::Native),
     Some(Format::Judgerbench),
@@ -14,6 +14,7 @@ const FORMATS: [Option<Format>; 7] = [
     Some(Format::Rewardbench),
     Some(Format::Arena),
     Some(Format::MtBench),
+    Some(Format::JudgeBench),
 ];
 
 fuzz_target!(|data: &[u8]| {

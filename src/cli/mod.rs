@@ -84,7 +84,8 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct DatasetArgs {
     /// The dataset file (JSON or JSON Lines, optionally gzip-compressed), or a folder of such
-    /// files read as one dataset (ids become `{file stem}/{id}`).
+    /// files read as one dataset (ids become `{file stem}/{id}`; JudgeBench output files keep
+    /// the pair id, so several judges' files over the same pairs judge the same items).
     pub dataset: PathBuf,
     /// Read the file as this format instead of detecting it.
     #[arg(long, value_enum)]

@@ -1,8 +1,10 @@
 //! `arbiter score`: judge metrics against the final labels (accuracy, JudgerBenchV2 score,
-//! kappa, position consistency, per category, win counts), as tables or as the JSON `Report`.
+//! JudgeBench score, kappa, position consistency, per category, win counts), as tables or as the JSON `Report`.
 
 use super::table::Table;
 use super::{open::open_reviewed_with, ScoreArgs};
+use crate::dataset::judge_bench::GROUPS as JUDGE_BENCH_GROUPS;
+use crate::metrics::judge_bench::{Games, JudgeBenchReport};
 use crate::metrics::judgerbench::{
     GroundTruth, GtSource, JudgeScore, JudgerbenchOptions, JudgerbenchReport, Quirks,
 };
@@ -150,6 +152,9 @@ pub fn render(r: &Report) -> String {
 
     if let Some(jb) = &r.judgerbench {
         out.push_str(&judgerbench_section(jb));
+    }
+    if let Some(jb) = &r.judge_bench {
+        out.push_str(&judge_bench_section(jb));
     }
 
     if r.judges.len() > 1 {
@@ -339,6 +344,38 @@ fn judgerbench_section(jb: &JudgerbenchReport) -> String {
         let _ = writeln!(out, "\nJudgerBenchV2 final score per category");
         out.push_str(&t.render());
     }
+    out
+}
+
+/// The JudgeBench section (ScalerLab's benchmark, not JudgerBenchV2): one row per judge, the
+/// score per source group and overall, as `run_judge.py` prints them.
+fn judge_bench_section(jb: &JudgeBenchReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nJudgeBench (ScalerLab) over {} labelled pairs: a pair is correct when its right decisions outnumber the flipped ones over the games played",
+        jb.pairs
+    );
+    let header = ["judge", "games"]
+        .into_iter()
+        .map(String::from)
+        .chain(JUDGE_BENCH_GROUPS.iter().map(|(g, _)| g.to_string()))
+        .chain(["overall".to_string(), "correct".to_string()]);
+    let mut t = Table::new(header);
+    for j in &jb.judges {
+        let mut row = vec![
+            j.judge.clone(),
+            match j.games {
+                Games::Both => "both".to_string(),
+                Games::Single => "single".to_string(),
+            },
+        ];
+        row.extend(j.groups.iter().map(|g| pct(g.score)));
+        row.push(pct(j.overall.score));
+        row.push(format!("{}/{}", j.overall.correct, j.overall.pairs));
+        t.row(row);
+    }
+    out.push_str(&t.render());
     out
 }
 

@@ -69,6 +69,9 @@ pub(crate) fn classify(obj: &Map<String, Value>) -> Option<Format> {
     if has("prediction") && obj.get("gold").is_some_and(Value::is_object) {
         return Some(Format::Opencompass);
     }
+    if has("pair_id") && has("response_A") && has("response_B") && has("label") {
+        return Some(Format::JudgeBench);
+    }
     if has("chosen") && has("rejected") {
         return Some(Format::Rewardbench);
     }
@@ -139,6 +142,11 @@ mod tests {
             (
                 serde_json::json!({"winner": "", "conversation_a": [], "conversation_b": [], "judge": "arena_user_1", "anony": true}),
                 Format::Arena,
+            ),
+            (
+                serde_json::json!({"pair_id": "p", "source": "livecodebench", "question": "q",
+                    "response_A": "", "response_B": "", "label": "A>B"}),
+                Format::JudgeBench,
             ),
         ];
         for (v, f) in cases {

@@ -9,6 +9,8 @@
 //! - Ids: `{stem}/{id}`, where `stem` is the file name without `.gz` and `.json`/`.jsonl`:
 //!   `Knowledge.json`'s record 7 is `Knowledge/7`, the name OpenCompass gives the same record
 //!   in a run over all the files. `meta.file` keeps the file name.
+//! - JudgeBench output files (one per judge, over the same pairs) are the exception: their
+//!   items keep the pair id, and a pair's judgments from every file gather on one item.
 //! - Every file must be of the same format; a folder that mixes formats is refused, naming the
 //!   two files.
 
@@ -62,6 +64,7 @@ pub(super) fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Dataset, Dat
     let mut format: Option<(Format, PathBuf)> = None;
     let mut items = Vec::new();
     let mut skipped = Vec::new();
+    let mut by_pair = std::collections::HashMap::new();
     for file in files(dir)? {
         let part = load(&file, opts)?;
         match &format {
@@ -86,10 +89,18 @@ pub(super) fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Dataset, Dat
             line: b.line,
             reason: format!("{name}: {}", b.reason),
         }));
-        for mut item in part.items {
-            item.id = format!("{prefix}/{}", item.id);
+        let mut part_items = part.items;
+        for item in &mut part_items {
             item.meta
                 .insert("file".to_string(), serde_json::Value::String(name.clone()));
+        }
+        if part.format == Format::JudgeBench {
+            // JudgeBench ships one file per judge over the same pairs: the pair id is the item.
+            super::judge_bench::merge_into(dir, &mut items, &mut by_pair, &file, part_items)?;
+            continue;
+        }
+        for mut item in part_items {
+            item.id = format!("{prefix}/{}", item.id);
             items.push(item);
         }
     }

@@ -6,8 +6,8 @@ use super::common::RecordError;
 use super::detect::{self, Unrecognised};
 use super::frame::{self, Record};
 use super::{
-    arena, judgerbench, mtbench, native, opencompass, read, rewardbench, BadRecord, Dataset,
-    DatasetError, Format, Item, LoadOptions,
+    arena, judge_bench, judgerbench, mtbench, native, opencompass, read, rewardbench, BadRecord,
+    Dataset, DatasetError, Format, Item, LoadOptions,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,6 +58,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Datas
         },
     };
     let judge = opencompass::judge_from_path(path);
+    let judge_bench_model = judge_bench::file_judge_model(path);
     let converted = convert_all(&records, |rec| match format {
         Format::Native => native::item(rec),
         Format::Judgerbench => judgerbench::item(rec),
@@ -65,6 +66,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Datas
         Format::Rewardbench => rewardbench::item(rec),
         Format::Arena => arena::item(rec),
         Format::MtBench => mtbench::item(rec),
+        Format::JudgeBench => judge_bench::item(rec, judge_bench_model.as_deref()),
     });
 
     let mut skipped = Vec::new();

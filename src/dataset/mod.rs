@@ -10,6 +10,7 @@ mod common;
 mod detect;
 mod folder;
 mod frame;
+pub mod judge_bench;
 pub mod judgerbench;
 mod loader;
 pub mod mtbench;
@@ -203,6 +204,9 @@ pub enum Format {
     Arena,
     /// MT-Bench pairwise judgments (GPT-4 `model_1/model_2/g1_winner`, or human).
     MtBench,
+    /// ScalerLab's JudgeBench pairs and judge outputs (`pair_id`, `response_A`, `response_B`,
+    /// `label`, `judgments`); not OpenCompass's JudgerBenchV2 (`judgerbench`).
+    JudgeBench,
 }
 
 impl Format {
@@ -214,6 +218,7 @@ impl Format {
             Format::Rewardbench => "rewardbench",
             Format::Arena => "arena",
             Format::MtBench => "mt-bench",
+            Format::JudgeBench => "judge-bench",
         }
     }
 }
@@ -343,7 +348,7 @@ pub enum DatasetError {
         line: usize,
         reason: String,
     },
-    #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench)")]
+    #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench, judge-bench)")]
     UnknownFormat { path: PathBuf, hint: String },
     #[error("{path}: line {line}: unknown verdict label {label:?}; the valid labels are A, B, tie, A>>B, A>B, A=B, B>A, B>>A (fix the label, or use --skip-bad-lines to load the rest)")]
     UnknownVerdict {
@@ -375,6 +380,14 @@ pub enum DatasetError {
         first_format: Format,
         other: PathBuf,
         other_format: Format,
+    },
+    #[error("the folder {path}: JudgeBench pair {id:?} in {} differs from the pair of that id in {first} (other responses or label); keep files of one set of pairs per folder", other.display())]
+    ConflictingPair {
+        path: PathBuf,
+        id: String,
+        /// The file name of the pair's first appearance.
+        first: String,
+        other: PathBuf,
     },
 }
 

@@ -1,4 +1,5 @@
-//! Judge metrics: accuracy against the final labels, the JudgerBenchV2 score, agreement
+//! Judge metrics: accuracy against the final labels, the JudgerBenchV2 score, the JudgeBench
+//! score, agreement
 //! (Cohen's and Fleiss' kappa), position consistency, per-category breakdowns and per-model
 //! win counts, gathered into one serialisable `Report`.
 //!
@@ -10,6 +11,7 @@ pub mod accuracy;
 pub mod agreement;
 pub mod category;
 pub mod consistency;
+pub mod judge_bench;
 pub mod judgerbench;
 pub mod leaderboard;
 pub mod report;

@@ -5,6 +5,7 @@ use super::accuracy::{accuracy, AccuracyOptions, JudgeAccuracy};
 use super::agreement::{cohen_pairs, fleiss, FleissKappa, PairKappa};
 use super::category::{by_category, CategoryBreakdown};
 use super::consistency::{position_consistency, PositionConsistency};
+use super::judge_bench::{self, JudgeBenchReport};
 use super::judgerbench::{self, JudgerbenchOptions, JudgerbenchReport};
 use super::leaderboard::Leaderboards;
 use super::{judges, MetricsError};
@@ -52,6 +53,10 @@ pub struct Report {
     /// Present when the items look like JudgerBenchV2 (one of its categories and the base model
     /// on a side), or when asked for.
     pub judgerbench: Option<JudgerbenchReport>,
+    /// Present when the items are JudgeBench pairs (ScalerLab's benchmark) that some judge
+    /// judged: its score against the pairs' labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_bench: Option<JudgeBenchReport>,
     pub leaderboard: Leaderboards,
     pub warnings: Vec<String>,
 }
@@ -138,6 +143,7 @@ impl Report {
             position_consistency: position_consistency(items, &scored),
             categories: by_category(items, labels, &scored, opts.accuracy),
             judgerbench,
+            judge_bench: judge_bench::applies(items).then(|| judge_bench::score(items, &scored)),
             leaderboard: Leaderboards::of(items, labels, &scored),
             judges: scored,
             options: opts.clone(),

@@ -51,6 +51,36 @@ fn kappa_color(k: Option<f64>) -> egui::Color32 {
     }
 }
 
+/// The JudgeBench (ScalerLab) scores: per source group and overall, one row per judge.
+fn judge_bench_grid(ui: &mut egui::Ui, jb: &crate::metrics::judge_bench::JudgeBenchReport) {
+    ui.heading("JudgeBench");
+    ui.label(
+        egui::RichText::new(format!(
+            "{} labelled pairs; a pair is correct when its right decisions outnumber the flipped ones",
+            jb.pairs
+        ))
+        .weak(),
+    );
+    egui::Grid::new("judge-bench").striped(true).show(ui, |ui| {
+        ui.strong("judge");
+        for (group, _) in crate::dataset::judge_bench::GROUPS {
+            ui.strong(group);
+        }
+        ui.strong("overall");
+        ui.strong("pairs");
+        ui.end_row();
+        for j in &jb.judges {
+            ui.label(&j.judge);
+            for g in &j.groups {
+                ui.label(num(g.score));
+            }
+            ui.strong(num(j.overall.score));
+            ui.label(j.overall.pairs.to_string());
+            ui.end_row();
+        }
+    });
+}
+
 impl Metrics {
     fn report(&mut self, session: &Session) -> &Result<Report, String> {
         let generation = session.generation();
@@ -157,6 +187,9 @@ impl Metrics {
                         ui.end_row();
                     }
                 });
+            }
+            if let Some(jb) = &report.judge_bench {
+                judge_bench_grid(ui, jb);
             }
             ui.heading("Agreement (Cohen's kappa)");
             self.heat_map(ui, &report);
