@@ -150,7 +150,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if slowest > Duration::from_secs(3) {
         println!("  WARNING: a load over the 3 s target");
     }
-    drop(ds);
     judge_bench_row(dir.path())?;
     Ok(())
 }
