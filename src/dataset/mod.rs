@@ -88,6 +88,11 @@ pub struct Judgment {
     pub problem: Option<Problem>,
     #[serde(default)]
     pub provenance: Provenance,
+    /// The judge's graded preference for B over A in the item's orientation, from 0 (A) through
+    /// 0.5 (tie) to 1 (B), when the source gives one (AlpacaEval's `preference` − 1; weighted
+    /// annotators give fractions such as 0.93). `verdict` is then the nearer side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preference: Option<f64>,
     /// How the judgment was produced, when known: model, template, sampling, settings key,
     /// timings, token usage (what `engine::judge::conclude` records). It travels in a native
     /// file's `run` and in a journal record's own `run`, not inside the judgment's JSON.

@@ -112,6 +112,7 @@ pub(crate) mod testutil {
                 .is_none()
                 .then(|| Problem::Unreadable("nothing to read".into())),
             provenance: Provenance::Dataset,
+            preference: None,
             run: Default::default(),
         }
     }
