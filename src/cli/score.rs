@@ -1,8 +1,10 @@
 //! `arbiter score`: judge metrics against the final labels (accuracy, JudgerBenchV2 score,
-//! kappa, position consistency, per category, win counts), as tables or as the JSON `Report`.
+//! kappa, position consistency, per category, win counts, the AlpacaEval win rate), as tables
+//! or as the JSON `Report`.
 
 use super::table::Table;
 use super::{open::open_reviewed_with, ScoreArgs};
+use crate::metrics::alpaca_eval::WinRate;
 use crate::metrics::judgerbench::{
     GroundTruth, GtSource, JudgeScore, JudgerbenchOptions, JudgerbenchReport, Quirks,
 };
@@ -151,6 +153,9 @@ pub fn render(r: &Report) -> String {
     if let Some(jb) = &r.judgerbench {
         out.push_str(&judgerbench_section(jb));
     }
+    if let Some(rates) = r.alpaca_eval.as_deref().filter(|w| !w.is_empty()) {
+        out.push_str(&alpaca_eval_section(rates));
+    }
 
     if r.judges.len() > 1 {
         let _ = writeln!(out, "\nCohen's kappa (items both judged readably)");
@@ -260,6 +265,46 @@ pub fn render(r: &Report) -> String {
         }
         out.push_str(&t.render());
     }
+    out
+}
+
+/// The AlpacaEval section: each evaluated model's win rate against its baseline, per annotator,
+/// with the columns of AlpacaEval's leaderboards.
+fn alpaca_eval_section(rates: &[WinRate]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nAlpacaEval win rate (100 x mean preference for the model over the baseline)"
+    );
+    let mut t = Table::new([
+        "annotator",
+        "model",
+        "baseline",
+        "win rate",
+        "std err",
+        "wins",
+        "base wins",
+        "draws",
+        "total",
+        "no pref",
+        "discrete",
+    ]);
+    for w in rates {
+        t.row([
+            w.judge.clone(),
+            w.model.clone(),
+            w.baseline.clone(),
+            pct(w.win_rate),
+            pct(w.standard_error),
+            w.n_wins.to_string(),
+            w.n_wins_base.to_string(),
+            w.n_draws.to_string(),
+            w.n_total.to_string(),
+            w.missing.to_string(),
+            pct(w.discrete_win_rate),
+        ]);
+    }
+    out.push_str(&t.render());
     out
 }
 

@@ -1,6 +1,7 @@
 //! Judge metrics: accuracy against the final labels, the JudgerBenchV2 score, agreement
 //! (Cohen's and Fleiss' kappa), position consistency, per-category breakdowns and per-model
-//! win counts, gathered into one serialisable `Report`.
+//! win counts, and the AlpacaEval win rate where judgments carry graded preferences, gathered
+//! into one serialisable `Report`.
 //!
 //! Pure computation over `&[Item]` and the items' final labels (`Review::final_labels`); no
 //! I/O. Every metric reads a judge's answer on an item through `answer`, so that "which of a
@@ -8,6 +9,7 @@
 
 pub mod accuracy;
 pub mod agreement;
+pub mod alpaca_eval;
 pub mod category;
 pub mod consistency;
 pub mod judgerbench;

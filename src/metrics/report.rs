@@ -3,6 +3,7 @@
 
 use super::accuracy::{accuracy, AccuracyOptions, JudgeAccuracy};
 use super::agreement::{cohen_pairs, fleiss, FleissKappa, PairKappa};
+use super::alpaca_eval::{self, WinRate};
 use super::category::{by_category, CategoryBreakdown};
 use super::consistency::{position_consistency, PositionConsistency};
 use super::judgerbench::{self, JudgerbenchOptions, JudgerbenchReport};
@@ -52,6 +53,10 @@ pub struct Report {
     /// Present when the items look like JudgerBenchV2 (one of its categories and the base model
     /// on a side), or when asked for.
     pub judgerbench: Option<JudgerbenchReport>,
+    /// The AlpacaEval win rate of each evaluated model against its baseline, per annotator;
+    /// present when judgments carry graded preferences (AlpacaEval annotations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpaca_eval: Option<Vec<WinRate>>,
     pub leaderboard: Leaderboards,
     pub warnings: Vec<String>,
 }
@@ -138,6 +143,12 @@ impl Report {
             position_consistency: position_consistency(items, &scored),
             categories: by_category(items, labels, &scored, opts.accuracy),
             judgerbench,
+            alpaca_eval: alpaca_eval::applies(items).then(|| {
+                alpaca_eval::win_rates(items)
+                    .into_iter()
+                    .filter(|w| scored.contains(&w.judge))
+                    .collect()
+            }),
             leaderboard: Leaderboards::of(items, labels, &scored),
             judges: scored,
             options: opts.clone(),
