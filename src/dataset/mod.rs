@@ -5,7 +5,9 @@
 //! `load` reads a file or a folder of files (`folder`); `load_bytes` does the same from memory. The pipeline is in `loader`
 //! (`read` → `frame` → `detect` → one reader per format); `write_native` exports.
 
+pub mod alpaca_eval;
 mod arena;
+pub mod arena_hard;
 mod common;
 mod detect;
 mod folder;
@@ -203,6 +205,11 @@ pub enum Format {
     Arena,
     /// MT-Bench pairwise judgments (GPT-4 `model_1/model_2/g1_winner`, or human).
     MtBench,
+    /// An Arena-Hard-Auto benchmark folder (`question.jsonl`, `model_answer/`,
+    /// `model_judgment/<judge>/`), v0.1 or v2.0.
+    ArenaHard,
+    /// AlpacaEval annotations (`instruction`, `output_1`, `output_2`, `preference`).
+    AlpacaEval,
 }
 
 impl Format {
@@ -214,6 +221,8 @@ impl Format {
             Format::Rewardbench => "rewardbench",
             Format::Arena => "arena",
             Format::MtBench => "mt-bench",
+            Format::ArenaHard => "arena-hard",
+            Format::AlpacaEval => "alpaca-eval",
         }
     }
 }
@@ -341,7 +350,7 @@ pub enum DatasetError {
         line: usize,
         reason: String,
     },
-    #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench)")]
+    #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench, arena-hard, alpaca-eval)")]
     UnknownFormat { path: PathBuf, hint: String },
     #[error("{path}: line {line}: unknown verdict label {label:?}; the valid labels are A, B, tie, A>>B, A>B, A=B, B>A, B>>A (fix the label, or use --skip-bad-lines to load the rest)")]
     UnknownVerdict {
@@ -362,6 +371,14 @@ pub enum DatasetError {
     },
     #[error("{path}: every record was unreadable ({count} skipped); is this the right --format?")]
     NothingLoaded { path: PathBuf, count: usize },
+    #[error("{path} is a file of an Arena-Hard-Auto benchmark; open its folder instead (the one that holds question.jsonl, model_answer/ and model_judgment/, e.g. data/arena-hard-v2.0)")]
+    ArenaHardFile { path: PathBuf },
+    #[error("{path} holds several Arena-Hard-Auto benchmarks ({found}); open one of them")]
+    AmbiguousArenaHard { path: PathBuf, found: String },
+    #[error("{path} is not an Arena-Hard-Auto benchmark folder: expected question.jsonl, model_answer/ and model_judgment/<judge>/ in it or below it")]
+    NotArenaHard { path: PathBuf },
+    #[error("{path} holds no judgments: Arena-Hard-Auto judgments are model_judgment/<judge>/<model>.jsonl files")]
+    NoArenaHardJudgments { path: PathBuf },
     #[error("the folder {path} holds no dataset files (*.json, *.jsonl, optionally .gz)")]
     EmptyFolder { path: PathBuf },
     #[error("the folder {path} mixes formats: {first} is {} but {other} is {}; keep one format per folder", first_format.name(), other_format.name())]
