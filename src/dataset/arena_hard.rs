@@ -182,11 +182,8 @@ fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, DatasetError> {
     Ok(out)
 }
 
-/// A file's non-blank lines as parsed objects, each with its 1-based line number; an empty
-/// file has none.
-type Lines = Vec<(usize, Result<Map<String, Value>, RecordError>)>;
-
-fn read_lines(path: &Path) -> Result<Lines, DatasetError> {
+/// `f` applied to each non-blank line of a file with its 1-based number; an empty file has none.
+fn map_lines<T>(path: &Path, mut f: impl FnMut(usize, &[u8]) -> T) -> Result<Vec<T>, DatasetError> {
     let bytes = read::read_file(path)?;
     let text = match read::decode(path, &bytes) {
         Ok(t) => t,
@@ -198,24 +195,145 @@ fn read_lines(path: &Path) -> Result<Lines, DatasetError> {
         .split(|b| *b == b'\n')
         .enumerate()
         .filter(|(_, l)| l.iter().any(|b| !b.is_ascii_whitespace()))
-        .map(|(i, l)| (i + 1, object(l)))
+        .map(|(i, l)| f(i + 1, l))
         .collect())
 }
 
-/// Reads every file on the available cores, keeping their order.
-fn read_all(files: &[PathBuf]) -> Vec<Result<Lines, DatasetError>> {
+/// A line as a JSON object, through `fast` (which reads only the fields that matter and skips
+/// the rest without allocating, e.g. a judgment's `prompt`, which repeats both answers) when
+/// it can, else parsed whole, which also gives the precise error.
+fn parse_line(
+    line: &[u8],
+    fast: fn(&[u8]) -> Option<Map<String, Value>>,
+) -> Result<Map<String, Value>, RecordError> {
+    match fast(line) {
+        Some(obj) => Ok(obj),
+        None => object(line),
+    }
+}
+
+// The fields of answer and judgment records that are read, typed so that serde skips the rest
+// without building values for it.
+#[derive(serde::Deserialize)]
+struct FastTurn {
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastChoice {
+    #[serde(default)]
+    turns: Option<Vec<FastTurn>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastAnswer {
+    #[serde(default)]
+    uid: Option<Value>,
+    #[serde(default)]
+    question_id: Option<Value>,
+    #[serde(default)]
+    messages: Option<Vec<FastTurn>>,
+    #[serde(default)]
+    choices: Option<Vec<FastChoice>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastGame {
+    #[serde(default)]
+    score: Option<Value>,
+    #[serde(default)]
+    judgment: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastJudgment {
+    #[serde(default)]
+    uid: Option<Value>,
+    #[serde(default)]
+    question_id: Option<Value>,
+    #[serde(default)]
+    model: Option<Value>,
+    #[serde(default)]
+    baseline: Option<Value>,
+    #[serde(default)]
+    games: Option<Vec<Option<FastGame>>>,
+}
+
+fn put(obj: &mut Map<String, Value>, key: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        obj.insert(key.to_string(), v);
+    }
+}
+
+fn turn(t: FastTurn) -> Value {
+    let mut m = Map::new();
+    put(&mut m, "content", t.content);
+    Value::Object(m)
+}
+
+/// An answer record reduced to its ids and last turn.
+fn fast_answer(line: &[u8]) -> Option<Map<String, Value>> {
+    let a: FastAnswer = serde_json::from_slice(line).ok()?;
+    let mut obj = Map::new();
+    put(&mut obj, "uid", a.uid);
+    put(&mut obj, "question_id", a.question_id);
+    if let Some(mut messages) = a.messages {
+        obj.insert(
+            "messages".into(),
+            Value::Array(messages.pop().map(turn).into_iter().collect()),
+        );
+    } else if let Some(choices) = a.choices {
+        let mut first = choices.into_iter().next()?;
+        let last = first.turns.as_mut()?.pop().map(turn);
+        let mut c = Map::new();
+        c.insert("turns".into(), Value::Array(last.into_iter().collect()));
+        obj.insert("choices".into(), Value::Array(vec![Value::Object(c)]));
+    }
+    Some(obj)
+}
+
+/// A judgment record without its games' prompts.
+fn fast_judgment(line: &[u8]) -> Option<Map<String, Value>> {
+    let j: FastJudgment = serde_json::from_slice(line).ok()?;
+    let mut obj = Map::new();
+    put(&mut obj, "uid", j.uid);
+    put(&mut obj, "question_id", j.question_id);
+    put(&mut obj, "model", j.model);
+    put(&mut obj, "baseline", j.baseline);
+    if let Some(games) = j.games {
+        let games = games
+            .into_iter()
+            .map(|g| match g {
+                None => Value::Null,
+                Some(g) => {
+                    let mut m = Map::new();
+                    put(&mut m, "score", g.score);
+                    put(&mut m, "judgment", g.judgment);
+                    Value::Object(m)
+                }
+            })
+            .collect();
+        obj.insert("games".into(), Value::Array(games));
+    }
+    Some(obj)
+}
+
+/// Runs `f` on every input (a file to read) on the available cores, keeping their order.
+fn par_map<I: Sync, T: Send>(files: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(16);
     if threads < 2 || files.len() < 2 {
-        return files.iter().map(|f| read_lines(f)).collect();
+        return files.iter().map(&f).collect();
     }
     let chunk = files.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|f| read_lines(f)).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         let mut out = Vec::with_capacity(files.len());
         for h in handles {
@@ -438,7 +556,7 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
         path: root.join("question.jsonl"),
     })?;
     let mut questions: HashMap<String, Question> = HashMap::new();
-    for (line, rec) in read_lines(&question_file)? {
+    for (line, rec) in map_lines(&question_file, |n, l| (n, object(l)))? {
         match rec.and_then(|o| Ok((question_id(&o)?, question(&o)?))) {
             Ok((id, q)) => {
                 questions.insert(id, q);
@@ -456,7 +574,10 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
     };
     let paths: Vec<PathBuf> = answer_files.iter().map(|(_, p)| p.clone()).collect();
     let mut answers: HashMap<String, HashMap<String, String>> = HashMap::new();
-    for ((model, file), lines) in answer_files.iter().zip(read_all(&paths)) {
+    let read = par_map(&paths, |p| {
+        map_lines(p, |n, l| (n, parse_line(l, fast_answer)))
+    });
+    for ((model, file), lines) in answer_files.iter().zip(read) {
         let by_question = answers.entry(model.clone()).or_default();
         for (line, rec) in lines? {
             match rec.and_then(|o| Ok((question_id(&o)?, answer(&o)?))) {
@@ -476,39 +597,47 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
             files.push((judge.clone(), model, file));
         }
     }
-    let paths: Vec<PathBuf> = files.iter().map(|(_, _, p)| p.clone()).collect();
-    let mut items: Vec<Item> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for ((judge, file_model, file), lines) in files.iter().zip(read_all(&paths)) {
-        for (line, rec) in lines? {
-            let built = rec.and_then(|obj| {
+    // Each file's records become items on the available cores; merging them stays in order.
+    let converted = par_map(&files, |(judge, file_model, file)| {
+        map_lines(file, |line, text| {
+            let built = parse_line(text, fast_judgment).and_then(|obj| {
                 judged_item(&obj, judge, file_model, &questions, &answers, &answer_dir)
             });
-            match built {
-                Ok((item, games)) => match index.get(&item.id) {
-                    Some(&at) => {
-                        let existing = &mut items[at];
-                        if existing.response_a.model != item.response_a.model {
-                            problems.bad(
-                                file,
-                                line,
-                                format!(
-                                    "\"baseline\": {} was judged against {} here but against {} elsewhere; one item cannot have two baselines",
-                                    item.id, item.response_a.model, existing.response_a.model
-                                ),
-                            )?;
-                            continue;
-                        }
-                        existing.judgments.extend(games);
+            (line, built)
+        })
+    });
+    let mut items: Vec<Item> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for ((_, _, file), records) in files.iter().zip(converted) {
+        for (line, built) in records? {
+            let judged = match built {
+                Ok(j) => j,
+                Err(e) => {
+                    problems.bad(file, line, e.reason())?;
+                    continue;
+                }
+            };
+            let id = judged.id();
+            match index.get(&id) {
+                Some(&at) => {
+                    let existing = &mut items[at];
+                    if existing.response_a.model != judged.baseline {
+                        problems.bad(
+                            file,
+                            line,
+                            format!(
+                                "\"baseline\": {id} was judged against {} here but against {} elsewhere; one item cannot have two baselines",
+                                judged.baseline, existing.response_a.model
+                            ),
+                        )?;
+                        continue;
                     }
-                    None => {
-                        index.insert(item.id.clone(), items.len());
-                        let mut item = item;
-                        item.judgments = games;
-                        items.push(item);
-                    }
-                },
-                Err(e) => problems.bad(file, line, e.reason())?,
+                    existing.judgments.extend(judged.games);
+                }
+                None => {
+                    index.insert(id, items.len());
+                    items.push(judged.into_item(&questions, &answers));
+                }
             }
         }
     }
@@ -533,7 +662,59 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
     Ok(dataset)
 }
 
-/// The item a judgment record is about (without judgments) and the record's games.
+/// One judgment record, checked against the questions and answers but not yet an item (the
+/// texts are copied only for the first record of an item).
+struct Judged {
+    qid: String,
+    model: String,
+    baseline: String,
+    games: Vec<Judgment>,
+}
+
+impl Judged {
+    fn id(&self) -> String {
+        format!("{}/{}", self.qid, self.model)
+    }
+
+    fn into_item(
+        self,
+        questions: &HashMap<String, Question>,
+        answers: &HashMap<String, HashMap<String, String>>,
+    ) -> Item {
+        // `judged_item` checked that the question and both answers exist.
+        let text = |m: &str| {
+            answers
+                .get(m)
+                .and_then(|a| a.get(&self.qid))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let question = questions.get(&self.qid);
+        let mut meta = question.map(|q| q.meta.clone()).unwrap_or_default();
+        meta.insert("question_id".into(), Value::String(self.qid.clone()));
+        Item {
+            id: self.id(),
+            category: question.and_then(|q| q.category.clone()),
+            language: None,
+            context: question.map(|q| q.context.clone()).unwrap_or_default(),
+            response_a: Response {
+                text: text(&self.baseline),
+                model: self.baseline,
+                prior_turns: Vec::new(),
+            },
+            response_b: Response {
+                text: text(&self.model),
+                model: self.model,
+                prior_turns: Vec::new(),
+            },
+            judgments: self.games,
+            gold: None,
+            meta,
+        }
+    }
+}
+
+/// Reads a judgment record, checking that its question and both answers exist.
 fn judged_item(
     obj: &Map<String, Value>,
     judge: &str,
@@ -541,11 +722,18 @@ fn judged_item(
     questions: &HashMap<String, Question>,
     answers: &HashMap<String, HashMap<String, String>>,
     answer_dir: &Path,
-) -> Result<(Item, Vec<Judgment>), RecordError> {
+) -> Result<Judged, RecordError> {
     let qid = question_id(obj)?;
-    let question = questions
-        .get(&qid)
-        .ok_or_else(|| malformed(format!("\"uid\": no question {qid:?} in question.jsonl")))?;
+    let id_field = if obj.contains_key("uid") {
+        "uid"
+    } else {
+        "question_id"
+    };
+    let question = questions.get(&qid).ok_or_else(|| {
+        malformed(format!(
+            "\"{id_field}\": no question {qid:?} in question.jsonl"
+        ))
+    })?;
     let model = match obj.get("model") {
         None | Some(Value::Null) => file_model.to_string(),
         Some(Value::String(m)) => m.clone(),
@@ -575,22 +763,22 @@ fn judged_item(
             )))
         }
     };
-    let answer_of = |m: &str, field: &str| -> Result<String, RecordError> {
+    let has_answer = |m: &str, field: &str| -> Result<(), RecordError> {
         let texts = answers.get(m).ok_or_else(|| {
             malformed(format!(
                 "\"{field}\": no answers of {m:?} ({} has no {m}.jsonl)",
                 answer_dir.display()
             ))
         })?;
-        texts.get(&qid).cloned().ok_or_else(|| {
+        texts.get(&qid).map(|_| ()).ok_or_else(|| {
             malformed(format!(
                 "\"{field}\": {m:?} has no answer to question {qid:?} in {}",
                 answer_dir.join(format!("{m}.jsonl")).display()
             ))
         })
     };
-    let baseline_text = answer_of(&baseline, "baseline")?;
-    let model_text = answer_of(&model, "model")?;
+    has_answer(&baseline, "baseline")?;
+    has_answer(&model, "model")?;
     let games = match obj.get("games") {
         Some(Value::Array(g)) => g,
         Some(other) => {
@@ -601,34 +789,16 @@ fn judged_item(
         }
         None => return Err(malformed("missing \"games\"")),
     };
-    let judgments = vec![
+    let games = vec![
         game(judge, games.first(), false)?,
         game(judge, games.get(1), true)?,
     ];
-    let mut meta = question.meta.clone();
-    meta.insert("question_id".into(), Value::String(qid.clone()));
-    Ok((
-        Item {
-            id: format!("{qid}/{model}"),
-            category: question.category.clone(),
-            language: None,
-            context: question.context.clone(),
-            response_a: Response {
-                model: baseline,
-                text: baseline_text,
-                prior_turns: Vec::new(),
-            },
-            response_b: Response {
-                model,
-                text: model_text,
-                prior_turns: Vec::new(),
-            },
-            judgments: Vec::new(),
-            gold: None,
-            meta,
-        },
-        judgments,
-    ))
+    Ok(Judged {
+        qid,
+        model,
+        baseline,
+        games,
+    })
 }
 
 #[cfg(test)]
