@@ -597,6 +597,15 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
             files.push((judge.clone(), model, file));
         }
     }
+    // Files straight in model_judgment (the 2023 arena-bench layout) name no judge.
+    let loose = named_files(&judgment_dir)?;
+    if !loose.is_empty() {
+        tracing::warn!(
+            folder = %judgment_dir.display(),
+            files = loose.len(),
+            "judgment files outside a judge folder are not read; move them into model_judgment/<judge>/"
+        );
+    }
     // Each file's records become items on the available cores; merging them stays in order.
     let converted = par_map(&files, |(judge, file_model, file)| {
         map_lines(file, |line, text| {
