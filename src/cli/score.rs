@@ -527,4 +527,24 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn renders_the_alpaca_eval_section_only_for_graded_preferences() {
+        let mut items = vec![
+            battle("1", "c", "base", "m", vec![judged("ann", Some(B), false)]),
+            battle("2", "c", "base", "m", vec![judged("ann", Some(A), false)]),
+        ];
+        let plain =
+            Report::build(&items, &[Some(B), Some(A)], &ScoreOptions::default()).expect("report");
+        assert!(!render(&plain).contains("AlpacaEval"));
+        items[0].judgments[0].preference = Some(0.9);
+        items[1].judgments[0].preference = Some(0.0);
+        let r =
+            Report::build(&items, &[Some(B), Some(A)], &ScoreOptions::default()).expect("report");
+        let rates = r.alpaca_eval.as_ref().expect("graded preferences");
+        let text = render(&r);
+        assert!(text.contains("AlpacaEval win rate"), "{text}");
+        assert!(text.contains(&pct(rates[0].win_rate)), "{text}");
+        assert_eq!(rates[0].win_rate, Some(45.0));
+    }
 }

@@ -904,4 +904,55 @@ mod tests {
         assert_eq!(default_baseline("hard_prompt"), Some("o3-mini-2025-01-31"));
         assert_eq!(default_baseline("other"), None);
     }
+
+    #[test]
+    fn v01_as_re_released_takes_the_baseline_from_its_category() {
+        // v0.1 in the 2025 layout: uid and messages, judgments without a `baseline` field.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bench = dir.path().join("arena-hard-v0.1");
+        let write = |rel: &str, lines: &[Value]| {
+            let path = bench.join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+            std::fs::write(path, text.join("\n")).expect("write");
+        };
+        write(
+            "question.jsonl",
+            &[json!({"uid": "u1", "category": "arena-hard-v0.1", "cluster": "c", "prompt": "Q?"})],
+        );
+        for (model, text) in [("gpt-4-0314", "base"), ("m", "mine")] {
+            write(
+                &format!("model_answer/{model}.jsonl"),
+                &[json!({"uid": "u1", "model": model, "messages": [
+                    {"role": "user", "content": "Q?"},
+                    {"role": "assistant", "content": {"answer": text}}]})],
+            );
+        }
+        write(
+            "model_judgment/gpt-4-1106-preview/m.jsonl",
+            &[
+                json!({"uid": "u1", "category": "arena-hard-v0.1", "judge": "gpt-4-1106-preview",
+                "model": "m", "games": [{"score": "A>B", "judgment": {"answer": "[[A>B]]"}},
+                {"score": "A>>B", "judgment": {"answer": "[[A>>B]]"}}]}),
+            ],
+        );
+        let ds = load(&bench, &bench, &LoadOptions::default()).expect("loads");
+        let item = &ds.items[0];
+        assert_eq!(item.id, "u1/m");
+        assert_eq!(
+            (
+                item.response_a.model.as_str(),
+                item.response_a.text.as_str()
+            ),
+            ("gpt-4-0314", "base")
+        );
+        assert_eq!(item.response_b.text, "mine");
+        let labels: Vec<&str> = item
+            .judgments
+            .iter()
+            .map(|j| j.verdict.map_or("-", Verdict::label))
+            .collect();
+        // Game 2 showed the model as A: its A>>B is the model's, the item's B>>A.
+        assert_eq!(labels, ["A>B", "B>>A"]);
+    }
 }
