@@ -1,8 +1,10 @@
 //! Loading speed: 100,000 native items (about 300 MB) are generated in a temporary folder and
 //! loaded plain and gzipped; each time is reported beside a reference measured in the same run on
 //! the same machine, plain `serde_json` parsing of the same lines into `serde_json::Value`.
-//! Target: under 3 s for the plain file in release (`cargo bench --bench load`). Further rows
-//! load 100,000 records of other formats (JudgeBench outputs) with the same target.
+//! Target: under 3 s in release (`cargo bench --bench load`) for every row: the same items as
+//! Parquet, and 100,000 items of each benchmark layout: JudgeBench outputs, an Arena-Hard-Auto
+//! folder (2,000 questions, 50 judged models and a baseline, two judge folders) and an AlpacaEval
+//! `annotations.json` list.
 
 use arbiter::dataset::{load, Format, LoadOptions};
 use std::io::Write;
@@ -151,6 +153,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  WARNING: a load over the 3 s target");
     }
     judge_bench_row(dir.path())?;
+    std::fs::remove_file(&plain)?;
+    std::fs::remove_file(&gz)?;
+
+    let arena = dir.path().join("arena-hard");
+    let arena_mb = write_arena_hard(&arena)?;
+    let (arena_time, ds) = best_of(3, || {
+        load(&arena, &LoadOptions::default()).expect("load arena-hard")
+    });
+    assert_eq!((ds.format, ds.items.len()), (Format::ArenaHard, ITEMS));
+    drop(ds);
+    report("arena-hard folder (detected)", arena_mb, arena_time);
+
+    let alpaca = dir.path().join("annotations.json");
+    let alpaca_mb = write_alpaca_eval(&alpaca)?;
+    let (alpaca_time, ds) = best_of(3, || {
+        load(&alpaca, &LoadOptions::default()).expect("load alpaca-eval")
+    });
+    assert_eq!((ds.format, ds.items.len()), (Format::AlpacaEval, ITEMS));
+    report("alpaca-eval list (detected)", alpaca_mb, alpaca_time);
     Ok(())
 }
 
@@ -243,4 +264,95 @@ fn write_parquet(
     }
     writer.close()?;
     Ok(())
+}
+
+fn report(name: &str, mb: f64, t: Duration) {
+    println!(
+        "  {name:<27}: {:>8.3} s  {:>6.0} MB/s  ({mb:.1} MB, {ITEMS} items)",
+        t.as_secs_f64(),
+        mb / t.as_secs_f64()
+    );
+    if t > Duration::from_secs(3) {
+        println!("  WARNING: {name} over the 3 s target");
+    }
+}
+
+/// An Arena-Hard-Auto v2.0 folder with `ITEMS` judged (question, model) pairs; returns its MB.
+fn write_arena_hard(root: &std::path::Path) -> std::io::Result<f64> {
+    const MODELS: usize = 50;
+    const QUESTIONS: usize = ITEMS / MODELS;
+    const BASELINE: &str = "o3-mini-2025-01-31";
+    let answer = "Binary search keeps two bounds and halves the range; with duplicates, \\\"lower bound\\\" \\n\
+                  walks left until the first match. 它解释了边界条件 😀 "
+        .repeat(4);
+    let judgment = "Both answers explain the idea; A gives an example, B is shorter.\\n\
+                    My final verdict is: "
+        .repeat(2);
+    let mut bytes = 0u64;
+    let mut file = |path: std::path::PathBuf,
+                    line: &mut dyn FnMut(usize, &mut dyn Write) -> std::io::Result<()>|
+     -> std::io::Result<()> {
+        std::fs::create_dir_all(path.parent().expect("a parent"))?;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for q in 0..QUESTIONS {
+            line(q, &mut w)?;
+        }
+        w.flush()?;
+        bytes += std::fs::metadata(&path)?.len();
+        Ok(())
+    };
+    file(root.join("question.jsonl"), &mut |q, w| {
+        writeln!(
+            w,
+            "{{\"uid\": \"q{q:05}\", \"category\": \"hard_prompt\", \"subcategory\": \"coding\", \"prompt\": \"Explain binary search with duplicates ({q}).\"}}"
+        )
+    })?;
+    let models: Vec<String> = std::iter::once(BASELINE.to_string())
+        .chain((0..MODELS).map(|m| format!("model-{m:02}")))
+        .collect();
+    for model in &models {
+        file(
+            root.join(format!("model_answer/{model}.jsonl")),
+            &mut |q, w| {
+                writeln!(
+                w,
+                "{{\"uid\": \"q{q:05}\", \"ans_id\": \"{model}-{q}\", \"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Explain ({q}).\"}}, {{\"role\": \"assistant\", \"content\": {{\"answer\": \"{answer}\"}}}}], \"tstamp\": 1745000000.0}}"
+            )
+            },
+        )?;
+    }
+    let labels = ["A>>B", "A>B", "A=B", "B>A", "B>>A"];
+    for (j, judge) in ["gpt-4.1", "gemini-2.5"].iter().enumerate() {
+        for model in &models[1..] {
+            file(
+                root.join(format!("model_judgment/{judge}/{model}.jsonl")),
+                &mut |q, w| {
+                    let (g1, g2) = (labels[(q + j) % 5], labels[(q + 2) % 5]);
+                    writeln!(
+                    w,
+                    "{{\"uid\": \"q{q:05}\", \"category\": \"hard_prompt\", \"judge\": \"{judge}\", \"model\": \"{model}\", \"baseline\": \"{BASELINE}\", \"games\": [{{\"score\": \"{g1}\", \"judgment\": {{\"answer\": \"{judgment}[[{g1}]]\"}}}}, {{\"score\": \"{g2}\", \"judgment\": {{\"answer\": \"{judgment}[[{g2}]]\"}}}}]}}"
+                )
+                },
+            )?;
+        }
+    }
+    Ok(bytes as f64 / 1e6)
+}
+
+/// An AlpacaEval annotations list of `ITEMS` records; returns its MB.
+fn write_alpaca_eval(path: &std::path::Path) -> std::io::Result<f64> {
+    let output = "Here is a short answer with \\\"quotes\\\", a newline\\n and 中文 😀. ".repeat(8);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "[")?;
+    for i in 0..ITEMS {
+        let preference = [1.0, 2.0, 1.5, 1.93, 1.0000000918][i % 5];
+        let sep = if i + 1 < ITEMS { "," } else { "" };
+        writeln!(
+            w,
+            "  {{\"instruction\": \"Instruction {i}: explain something.\", \"output_1\": \"{output}\", \"generator_1\": \"gpt4_1106_preview\", \"dataset\": \"helpful_base\", \"output_2\": \"{output}\", \"generator_2\": \"model-x\", \"annotator\": \"weighted_alpaca_eval_gpt4_turbo\", \"preference\": {preference}, \"time_per_example\": 0.16, \"price_per_example\": 0.0078, \"raw_completion\": {{\"message\": {{\"content\": \"M\", \"role\": \"assistant\"}}, \"text\": \"M\"}}}}{sep}"
+        )?;
+    }
+    writeln!(w, "]")?;
+    w.flush()?;
+    Ok(std::fs::metadata(path)?.len() as f64 / 1e6)
 }

@@ -305,6 +305,7 @@ fn export_dataset_bakes_journal_judgments_with_their_run_into_a_native_file() {
         swapped: false,
         problem: None,
         provenance: arbiter::dataset::Provenance::Journal,
+        preference: None,
         run: Default::default(),
     };
     let run = serde_json::json!({"model": "tiny", "settings_key": "0123456789abcdef"});

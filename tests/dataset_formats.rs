@@ -420,6 +420,7 @@ fn judgment() -> impl Strategy<Value = dataset::Judgment> {
                     None
                 },
                 provenance: Provenance::Dataset,
+                preference: None,
                 run: Default::default(),
             },
         )

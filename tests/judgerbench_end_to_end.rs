@@ -264,6 +264,7 @@ fn write_journal(
                     swapped: false,
                     problem,
                     provenance: Provenance::Journal,
+                    preference: None,
                     run: Default::default(),
                 },
                 run: Default::default(),

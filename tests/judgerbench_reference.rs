@@ -219,6 +219,7 @@ fn generate(seed: u64) -> Generated {
                         swapped: false,
                         problem,
                         provenance: Provenance::Dataset,
+                        preference: None,
                         run: Default::default(),
                     }],
                     gold: Some(gold),

@@ -1,9 +1,11 @@
 //! `arbiter score`: judge metrics against the final labels (accuracy, JudgerBenchV2 score,
-//! JudgeBench score, kappa, position consistency, per category, win counts), as tables or as the JSON `Report`.
+//! JudgeBench score, kappa, position consistency, per category, win counts, the AlpacaEval win
+//! rate), as tables or as the JSON `Report`.
 
 use super::table::Table;
 use super::{open::open_reviewed_with, ScoreArgs};
 use crate::dataset::judge_bench::GROUPS as JUDGE_BENCH_GROUPS;
+use crate::metrics::alpaca_eval::WinRate;
 use crate::metrics::judge_bench::{Games, JudgeBenchReport};
 use crate::metrics::judgerbench::{
     GroundTruth, GtSource, JudgeScore, JudgerbenchOptions, JudgerbenchReport, Quirks,
@@ -156,6 +158,9 @@ pub fn render(r: &Report) -> String {
     if let Some(jb) = &r.judge_bench {
         out.push_str(&judge_bench_section(jb));
     }
+    if let Some(rates) = r.alpaca_eval.as_deref().filter(|w| !w.is_empty()) {
+        out.push_str(&alpaca_eval_section(rates));
+    }
 
     if r.judges.len() > 1 {
         let _ = writeln!(out, "\nCohen's kappa (items both judged readably)");
@@ -265,6 +270,46 @@ pub fn render(r: &Report) -> String {
         }
         out.push_str(&t.render());
     }
+    out
+}
+
+/// The AlpacaEval section: each evaluated model's win rate against its baseline, per annotator,
+/// with the columns of AlpacaEval's leaderboards.
+fn alpaca_eval_section(rates: &[WinRate]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nAlpacaEval win rate (100 x mean preference for the model over the baseline)"
+    );
+    let mut t = Table::new([
+        "annotator",
+        "model",
+        "baseline",
+        "win rate",
+        "std err",
+        "wins",
+        "base wins",
+        "draws",
+        "total",
+        "no pref",
+        "discrete",
+    ]);
+    for w in rates {
+        t.row([
+            w.judge.clone(),
+            w.model.clone(),
+            w.baseline.clone(),
+            pct(w.win_rate),
+            pct(w.standard_error),
+            w.n_wins.to_string(),
+            w.n_wins_base.to_string(),
+            w.n_draws.to_string(),
+            w.n_total.to_string(),
+            w.missing.to_string(),
+            pct(w.discrete_win_rate),
+        ]);
+    }
+    out.push_str(&t.render());
     out
 }
 
@@ -518,5 +563,25 @@ mod tests {
             rows[1].starts_with("y ") && rows[1].contains("50.00"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn renders_the_alpaca_eval_section_only_for_graded_preferences() {
+        let mut items = vec![
+            battle("1", "c", "base", "m", vec![judged("ann", Some(B), false)]),
+            battle("2", "c", "base", "m", vec![judged("ann", Some(A), false)]),
+        ];
+        let plain =
+            Report::build(&items, &[Some(B), Some(A)], &ScoreOptions::default()).expect("report");
+        assert!(!render(&plain).contains("AlpacaEval"));
+        items[0].judgments[0].preference = Some(0.9);
+        items[1].judgments[0].preference = Some(0.0);
+        let r =
+            Report::build(&items, &[Some(B), Some(A)], &ScoreOptions::default()).expect("report");
+        let rates = r.alpaca_eval.as_ref().expect("graded preferences");
+        let text = render(&r);
+        assert!(text.contains("AlpacaEval win rate"), "{text}");
+        assert!(text.contains(&pct(rates[0].win_rate)), "{text}");
+        assert_eq!(rates[0].win_rate, Some(45.0));
     }
 }

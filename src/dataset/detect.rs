@@ -75,6 +75,12 @@ pub(crate) fn classify(obj: &Map<String, Value>) -> Option<Format> {
     if has("chosen") && has("rejected") {
         return Some(Format::Rewardbench);
     }
+    if has("instruction") && has("output_1") && has("output_2") {
+        return Some(Format::AlpacaEval);
+    }
+    if has("games") && has("model") && (has("uid") || has("question_id")) {
+        return Some(Format::ArenaHard);
+    }
     if has("g1_winner") || (has("model_1") && has("model_2")) {
         return Some(Format::MtBench);
     }
@@ -147,6 +153,14 @@ mod tests {
                 serde_json::json!({"pair_id": "p", "source": "livecodebench", "question": "q",
                     "response_A": "", "response_B": "", "label": "A>B"}),
                 Format::JudgeBench,
+            ),
+            (
+                serde_json::json!({"instruction": "", "output_1": "", "output_2": "", "preference": 1.5}),
+                Format::AlpacaEval,
+            ),
+            (
+                serde_json::json!({"uid": "q", "model": "m", "baseline": "b", "games": []}),
+                Format::ArenaHard,
             ),
         ];
         for (v, f) in cases {

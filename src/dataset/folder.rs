@@ -13,8 +13,12 @@
 //!   items keep the pair id, and a pair's judgments from every file gather on one item.
 //! - Every file must be of the same format; a folder that mixes formats is refused, naming the
 //!   two files.
+//! - An Arena-Hard-Auto benchmark folder (`question.jsonl` beside `model_judgment/`) is not a
+//!   folder of separate files but one benchmark: it is recognised by its sub-folders and loaded
+//!   by `arena_hard`, also from its `model_judgment` folder or from a folder above it that holds
+//!   exactly one benchmark and no dataset files of its own.
 
-use super::{load, BadRecord, Dataset, DatasetError, Format, LoadOptions};
+use super::{arena_hard, load, BadRecord, Dataset, DatasetError, Format, LoadOptions};
 use std::path::{Path, PathBuf};
 
 /// The files a folder dataset is made of, in name order.
@@ -59,8 +63,27 @@ fn stem(name: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Loads every dataset file of `dir` as one dataset.
+/// Loads every dataset file of `dir` as one dataset; an Arena-Hard-Auto benchmark folder (or a
+/// folder that holds exactly one) loads as that benchmark (`arena_hard`).
 pub(super) fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DatasetError> {
+    if matches!(opts.format, None | Some(Format::ArenaHard)) {
+        // A folder with dataset files of its own is searched below only when asked to.
+        let own_files = files(dir).is_ok();
+        let root = if own_files && opts.format.is_none() {
+            arena_hard::find_root_here(dir)
+        } else {
+            arena_hard::find_root(dir)?
+        };
+        match root {
+            Some(root) => return arena_hard::load(dir, &root, opts),
+            None if opts.format == Some(Format::ArenaHard) => {
+                return Err(DatasetError::NotArenaHard {
+                    path: dir.to_path_buf(),
+                })
+            }
+            None => {}
+        }
+    }
     let mut format: Option<(Format, PathBuf)> = None;
     let mut items = Vec::new();
     let mut skipped = Vec::new();

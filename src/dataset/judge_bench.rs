@@ -188,6 +188,7 @@ fn game(
         swapped,
         problem: None,
         provenance: Provenance::Dataset,
+        preference: None,
         run: Map::new(),
     };
     let Some(entry) = entry else {

@@ -6,8 +6,8 @@ use super::common::RecordError;
 use super::detect::{self, Unrecognised};
 use super::frame::{self, Record};
 use super::{
-    arena, judge_bench, judgerbench, mtbench, native, opencompass, read, rewardbench, BadRecord,
-    Dataset, DatasetError, Format, Item, LoadOptions,
+    alpaca_eval, arena, judge_bench, judgerbench, mtbench, native, opencompass, read, rewardbench,
+    BadRecord, Dataset, DatasetError, Format, Item, LoadOptions,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -57,8 +57,14 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Datas
             }
         },
     };
+    if format == Format::ArenaHard {
+        return Err(DatasetError::ArenaHardFile {
+            path: path.to_path_buf(),
+        });
+    }
     let judge = opencompass::judge_from_path(path);
     let judge_bench_model = judge_bench::file_judge_model(path);
+    let annotator = alpaca_eval::annotator_from_path(path);
     let converted = convert_all(&records, |rec| match format {
         Format::Native => native::item(rec),
         Format::Judgerbench => judgerbench::item(rec),
@@ -67,6 +73,11 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Datas
         Format::Arena => arena::item(rec),
         Format::MtBench => mtbench::item(rec),
         Format::JudgeBench => judge_bench::item(rec, judge_bench_model.as_deref()),
+        Format::AlpacaEval => alpaca_eval::item(rec, &annotator),
+        // Refused above: an Arena-Hard-Auto benchmark is a folder, not a file.
+        Format::ArenaHard => Err(super::common::malformed(
+            "an Arena-Hard-Auto benchmark is a folder",
+        )),
     });
 
     let mut skipped = Vec::new();

@@ -5,7 +5,9 @@
 //! `load` reads a file or a folder of files (`folder`); `load_bytes` does the same from memory. The pipeline is in `loader`
 //! (`read` → `frame` → `detect` → one reader per format); `write_native` exports.
 
+pub mod alpaca_eval;
 mod arena;
+pub mod arena_hard;
 mod common;
 mod detect;
 mod folder;
@@ -90,6 +92,11 @@ pub struct Judgment {
     pub problem: Option<Problem>,
     #[serde(default)]
     pub provenance: Provenance,
+    /// The judge's graded preference for B over A in the item's orientation, from 0 (A) through
+    /// 0.5 (tie) to 1 (B), when the source gives one (AlpacaEval's `preference` − 1; weighted
+    /// annotators give fractions such as 0.93). `verdict` is then the nearer side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preference: Option<f64>,
     /// How the judgment was produced, when known: model, template, sampling, settings key,
     /// timings, token usage (what `engine::judge::conclude` records). It travels in a native
     /// file's `run` and in a journal record's own `run`, not inside the judgment's JSON.
@@ -207,6 +214,11 @@ pub enum Format {
     /// ScalerLab's JudgeBench pairs and judge outputs (`pair_id`, `response_A`, `response_B`,
     /// `label`, `judgments`); not OpenCompass's JudgerBenchV2 (`judgerbench`).
     JudgeBench,
+    /// An Arena-Hard-Auto benchmark folder (`question.jsonl`, `model_answer/`,
+    /// `model_judgment/<judge>/`), v0.1 or v2.0.
+    ArenaHard,
+    /// AlpacaEval annotations (`instruction`, `output_1`, `output_2`, `preference`).
+    AlpacaEval,
 }
 
 impl Format {
@@ -219,6 +231,8 @@ impl Format {
             Format::Arena => "arena",
             Format::MtBench => "mt-bench",
             Format::JudgeBench => "judge-bench",
+            Format::ArenaHard => "arena-hard",
+            Format::AlpacaEval => "alpaca-eval",
         }
     }
 }
@@ -348,7 +362,7 @@ pub enum DatasetError {
         line: usize,
         reason: String,
     },
-    #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench, judge-bench)")]
+    #[error("{path}: cannot tell the format{hint}; pass --format (one of native, judgerbench, opencompass, rewardbench, arena, mt-bench, judge-bench, arena-hard, alpaca-eval)")]
     UnknownFormat { path: PathBuf, hint: String },
     #[error("{path}: line {line}: unknown verdict label {label:?}; the valid labels are A, B, tie, A>>B, A>B, A=B, B>A, B>>A (fix the label, or use --skip-bad-lines to load the rest)")]
     UnknownVerdict {
@@ -369,6 +383,14 @@ pub enum DatasetError {
     },
     #[error("{path}: every record was unreadable ({count} skipped); is this the right --format?")]
     NothingLoaded { path: PathBuf, count: usize },
+    #[error("{path} is a file of an Arena-Hard-Auto benchmark; open its folder instead (the one that holds question.jsonl, model_answer/ and model_judgment/, e.g. data/arena-hard-v2.0)")]
+    ArenaHardFile { path: PathBuf },
+    #[error("{path} holds several Arena-Hard-Auto benchmarks ({found}); open one of them")]
+    AmbiguousArenaHard { path: PathBuf, found: String },
+    #[error("{path} is not an Arena-Hard-Auto benchmark folder: expected question.jsonl, model_answer/ and model_judgment/<judge>/ in it or below it")]
+    NotArenaHard { path: PathBuf },
+    #[error("{path} holds no judgments: Arena-Hard-Auto judgments are model_judgment/<judge>/<model>.jsonl files")]
+    NoArenaHardJudgments { path: PathBuf },
     #[error(
         "the folder {path} holds no dataset files (*.json, *.jsonl, optionally .gz, or *.parquet)"
     )]

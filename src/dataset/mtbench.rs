@@ -97,6 +97,7 @@ pub(crate) fn item(rec: &Record<'_>) -> Result<Item, RecordError> {
             swapped: false,
             problem: None,
             provenance: Provenance::Dataset,
+            preference: None,
             run: Default::default(),
         };
         (ctx, a, b, vec![j])
@@ -166,6 +167,7 @@ fn pair_judgment(
         swapped,
         problem,
         provenance: Provenance::Dataset,
+        preference: None,
         run: Default::default(),
     })
 }

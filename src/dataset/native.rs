@@ -12,7 +12,8 @@
 //! A judgment's `verdict` is in the item's orientation; when it is absent its `output` is read
 //! by the verdict parser (and turned back when `swapped`). Export adds what the model can hold
 //! beyond that: `prior_turns_a`/`prior_turns_b` (side-specific earlier turns) and `problem`
-//! (why a judgment has no verdict), so that a loaded dataset round-trips. `run` is how the
+//! (why a judgment has no verdict) and `preference` (a graded preference, as AlpacaEval's
+//! weighted annotators give), so that a loaded dataset round-trips. `run` is how the
 //! judgment was produced (as a journal records it), kept as written. Judgments replayed
 //! from a journal are written like any other: a written file is a new dataset.
 
@@ -72,6 +73,8 @@ struct NativeJudgment<'a> {
     swapped: bool,
     #[serde(default)]
     problem: Option<Problem>,
+    #[serde(default)]
+    preference: Option<f64>,
     #[serde(default)]
     run: serde_json::Map<String, serde_json::Value>,
 }
@@ -161,6 +164,7 @@ fn judgment(j: NativeJudgment<'_>) -> Result<Judgment, RecordError> {
         swapped: j.swapped,
         problem,
         provenance: Provenance::Dataset,
+        preference: j.preference,
         run: j.run,
     })
 }
@@ -203,6 +207,8 @@ struct OutJudgment<'a> {
     swapped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a Problem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preference: Option<f64>,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     run: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -241,6 +247,7 @@ pub fn write_native<'a, W: Write>(
                     } else {
                         None
                     },
+                    preference: j.preference,
                     run: &j.run,
                 })
                 .collect(),
@@ -329,6 +336,22 @@ mod tests {
         write_native([&it], &mut out).expect("write");
         let line = String::from_utf8(out).expect("utf8");
         assert!(line.contains("\"conversation\""), "{line}");
+        assert_eq!(item(&rec(line.trim_end())).expect("reload"), it);
+    }
+
+    #[test]
+    fn a_graded_preference_round_trips() {
+        let it = item(&rec(
+            r#"{"id": "a", "question": "q", "response_a": "x", "response_b": "y",
+                "judgments": [{"judge": "ann", "verdict": "B", "preference": 0.93}, {"judge": "j", "verdict": "A"}]}"#,
+        ))
+        .expect("item");
+        assert_eq!(it.judgments[0].preference, Some(0.93));
+        assert_eq!(it.judgments[1].preference, None);
+        let mut out = Vec::new();
+        write_native([&it], &mut out).expect("write");
+        let line = String::from_utf8(out).expect("utf8");
+        assert_eq!(line.matches("\"preference\"").count(), 1, "{line}");
         assert_eq!(item(&rec(line.trim_end())).expect("reload"), it);
     }
 }

@@ -260,6 +260,7 @@ pub fn conclude_output(
         swapped: task.order.is_swapped(),
         problem,
         provenance: Provenance::Journal,
+        preference: None,
         run: Default::default(),
     };
     let mut run = output.runner;

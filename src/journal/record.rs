@@ -170,6 +170,7 @@ mod tests {
                 swapped: true,
                 problem: None,
                 provenance: Provenance::Journal,
+                preference: None,
                 run: Default::default(),
             },
             run,

@@ -36,6 +36,7 @@ fn judgment(judge: &str, verdict: Verdict) -> Judgment {
         swapped: false,
         problem: None,
         provenance: Provenance::Dataset,
+        preference: None,
         run: Default::default(),
     }
 }

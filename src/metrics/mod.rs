@@ -1,7 +1,8 @@
 //! Judge metrics: accuracy against the final labels, the JudgerBenchV2 score, the JudgeBench
 //! score, agreement
 //! (Cohen's and Fleiss' kappa), position consistency, per-category breakdowns and per-model
-//! win counts, gathered into one serialisable `Report`.
+//! win counts, and the AlpacaEval win rate where judgments carry graded preferences, gathered
+//! into one serialisable `Report`.
 //!
 //! Pure computation over `&[Item]` and the items' final labels (`Review::final_labels`); no
 //! I/O. Every metric reads a judge's answer on an item through `answer`, so that "which of a
@@ -9,6 +10,7 @@
 
 pub mod accuracy;
 pub mod agreement;
+pub mod alpaca_eval;
 pub mod category;
 pub mod consistency;
 pub mod judge_bench;
@@ -114,6 +116,7 @@ pub(crate) mod testutil {
                 .is_none()
                 .then(|| Problem::Unreadable("nothing to read".into())),
             provenance: Provenance::Dataset,
+            preference: None,
             run: Default::default(),
         }
     }

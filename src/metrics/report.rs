@@ -3,6 +3,7 @@
 
 use super::accuracy::{accuracy, AccuracyOptions, JudgeAccuracy};
 use super::agreement::{cohen_pairs, fleiss, FleissKappa, PairKappa};
+use super::alpaca_eval::{self, WinRate};
 use super::category::{by_category, CategoryBreakdown};
 use super::consistency::{position_consistency, PositionConsistency};
 use super::judge_bench::{self, JudgeBenchReport};
@@ -57,6 +58,10 @@ pub struct Report {
     /// judged: its score against the pairs' labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_bench: Option<JudgeBenchReport>,
+    /// The AlpacaEval win rate of each evaluated model against its baseline, per annotator;
+    /// present when judgments carry graded preferences (AlpacaEval annotations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpaca_eval: Option<Vec<WinRate>>,
     pub leaderboard: Leaderboards,
     pub warnings: Vec<String>,
 }
@@ -144,6 +149,12 @@ impl Report {
             categories: by_category(items, labels, &scored, opts.accuracy),
             judgerbench,
             judge_bench: judge_bench::applies(items).then(|| judge_bench::score(items, &scored)),
+            alpaca_eval: alpaca_eval::applies(items).then(|| {
+                alpaca_eval::win_rates(items)
+                    .into_iter()
+                    .filter(|w| scored.contains(&w.judge))
+                    .collect()
+            }),
             leaderboard: Leaderboards::of(items, labels, &scored),
             judges: scored,
             options: opts.clone(),

@@ -289,6 +289,7 @@ pub(crate) mod tests {
                 .is_none()
                 .then(|| Problem::Unreadable("no [[A]] or [[B]] found".into())),
             provenance: Provenance::Dataset,
+            preference: None,
             run: Default::default(),
         }
     }

@@ -120,9 +120,18 @@ impl Judges {
                     );
                 }
                 match j.verdict {
-                    Some(v) => {
-                        ui.label(theme::outcome_text(v.label(), Some(v.outcome)));
-                    }
+                    // A graded preference (AlpacaEval's weighted annotators) is shown beside the
+                    // side it leans to: "B (0.93)".
+                    Some(v) => match j.preference {
+                        Some(p) => {
+                            let text = format!("{} ({p:.2})", v.label());
+                            ui.label(theme::outcome_text(&text, Some(v.outcome)))
+                                .on_hover_text("graded preference for B: 0 = A, 0.5 = tie, 1 = B");
+                        }
+                        None => {
+                            ui.label(theme::outcome_text(v.label(), Some(v.outcome)));
+                        }
+                    },
                     None => {
                         ui.colored_label(theme::DISPUTE, "no verdict");
                     }

@@ -1,5 +1,5 @@
 //! The judges scored against the final labels (human decisions first): accuracy, the
-//! JudgerBenchV2 score, agreement (Cohen's kappa as a heat map, Fleiss' kappa), position
+//! JudgerBenchV2 score, the AlpacaEval win rate, agreement (Cohen's kappa as a heat map, Fleiss' kappa), position
 //! consistency and the per-model win counts, as charts with the numbers beside them.
 
 use crate::gui::session::Session;
@@ -190,6 +190,33 @@ impl Metrics {
             }
             if let Some(jb) = &report.judge_bench {
                 judge_bench_grid(ui, jb);
+            }
+            if let Some(rates) = report.alpaca_eval.as_deref().filter(|w| !w.is_empty()) {
+                ui.heading("AlpacaEval win rate (vs. the baseline)");
+                egui::Grid::new("alpaca-eval").striped(true).show(ui, |ui| {
+                    for h in [
+                        "annotator",
+                        "model",
+                        "baseline",
+                        "win rate %",
+                        "std err",
+                        "wins / base / draws",
+                        "discrete %",
+                    ] {
+                        ui.strong(h);
+                    }
+                    ui.end_row();
+                    for w in rates {
+                        ui.label(&w.judge);
+                        ui.label(&w.model);
+                        ui.label(&w.baseline);
+                        ui.strong(num(w.win_rate));
+                        ui.label(num(w.standard_error));
+                        ui.label(format!("{} / {} / {}", w.n_wins, w.n_wins_base, w.n_draws));
+                        ui.label(num(w.discrete_win_rate));
+                        ui.end_row();
+                    }
+                });
             }
             ui.heading("Agreement (Cohen's kappa)");
             self.heat_map(ui, &report);

@@ -303,6 +303,7 @@ fn no_parsed_verdicts_give_no_score_and_missing_labels_follow_the_quirks() {
             swapped: false,
             problem: Some(Problem::Unreadable("no winner".into())),
             provenance: Provenance::Dataset,
+            preference: None,
             run: Default::default(),
         }];
     }
