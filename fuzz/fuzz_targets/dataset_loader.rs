@@ -1,6 +1,6 @@
 #![no_main]
-//! Fuzz target for the dataset loader: arbitrary bytes (plain, or gzip when they start with its
-//! magic number) are loaded with format detection and with every format forced, with and without
+//! Fuzz target for the dataset loader: arbitrary bytes (plain, gzip or Parquet when they start
+//! with its magic number) are loaded with format detection and with every format forced, with and without
 //! `--skip-bad-lines`. Loading may fail with an error but must never panic.
 use arbiter::dataset::{load_bytes, Format, LoadOptions};
 use libfuzzer_sys::fuzz_target;
@@ -15,6 +15,8 @@ const FORMATS: &[Option<Format>] = &[
     Some(Format::Arena),
     Some(Format::MtBench),
     Some(Format::JudgeBench),
+    Some(Format::AlpacaEval),
+    Some(Format::ArenaHard),
 ];
 
 fuzz_target!(|data: &[u8]| {
