@@ -108,7 +108,12 @@ fn human(c: &Critique) -> String {
         s.push_str(&format!("problem   {p}\n"));
     }
     for f in &c.fields {
-        let text: String = f.text.chars().take(200).collect();
+        let text: String = f
+            .text
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .replace('\n', "\n  ");
         let more = if f.text.chars().count() > 200 {
             "..."
         } else {
