@@ -197,6 +197,14 @@ pub fn render(r: &Report) -> String {
             f.skipped
         );
     }
+    if let Some(k) = &r.agreement.krippendorff {
+        let _ = writeln!(
+            out,
+            "Krippendorff's alpha of the panel (nominal): {} over {} items (every item two or more judges rated, missing verdicts kept out)",
+            kappa(k.alpha),
+            k.items
+        );
+    }
 
     if !r.position_consistency.is_empty() {
         let _ = writeln!(out, "\nPosition consistency (judged in both orders)");
@@ -542,6 +550,7 @@ mod tests {
             "JudgerBenchV2 final score per category",
             "Cohen's kappa",
             "Fleiss' kappa of the panel (x, y)",
+            "Krippendorff's alpha of the panel (nominal)",
             "Position consistency",
             "Accuracy per category",
             "Wins per model",

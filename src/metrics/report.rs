@@ -2,7 +2,9 @@
 //! front ends show.
 
 use super::accuracy::{accuracy, AccuracyOptions, JudgeAccuracy};
-use super::agreement::{cohen_pairs, fleiss, FleissKappa, PairKappa};
+use super::agreement::{
+    cohen_pairs, fleiss, krippendorff, FleissKappa, KrippendorffAlpha, PairKappa,
+};
 use super::alpaca_eval::{self, WinRate};
 use super::category::{by_category, CategoryBreakdown};
 use super::consistency::{position_consistency, PositionConsistency};
@@ -29,12 +31,16 @@ pub struct ScoreOptions {
     pub judgerbench_always: bool,
 }
 
-/// Cohen's kappa for each judge pair and Fleiss' kappa for the panel.
+/// Cohen's kappa for each judge pair, Fleiss' kappa and Krippendorff's alpha for the panel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Agreement {
     pub cohen: Vec<PairKappa>,
     /// `None` when the panel has fewer than two judges.
     pub fleiss: Option<FleissKappa>,
+    /// Nominal Krippendorff's alpha: unlike Fleiss' kappa it keeps items where some panel
+    /// judge's verdict is missing or unreadable. `None` when the panel has fewer than two judges.
+    #[serde(default)]
+    pub krippendorff: Option<KrippendorffAlpha>,
 }
 
 /// Every metric of a dataset's judges against its final labels.
@@ -144,6 +150,7 @@ impl Report {
             agreement: Agreement {
                 cohen: cohen_pairs(items, &scored),
                 fleiss: (panel.len() >= 2).then(|| fleiss(items, &panel)),
+                krippendorff: (panel.len() >= 2).then(|| krippendorff(items, &panel)),
             },
             position_consistency: position_consistency(items, &scored),
             categories: by_category(items, labels, &scored, opts.accuracy),
@@ -186,6 +193,9 @@ mod tests {
         assert_eq!(r.accuracy[1].accuracy, Some(50.0));
         assert_eq!(r.agreement.cohen.len(), 1);
         assert_eq!(r.agreement.fleiss.as_ref().map(|f| f.items), Some(2));
+        let alpha = r.agreement.krippendorff.as_ref().expect("two judges");
+        assert_eq!(alpha.items, 2);
+        assert!(alpha.alpha.is_some());
         assert!(r.judgerbench.is_none());
         assert!(r.position_consistency.is_empty());
         assert_eq!(r.categories.len(), 1);

@@ -1,5 +1,6 @@
 //! The judges scored against the final labels (human decisions first): accuracy, the
-//! JudgerBenchV2 score, the AlpacaEval win rate, agreement (Cohen's kappa as a heat map, Fleiss' kappa), position
+//! JudgerBenchV2 score, the AlpacaEval win rate, agreement (Cohen's kappa as a heat map, Fleiss' kappa,
+//! Krippendorff's alpha), position
 //! consistency and the per-model win counts, as charts with the numbers beside them.
 
 use crate::gui::session::Session;
@@ -226,6 +227,14 @@ impl Metrics {
                     f.items,
                     num(f.kappa)
                 ));
+            }
+            if let Some(k) = &report.agreement.krippendorff {
+                ui.label(format!(
+                    "Krippendorff's alpha (nominal) over {} items: {}",
+                    k.items,
+                    num(k.alpha)
+                ))
+                .on_hover_text("unlike Fleiss' kappa, it keeps items where a judge's verdict is missing or unreadable");
             }
             if !report.position_consistency.is_empty() {
                 ui.heading("Position consistency (both orders)");
