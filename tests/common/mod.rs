@@ -2,4 +2,5 @@
 
 pub mod fake_openai;
 pub mod journal_file;
+pub mod remote_load;
 pub mod tiny_model;
