@@ -1,5 +1,7 @@
-//! The workers of a run: per judge, a queue of tasks and as many worker threads as its
-//! `max_concurrency` (one for a local judge, which goes through the engine thread). Workers
+//! The workers of a run: per judge, a queue of tasks and as many workers as its
+//! `max_concurrency`: for a remote judge, tasks on the remote runtime (a request in flight
+//! costs a task, not a thread); for a local judge, one thread, which goes through the engine
+//! thread. Workers
 //! only report; the caller owns the journal and writes each judgment as its event arrives, so
 //! a judgment is on disk exactly once or not at all.
 
@@ -20,7 +22,6 @@ use crate::remote::{
 };
 use crate::verdict::Order;
 use serde_json::{json, Map, Value};
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -164,13 +165,25 @@ impl Batch {
                         },
                         judge.api_key.clone(),
                     );
-                    for n in 0..workers {
-                        let pool = pool.clone();
-                        let endpoint = endpoint.clone();
-                        let grammar_field = grammar_field.clone();
-                        spawn(&pool, format!("arbiter-remote-{index}-{n}"), move |p| {
-                            remote_worker(p, &endpoint, &grammar_field)
-                        });
+                    // A task per request in flight on the remote runtime, not a thread.
+                    match crate::remote::runtime() {
+                        Ok(runtime) => {
+                            for _ in 0..workers {
+                                let pool = pool.clone();
+                                let endpoint = endpoint.clone();
+                                let grammar_field = grammar_field.clone();
+                                runtime.spawn(async move {
+                                    remote_worker(&pool, &endpoint, &grammar_field).await;
+                                    pool.worker_done();
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            pool.stop(e.to_string());
+                            for _ in 0..workers {
+                                pool.worker_done();
+                            }
+                        }
                     }
                 }
                 JudgeKind::Local {
@@ -309,7 +322,7 @@ impl Pool {
     }
 }
 
-fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
+async fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
     let judge = &pool.plan.judge;
     let mode = pool.plan.spec.constrain;
     while let Some(task) = pool.next() {
@@ -327,14 +340,23 @@ fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
             sampling: &pool.plan.spec.sampling,
             constraint: constraint.as_ref(),
         };
-        let parser = RefCell::new(task.parser());
-        let result = endpoint.complete(
+        // Both callbacks reach the parser and the task moves between threads: a mutex,
+        // never contended, rather than a RefCell.
+        let parser = Mutex::new(task.parser());
+        let result = endpoint
+            .complete_async(
             &request,
             &judge.retry,
             &pool.cancel,
-            &mut |text| parser.borrow_mut().feed(text.as_bytes()),
-            &mut |retry, wait, error| {
-                *parser.borrow_mut() = task.parser();
+            &mut |text: &str| {
+                if let Ok(mut p) = parser.lock() {
+                    p.feed(text.as_bytes());
+                }
+            },
+            &mut |retry, wait, error: &RemoteError| {
+                if let Ok(mut p) = parser.lock() {
+                    *p = task.parser();
+                }
                 pool.send(BatchEvent::Retrying {
                     judge: pool.index,
                     item: task.item.clone(),
@@ -345,7 +367,8 @@ fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
                     error: error.to_string(),
                 });
             },
-        );
+        )
+            .await;
         match result {
             Ok(completion) => {
                 let runner = remote_description(endpoint, &completion);
@@ -357,7 +380,12 @@ fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
                         finish: completion.finish,
                         timing: completion.timing,
                         runner,
-                        critique: Some(parser.into_inner().finish()),
+                        critique: Some(
+                            parser
+                                .into_inner()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .finish(),
+                        ),
                     },
                 );
             }

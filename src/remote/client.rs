@@ -1,14 +1,18 @@
 //! The HTTP side of a remote judge: one `POST {base_url}/chat/completions` with
-//! `stream: true`, its status and `Retry-After` read, its body handed to `stream::read_sse`,
-//! and the whole tried again under a `RetryPolicy`.
+//! `stream: true` through reqwest on the remote runtime, its status and `Retry-After` read,
+//! its body decoded as server-sent events and handed to `stream::read_sse`, and the whole
+//! tried again under a `RetryPolicy`. Each request is a future: a task of its own on the
+//! remote runtime (`batch` spawns one per request in flight), or waited for with `complete`
+//! from a caller's own thread.
 
 use super::error::RemoteError;
 use super::retry::{jitter, parse_retry_after, RetryPolicy};
+use super::runtime::{block_on, cancelled, sleep};
 use super::stream::{read_sse, ChunkReader, Usage};
 use crate::engine::{FinishReason, SamplingParams, Timing};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::{json, Value};
-use std::io::{BufReader, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
 
 /// An API key read from the environment. It goes into the `Authorization` header and nowhere
@@ -84,14 +88,21 @@ pub struct Completion {
     pub attempts: u32,
 }
 
-/// A client for one endpoint; share it between the worker threads of a judge.
+/// A client for one endpoint; clones share one connection pool, so share it between the
+/// requests of a judge.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     settings: EndpointSettings,
     key: Option<ApiKey>,
     url: String,
-    agent: ureq::Agent,
+    /// The client, or why it could not be made (reported by each request).
+    http: Result<reqwest::Client, String>,
 }
+
+/// The most of an error answer kept for its message.
+const ERROR_BODY_LIMIT: usize = 4096;
+/// The most of a whole (non-streamed) answer read.
+const WHOLE_BODY_LIMIT: usize = 64 << 20;
 
 impl Endpoint {
     pub fn new(settings: EndpointSettings, key: Option<ApiKey>) -> Endpoint {
@@ -101,19 +112,18 @@ impl Endpoint {
         } else {
             format!("{base}/chat/completions")
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(settings.timeout.min(Duration::from_secs(30))))
-            .timeout_recv_response(Some(settings.timeout))
-            .timeout_per_read(Some(settings.timeout))
+        // The timeouts that matter (for the answer's headers, then between pieces of the
+        // stream) are applied per request, where they can be told apart from cancelling.
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
             .user_agent(concat!("arbiter/", env!("CARGO_PKG_VERSION")))
             .build()
-            .into();
+            .map_err(|e| error_chain(&e));
         Endpoint {
             settings,
             key,
             url,
-            agent,
+            http,
         }
     }
 
@@ -146,52 +156,81 @@ impl Endpoint {
         body
     }
 
+    fn timeout(&self) -> RemoteError {
+        RemoteError::Timeout {
+            url: self.url.clone(),
+            seconds: self.settings.timeout.as_secs_f64(),
+        }
+    }
+
     /// One attempt, no retry. `on_text` gets each new piece of the answer.
-    pub fn complete_once(
+    pub async fn complete_once_async(
         &self,
         request: &ChatRequest<'_>,
         cancel: &AtomicBool,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut (impl FnMut(&str) + ?Sized),
     ) -> Result<Completion, RemoteError> {
         let started = Instant::now();
-        let mut call = self
-            .agent
+        let http = self.http.as_ref().map_err(|reason| RemoteError::Connect {
+            url: self.url.clone(),
+            reason: reason.clone(),
+        })?;
+        let mut call = http
             .post(&self.url)
-            .header("Accept", "text/event-stream");
+            .header(ACCEPT, "text/event-stream")
+            .json(&self.body(request));
         if let Some(key) = &self.key {
-            call = call.header("Authorization", format!("Bearer {}", key.0));
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.0)).map_err(|_| {
+                RemoteError::Connect {
+                    url: self.url.clone(),
+                    reason: "the API key holds characters an HTTP header cannot carry (check the variable that api_key_env names)".to_string(),
+                }
+            })?;
+            value.set_sensitive(true);
+            call = call.header(AUTHORIZATION, value);
         }
-        let body = self.body(request).to_string();
-        let response = call
-            .content_type("application/json")
-            .send(body.as_str())
-            .map_err(|e| self.send_error(e))?;
+        let response = tokio::select! {
+            biased;
+            _ = cancelled(cancel) => return Err(RemoteError::Cancelled),
+            sent = tokio::time::timeout(self.settings.timeout, call.send()) => match sent {
+                Err(_) => return Err(self.timeout()),
+                Ok(Err(e)) => return Err(self.send_error(&e)),
+                Ok(Ok(response)) => response,
+            },
+        };
         let status = response.status().as_u16();
-        let header = |name: &str| {
+        let header = |name| {
             response
                 .headers()
                 .get(name)
-                .and_then(|v| v.to_str().ok())
+                .and_then(|v: &HeaderValue| v.to_str().ok())
                 .map(str::to_string)
         };
         let retry_after =
-            header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
-        let content_type = header("content-type").unwrap_or_default();
-        let body = response.into_body().into_reader();
+            header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, SystemTime::now()));
+        let content_type = header(CONTENT_TYPE).unwrap_or_default();
         if !(200..300).contains(&status) {
+            let (bytes, _) = self.read_body(response, ERROR_BODY_LIMIT, cancel).await?;
             return Err(RemoteError::Status {
                 url: self.url.clone(),
                 status,
-                body: self.error_text(body),
+                body: self.error_text(&bytes),
                 retry_after,
             });
         }
         let reader = if content_type.starts_with("application/json") {
             // A server that ignores `stream: true` answers in one piece.
-            self.read_whole(body, on_text)?
+            let (bytes, complete) = self.read_body(response, WHOLE_BODY_LIMIT, cancel).await?;
+            if !complete {
+                return Err(RemoteError::StreamCut {
+                    url: self.url.clone(),
+                    received: 0,
+                });
+            }
+            self.read_whole(&bytes, on_text)?
         } else {
-            read_sse(BufReader::new(body), &self.url, cancel, on_text)
-                .map_err(|e| self.with_timeout(e))?
+            let events = sse_stream::SseByteStream::new(response.bytes_stream());
+            read_sse(events, &self.url, self.settings.timeout, cancel, on_text).await?
         };
         // An empty answer judges nothing, and it is what an interrupted request looks like on
         // some servers: worth another attempt rather than a record.
@@ -203,20 +242,21 @@ impl Endpoint {
         Ok(finish(reader, started, 1))
     }
 
-    /// `complete_once` until it succeeds, an error cannot be retried, `policy` runs out of
-    /// retries or `cancel` is raised. `on_retry(retry, wait, error)` runs before each wait:
-    /// the text streamed so far is void, the next attempt starts from nothing.
-    pub fn complete(
+    /// `complete_once_async` until it succeeds, an error cannot be retried, `policy` runs out
+    /// of retries or `cancel` is raised. `on_retry(retry, wait, error)` runs before each wait:
+    /// the text streamed so far is void, the next attempt starts from nothing. The future is
+    /// `Send` when the callbacks are, so it can be a task of its own.
+    pub async fn complete_async(
         &self,
         request: &ChatRequest<'_>,
         policy: &RetryPolicy,
         cancel: &AtomicBool,
-        on_text: &mut dyn FnMut(&str),
-        on_retry: &mut dyn FnMut(u32, Duration, &RemoteError),
+        on_text: &mut (impl FnMut(&str) + ?Sized),
+        on_retry: &mut (impl FnMut(u32, Duration, &RemoteError) + ?Sized),
     ) -> Result<Completion, RemoteError> {
         let mut retry = 0;
         loop {
-            match self.complete_once(request, cancel, on_text) {
+            match self.complete_once_async(request, cancel, on_text).await {
                 Ok(mut c) => {
                     c.attempts = retry + 1;
                     return Ok(c);
@@ -225,7 +265,7 @@ impl Endpoint {
                     let wait = policy.delay(retry, e.retry_after(), jitter());
                     tracing::debug!(url = %self.url, error = %e, ?wait, "retrying");
                     on_retry(retry + 1, wait, &e);
-                    if !sleep(wait, cancel) {
+                    if !sleep(wait, cancel).await {
                         return Err(RemoteError::Cancelled);
                     }
                     retry += 1;
@@ -235,37 +275,46 @@ impl Endpoint {
         }
     }
 
-    fn send_error(&self, e: ureq::Error) -> RemoteError {
-        let url = self.url.clone();
-        match e {
-            ureq::Error::Timeout(_) => RemoteError::Timeout {
-                url,
-                seconds: self.settings.timeout.as_secs_f64(),
-            },
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                RemoteError::Timeout {
-                    url,
-                    seconds: self.settings.timeout.as_secs_f64(),
-                }
-            }
-            ureq::Error::Protocol(p) => RemoteError::Malformed {
-                url,
-                reason: format!("not a valid HTTP answer ({p})"),
-            },
-            other => RemoteError::Connect {
-                url,
-                reason: self.scrub(&other.to_string()),
-            },
-        }
+    /// One attempt, waited for on the calling thread (a thread of the caller's own, never the
+    /// UI thread, and not inside a tokio runtime).
+    pub fn complete_once(
+        &self,
+        request: &ChatRequest<'_>,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, RemoteError> {
+        block_on(self.complete_once_async(request, cancel, on_text))?
     }
 
-    fn with_timeout(&self, e: RemoteError) -> RemoteError {
-        match e {
-            RemoteError::Timeout { url, .. } => RemoteError::Timeout {
+    /// `complete_async`, waited for on the calling thread (a thread of the caller's own, never
+    /// the UI thread, and not inside a tokio runtime).
+    pub fn complete(
+        &self,
+        request: &ChatRequest<'_>,
+        policy: &RetryPolicy,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+        on_retry: &mut dyn FnMut(u32, Duration, &RemoteError),
+    ) -> Result<Completion, RemoteError> {
+        block_on(self.complete_async(request, policy, cancel, on_text, on_retry))?
+    }
+
+    /// Why a request got no answer: no answer in time, no connection, or bytes that are not
+    /// HTTP.
+    fn send_error(&self, e: &reqwest::Error) -> RemoteError {
+        let url = self.url.clone();
+        if e.is_timeout() {
+            return self.timeout();
+        }
+        if !e.is_connect() && is_parse_error(e) {
+            return RemoteError::Malformed {
                 url,
-                seconds: self.settings.timeout.as_secs_f64(),
-            },
-            e => e,
+                reason: format!("not a valid HTTP answer ({})", error_chain(e)),
+            };
+        }
+        RemoteError::Connect {
+            url,
+            reason: self.scrub(&error_chain(e)),
         }
     }
 
@@ -276,11 +325,42 @@ impl Endpoint {
         }
     }
 
-    /// The start of an error answer: its `error.message` when it is JSON, else its text.
-    fn error_text(&self, body: impl Read) -> String {
+    /// Up to `limit` bytes of the body, and whether that was all of it. A body that breaks
+    /// off is kept as far as it came (for an error message that is enough); one that goes
+    /// silent for the timeout is a timeout.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        limit: usize,
+        cancel: &AtomicBool,
+    ) -> Result<(Vec<u8>, bool), RemoteError> {
         let mut bytes = Vec::new();
-        let _ = body.take(4096).read_to_end(&mut bytes);
-        let text = String::from_utf8_lossy(&bytes);
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancelled(cancel) => return Err(RemoteError::Cancelled),
+                next = tokio::time::timeout(self.settings.timeout, response.chunk()) => next,
+            };
+            match next {
+                Err(_) => return Err(self.timeout()),
+                Ok(Ok(Some(chunk))) => {
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(limit - bytes.len())]);
+                    if bytes.len() >= limit {
+                        return Ok((bytes, false));
+                    }
+                }
+                Ok(Ok(None)) => return Ok((bytes, true)),
+                Ok(Err(e)) => {
+                    tracing::debug!(url = %self.url, error = %error_chain(&e), "body read failed");
+                    return Ok((bytes, false));
+                }
+            }
+        }
+    }
+
+    /// The start of an error answer: its `error.message` when it is JSON, else its text.
+    fn error_text(&self, bytes: &[u8]) -> String {
+        let text = String::from_utf8_lossy(bytes);
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| {
@@ -305,18 +385,15 @@ impl Endpoint {
 
     fn read_whole(
         &self,
-        body: impl Read,
-        on_text: &mut dyn FnMut(&str),
+        bytes: &[u8],
+        on_text: &mut (impl FnMut(&str) + ?Sized),
     ) -> Result<ChunkReader, RemoteError> {
-        let mut text = String::new();
-        body.take(64 << 20)
-            .read_to_string(&mut text)
-            .map_err(|_| RemoteError::StreamCut {
-                url: self.url.clone(),
-                received: 0,
-            })?;
+        let text = std::str::from_utf8(bytes).map_err(|_| RemoteError::Malformed {
+            url: self.url.clone(),
+            reason: "the answer is not UTF-8".to_string(),
+        })?;
         let mut reader = ChunkReader::default();
-        match reader.chunk(&text) {
+        match reader.chunk(text) {
             Ok(Some(piece)) => on_text(&piece),
             Ok(None) => {}
             Err(e) => {
@@ -333,19 +410,32 @@ impl Endpoint {
     }
 }
 
-/// Sleeps for `wait` unless `cancel` is raised first; false when cancelled.
-fn sleep(wait: Duration, cancel: &AtomicBool) -> bool {
-    let until = Instant::now() + wait;
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            return false;
+/// An error and its causes, `: `-separated: reqwest's own message only names the URL, the
+/// cause (refused, reset, bad certificate) is further down.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
         }
-        let now = Instant::now();
-        if now >= until {
-            return true;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        source = s.source();
     }
+    text
+}
+
+/// Whether the server answered with something that is not HTTP.
+fn is_parse_error(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_parse() || h.is_parse_status();
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn finish(reader: ChunkReader, started: Instant, attempts: u32) -> Completion {

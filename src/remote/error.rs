@@ -36,6 +36,8 @@ pub enum RemoteError {
     Empty { url: String },
     #[error("{url} reported an error in the stream: {message}")]
     Server { url: String, message: String },
+    #[error("cannot start the network runtime for remote judges: {reason} (the system refused a thread; close other programs or raise the process limits)")]
+    Runtime { reason: String },
     #[error("cancelled")]
     Cancelled,
 }
@@ -63,7 +65,7 @@ impl RemoteError {
             RemoteError::Status { status, .. } => {
                 matches!(status, 408 | 409 | 425 | 429 | 500..=599)
             }
-            RemoteError::Cancelled => false,
+            RemoteError::Cancelled | RemoteError::Runtime { .. } => false,
         }
     }
 
@@ -78,7 +80,9 @@ impl RemoteError {
     /// What failing with this error says about the judge's other items.
     pub fn scope(&self) -> ErrorScope {
         match self {
-            RemoteError::Connect { .. } | RemoteError::Timeout { .. } => ErrorScope::Endpoint,
+            RemoteError::Connect { .. }
+            | RemoteError::Timeout { .. }
+            | RemoteError::Runtime { .. } => ErrorScope::Endpoint,
             RemoteError::Status {
                 status: 401 | 403 | 404,
                 ..

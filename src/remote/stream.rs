@@ -3,12 +3,20 @@
 //! it ended (a `finish_reason`): a body that simply stops is a cut stream, and so is `[DONE]`
 //! alone, which is how llama-cpp-python ends a request it interrupts for another.
 
+//!
+//! The framing (`data:` lines grouped into events by blank lines, comments, an event cut off
+//! by the end of the body never dispatched) is `sse-stream`'s: a decoder over any byte stream,
+//! kept up to date (it is what the MCP Rust SDK streams with), that follows the WHATWG rules
+//! without asking for an HTTP client of its own. `eventsource-stream` does the same job but
+//! has had no release since 2022.
+
 use super::error::RemoteError;
-use super::sse::{SseDecoder, SseEvent};
+use super::runtime::cancelled;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
-use std::io::BufRead;
+use sse_stream::Sse;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Token counts as the server reports them (`stream_options.include_usage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -128,55 +136,61 @@ fn preview(s: &str) -> String {
 
 /// Reads an SSE body to its end, passing each new piece of text to `on_text`. Errors: the
 /// body stops before the answer is complete (`StreamCut`), a chunk is unreadable
-/// (`Malformed`), the server streams an error (`Server`), a read fails or times out, or
-/// `cancel` is raised (checked after every line).
-pub fn read_sse(
-    mut body: impl BufRead,
+/// (`Malformed`), the server streams an error (`Server`), nothing arrives for `stall`
+/// (`Timeout`), or `cancel` is raised (checked before every event and while waiting).
+pub async fn read_sse<S>(
+    events: S,
     url: &str,
+    stall: Duration,
     cancel: &AtomicBool,
-    on_text: &mut dyn FnMut(&str),
-) -> Result<ChunkReader, RemoteError> {
-    let mut decoder = SseDecoder::new();
+    on_text: &mut (impl FnMut(&str) + ?Sized),
+) -> Result<ChunkReader, RemoteError>
+where
+    S: Stream<Item = Result<Sse, sse_stream::Error>>,
+{
+    let mut events = std::pin::pin!(events);
     let mut reader = ChunkReader::default();
-    let mut line = Vec::with_capacity(512);
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(RemoteError::Cancelled);
         }
-        line.clear();
-        let n = body
-            .read_until(b'\n', &mut line)
-            .map_err(|e| read_error(e, url, &reader))?;
-        if n == 0 {
+        let next = tokio::select! {
+            biased;
+            _ = cancelled(cancel) => return Err(RemoteError::Cancelled),
+            next = tokio::time::timeout(stall, events.next()) => next,
+        };
+        let event = match next {
+            Err(_) => {
+                return Err(RemoteError::Timeout {
+                    url: url.to_string(),
+                    seconds: stall.as_secs_f64(),
+                })
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(decode_error(e, url, &reader)),
+            Ok(Some(Ok(event))) => event,
+        };
+        // A block of comments or metadata only (keep-alives) carries no chunk.
+        let Some(data) = event.data else { continue };
+        if data.trim() == "[DONE]" {
+            reader.done = true;
             break;
         }
-        let end = line.strip_suffix(b"\n").unwrap_or(&line);
-        let text = std::str::from_utf8(end).map_err(|_| RemoteError::Malformed {
-            url: url.to_string(),
-            reason: "a line of the stream is not UTF-8".to_string(),
-        })?;
-        match decoder.line(text) {
-            None => {}
-            Some(SseEvent::Done) => {
-                reader.done = true;
-                break;
+        match reader.chunk(&data) {
+            Ok(Some(piece)) => on_text(&piece),
+            Ok(None) => {}
+            Err(ChunkError::Malformed(reason)) => {
+                return Err(RemoteError::Malformed {
+                    url: url.to_string(),
+                    reason,
+                })
             }
-            Some(SseEvent::Data(data)) => match reader.chunk(&data) {
-                Ok(Some(piece)) => on_text(&piece),
-                Ok(None) => {}
-                Err(ChunkError::Malformed(reason)) => {
-                    return Err(RemoteError::Malformed {
-                        url: url.to_string(),
-                        reason,
-                    })
-                }
-                Err(ChunkError::Server(message)) => {
-                    return Err(RemoteError::Server {
-                        url: url.to_string(),
-                        message,
-                    })
-                }
-            },
+            Err(ChunkError::Server(message)) => {
+                return Err(RemoteError::Server {
+                    url: url.to_string(),
+                    message,
+                })
+            }
         }
     }
     if !reader.is_complete() {
@@ -188,24 +202,25 @@ pub fn read_sse(
     Ok(reader)
 }
 
-/// A read error in the middle of a body: a timeout, or the connection going away (which, with
-/// the answer unfinished, is a cut stream).
-fn read_error(e: std::io::Error, url: &str, reader: &ChunkReader) -> RemoteError {
-    let timed_out = matches!(
-        e.kind(),
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-    ) || e.to_string().to_ascii_lowercase().contains("timeout");
-    if timed_out {
-        RemoteError::Timeout {
-            url: url.to_string(),
-            seconds: 0.0,
+/// The decoder gave up: the connection went away mid-body (with the answer unfinished, a cut
+/// stream) or the bytes are not server-sent events.
+fn decode_error(e: sse_stream::Error, url: &str, reader: &ChunkReader) -> RemoteError {
+    match e {
+        sse_stream::Error::Body(e) => {
+            tracing::debug!(%url, error = %e, "stream read failed");
+            RemoteError::StreamCut {
+                url: url.to_string(),
+                received: reader.text.chars().count(),
+            }
         }
-    } else {
-        tracing::debug!(%url, error = %e, "stream read failed");
-        RemoteError::StreamCut {
+        sse_stream::Error::Utf8Parse(_) => RemoteError::Malformed {
             url: url.to_string(),
-            received: reader.text.chars().count(),
-        }
+            reason: "a line of the stream is not UTF-8".to_string(),
+        },
+        other => RemoteError::Malformed {
+            url: url.to_string(),
+            reason: format!("not a server-sent event stream ({other})"),
+        },
     }
 }
 
@@ -213,11 +228,50 @@ fn read_error(e: std::io::Error, url: &str, reader: &ChunkReader) -> RemoteError
 mod tests {
     use super::*;
 
-    fn read(body: &str) -> Result<ChunkReader, RemoteError> {
+    /// `body` cut into pieces of `size` bytes, as a decoded event stream.
+    fn events(body: &str, size: usize) -> impl Stream<Item = Result<Sse, sse_stream::Error>> {
+        let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = body
+            .as_bytes()
+            .chunks(size.max(1))
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        sse_stream::SseByteStream::new(futures_util::stream::iter(pieces))
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
+
+    fn read_with(
+        body: &str,
+        size: usize,
+        cancel: bool,
+    ) -> (Result<ChunkReader, RemoteError>, String) {
         let mut seen = String::new();
-        let r = read_sse(body.as_bytes(), "u", &AtomicBool::new(false), &mut |t| {
-            seen.push_str(t)
-        });
+        let r = block_on(read_sse(
+            events(body, size),
+            "u",
+            Duration::from_secs(5),
+            &AtomicBool::new(cancel),
+            &mut |t: &str| seen.push_str(t),
+        ));
+        (r, seen)
+    }
+
+    fn read(body: &str) -> Result<ChunkReader, RemoteError> {
+        let (r, seen) = read_with(body, body.len(), false);
+        // However the body is split into reads, the answer is the same.
+        for size in [1, 7] {
+            let (again, _) = read_with(body, size, false);
+            assert_eq!(
+                again.as_ref().map(|r| r.text.clone()),
+                r.as_ref().map(|r| r.text.clone())
+            );
+        }
         if let Ok(r) = &r {
             assert_eq!(seen, r.text, "streamed pieces add up to the text");
         }
@@ -303,12 +357,38 @@ mod tests {
 
     #[test]
     fn a_raised_cancel_stops_the_read() {
-        let r = read_sse(
-            delta("x").as_bytes(),
-            "u",
-            &AtomicBool::new(true),
-            &mut |_| {},
-        );
+        let (r, _) = read_with(&delta("x"), 64, true);
         assert_eq!(r.err(), Some(RemoteError::Cancelled));
+    }
+
+    #[test]
+    fn comments_other_fields_and_crlf_are_framing_only() {
+        let finish = serde_json::json!({"choices": [{"delta": {"content": "b"}, "finish_reason": "stop"}]});
+        let body = format!(
+            ": keep-alive\r\n\r\nevent: chunk\r\nid: 1\r\n{}data: {finish}\r\n\r\ndata: [DONE]\n\n",
+            delta("a").replace("\n\n", "\r\n\r\n")
+        );
+        let r = read(&body).expect("complete");
+        assert_eq!(r.text, "ab");
+        assert!(r.done);
+    }
+
+    #[test]
+    fn a_body_that_goes_silent_times_out() {
+        let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(
+            bytes::Bytes::from(delta("x")),
+        )])
+        .chain(futures_util::stream::pending());
+        let r = block_on(read_sse(
+            sse_stream::SseByteStream::new(stalled),
+            "u",
+            Duration::from_millis(100),
+            &AtomicBool::new(false),
+            &mut |_: &str| {},
+        ));
+        match r {
+            Err(RemoteError::Timeout { seconds, .. }) => assert!((seconds - 0.1).abs() < 1e-9),
+            other => panic!("{other:?}"),
+        }
     }
 }
