@@ -62,6 +62,9 @@ pub struct State {
     pub max_in_flight: HashMap<String, usize>,
     /// Pause before every answer (to catch a run in the middle).
     pub pace: Duration,
+    /// Answer this status (400 or 422, as servers without structured outputs do) to every
+    /// request that carries an answer shape (`response_format` or a grammar field).
+    pub refuse_constrained: Option<u16>,
 }
 
 pub struct FakeServer {
@@ -177,10 +180,19 @@ pub fn serve(conn: TcpStream, state: &Mutex<State>) {
         *max = (*max).max(n);
         (fault, rejected, s.pace)
     };
+    let shaped = ["response_format", "grammar", "ebnf", "structured_outputs"]
+        .iter()
+        .any(|field| request.get(field).is_some());
+    let refused_shape = state
+        .lock()
+        .unwrap()
+        .refuse_constrained
+        .filter(|_| shaped);
     let authorised = auth.as_deref() == Some(&format!("Bearer {GOOD_KEY}"));
     let status = match (&fault, authorised, rejected) {
         (_, false, _) => 401,
         (_, true, true) => 400,
+        _ if refused_shape.is_some() => refused_shape.unwrap_or(400),
         (Some(Fault::RateLimited(_)), ..) => 429,
         (Some(Fault::ServerError), ..) => 500,
         _ => 200,
@@ -223,6 +235,12 @@ pub fn serve(conn: TcpStream, state: &Mutex<State>) {
             );
         }
         500 => respond_json(&mut conn, 500, "", "internal error"),
+        422 => respond_json(
+            &mut conn,
+            422,
+            "",
+            "Unknown field `response_format`: structured outputs are not supported",
+        ),
         _ => {
             std::thread::sleep(pace);
             stream_answer(
