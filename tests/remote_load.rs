@@ -17,7 +17,11 @@ fn two_hundred_fifty_six_streams_complete_on_a_bounded_number_of_threads() {
         Duration::from_millis(1500),
     );
     assert_eq!(usage.exit_code, Some(0), "{usage:?}");
-    assert_eq!(usage.judgments, 2 * 2 * ITEMS, "every stream ended in a judgment");
+    assert_eq!(
+        usage.judgments,
+        2 * 2 * ITEMS,
+        "every stream ended in a judgment"
+    );
     assert_eq!(
         usage.max_in_flight, STREAMS,
         "all streams were open at once: {usage:?}"

@@ -6,9 +6,7 @@
 mod common;
 
 use arbiter::engine::SamplingParams;
-use arbiter::remote::{
-    ApiKey, ChatRequest, Endpoint, EndpointSettings, RemoteError, RetryPolicy,
-};
+use arbiter::remote::{ApiKey, ChatRequest, Endpoint, EndpointSettings, RemoteError, RetryPolicy};
 use common::fake_openai::{write_dataset, FakeServer, Fault, GOOD_KEY};
 use common::journal_file;
 use std::process::{Command, Stdio};
@@ -61,7 +59,10 @@ fn a_server_that_refuses_the_answer_shape_is_told_what_to_change() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("HTTP 422"), "{stderr}");
-    assert!(stderr.contains("structured outputs are not supported"), "{stderr}");
+    assert!(
+        stderr.contains("structured outputs are not supported"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("may not support") && stderr.contains("constrain = \"json_schema\""),
         "the hint names the mode sent: {stderr}"
@@ -104,7 +105,11 @@ fn a_cancel_ends_a_request_waiting_on_a_silent_server() {
     assert_eq!(result.err(), Some(RemoteError::Cancelled));
     assert_eq!(text, "{\"Ch", "the first piece arrived before the stall");
     // The server stalls for 2.5 s and the timeout is 30 s: neither was waited for.
-    assert!(started.elapsed() < Duration::from_millis(2000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -145,6 +150,9 @@ fn requests_from_many_threads_share_the_remote_runtime() {
         assert_eq!(c.usage.map(|u| u.completion_tokens), Some(7));
     }
     let retried: u32 = completions.iter().map(|c| c.attempts - 1).sum();
-    assert_eq!(retried, 2, "the 429 and the cut stream cost one attempt each");
+    assert_eq!(
+        retried, 2,
+        "the 429 and the cut stream cost one attempt each"
+    );
     assert_eq!(server.seen().len(), 18);
 }

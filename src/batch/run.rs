@@ -345,29 +345,29 @@ async fn remote_worker(pool: &Pool, endpoint: &Endpoint, grammar_field: &str) {
         let parser = Mutex::new(task.parser());
         let result = endpoint
             .complete_async(
-            &request,
-            &judge.retry,
-            &pool.cancel,
-            &mut |text: &str| {
-                if let Ok(mut p) = parser.lock() {
-                    p.feed(text.as_bytes());
-                }
-            },
-            &mut |retry, wait, error: &RemoteError| {
-                if let Ok(mut p) = parser.lock() {
-                    *p = task.parser();
-                }
-                pool.send(BatchEvent::Retrying {
-                    judge: pool.index,
-                    item: task.item.clone(),
-                    order: task.order,
-                    retry,
-                    max_retries: judge.retry.max_retries,
-                    wait,
-                    error: error.to_string(),
-                });
-            },
-        )
+                &request,
+                &judge.retry,
+                &pool.cancel,
+                &mut |text: &str| {
+                    if let Ok(mut p) = parser.lock() {
+                        p.feed(text.as_bytes());
+                    }
+                },
+                &mut |retry, wait, error: &RemoteError| {
+                    if let Ok(mut p) = parser.lock() {
+                        *p = task.parser();
+                    }
+                    pool.send(BatchEvent::Retrying {
+                        judge: pool.index,
+                        item: task.item.clone(),
+                        order: task.order,
+                        retry,
+                        max_retries: judge.retry.max_retries,
+                        wait,
+                        error: error.to_string(),
+                    });
+                },
+            )
             .await;
         match result {
             Ok(completion) => {

@@ -88,8 +88,8 @@ mod tests {
         .expect("a runtime");
         assert!(!slept, "the wait was cancelled");
         assert!(started.elapsed() < Duration::from_secs(5));
-        let full = block_on(sleep(Duration::from_millis(20), &AtomicBool::new(false)))
-            .expect("a runtime");
+        let full =
+            block_on(sleep(Duration::from_millis(20), &AtomicBool::new(false))).expect("a runtime");
         assert!(full, "an uncancelled wait runs to its end");
     }
 }

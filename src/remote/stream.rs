@@ -363,7 +363,8 @@ mod tests {
 
     #[test]
     fn comments_other_fields_and_crlf_are_framing_only() {
-        let finish = serde_json::json!({"choices": [{"delta": {"content": "b"}, "finish_reason": "stop"}]});
+        let finish =
+            serde_json::json!({"choices": [{"delta": {"content": "b"}, "finish_reason": "stop"}]});
         let body = format!(
             ": keep-alive\r\n\r\nevent: chunk\r\nid: 1\r\n{}data: {finish}\r\n\r\ndata: [DONE]\n\n",
             delta("a").replace("\n\n", "\r\n\r\n")
@@ -375,10 +376,9 @@ mod tests {
 
     #[test]
     fn a_body_that_goes_silent_times_out() {
-        let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(
-            bytes::Bytes::from(delta("x")),
-        )])
-        .chain(futures_util::stream::pending());
+        let stalled =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(delta("x")))])
+                .chain(futures_util::stream::pending());
         let r = block_on(read_sse(
             sse_stream::SseByteStream::new(stalled),
             "u",

@@ -183,11 +183,7 @@ pub fn serve(conn: TcpStream, state: &Mutex<State>) {
     let shaped = ["response_format", "grammar", "ebnf", "structured_outputs"]
         .iter()
         .any(|field| request.get(field).is_some());
-    let refused_shape = state
-        .lock()
-        .unwrap()
-        .refuse_constrained
-        .filter(|_| shaped);
+    let refused_shape = state.lock().unwrap().refuse_constrained.filter(|_| shaped);
     let authorised = auth.as_deref() == Some(&format!("Bearer {GOOD_KEY}"));
     let status = match (&fault, authorised, rejected) {
         (_, false, _) => 401,

@@ -109,9 +109,7 @@ pub fn run(dir: &Path, arbiter: &Path, pace: Duration) -> Usage {
     usage.wall = started.elapsed();
     usage.exit_code = exit.code();
     usage.max_in_flight = server.state.lock().unwrap().max_in_flight.values().sum();
-    usage.judgments = journal_file::judgments(
-        &dataset.with_file_name("items.jsonl.arbiter-journal.jsonl"),
-    )
-    .len();
+    usage.judgments =
+        journal_file::judgments(&dataset.with_file_name("items.jsonl.arbiter-journal.jsonl")).len();
     usage
 }
