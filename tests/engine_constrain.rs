@@ -110,6 +110,8 @@ fn assert_complete(template: &str, outcome: &arbiter::engine::judge::JudgeOutcom
             }
         }
         "cj2-quick" => assert!(filled("Choice"), "{text:?}"),
+        // Skywork-Critic is asked for the verdict alone.
+        "skywork-critic" => assert!(text == "[[A]]" || text == "[[B]]", "{text:?}"),
         "critique" => {
             for h in ["Strengths:", "Weaknesses:", "Suggestions:"] {
                 assert!(text.contains(h), "{h} in {text:?}");
@@ -148,6 +150,10 @@ fn every_template_gives_a_complete_critique_with_its_verdict() {
         ("arena-5way", 96),
         ("pointwise-10", 80),
         ("critique", 120),
+        ("prometheus2-relative", 120),
+        ("skywork-critic", 16),
+        ("selene-pairwise", 120),
+        ("flow-judge", 120),
     ] {
         for order in [Order::Original, Order::Swapped] {
             let (outcome, g) = judge(&mut model, template, &item, order, sampling(budget));

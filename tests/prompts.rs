@@ -17,6 +17,10 @@ const SHIPPED: &[&str] = &[
     "pointwise-10",
     "critique",
     "judgerbench-v2",
+    "prometheus2-relative",
+    "skywork-critic",
+    "selene-pairwise",
+    "flow-judge",
 ];
 
 fn response(model: &str, text: &str) -> Response {
@@ -105,6 +109,10 @@ fn every_shipped_template_loads_with_a_consistent_header() {
     assert_eq!(expect("pairwise-ab"), OutputFormat::Brackets);
     assert_eq!(expect("arena-5way"), OutputFormat::Arena5);
     assert_eq!(expect("judgerbench-v2"), OutputFormat::JudgerBench);
+    assert_eq!(expect("prometheus2-relative"), OutputFormat::ResultMarker);
+    assert_eq!(expect("skywork-critic"), OutputFormat::Brackets);
+    assert_eq!(expect("selene-pairwise"), OutputFormat::ResultMarker);
+    assert_eq!(expect("flow-judge"), OutputFormat::Pointwise);
     assert!(lib.list().iter().all(|i| i.source == Source::Embedded));
 }
 

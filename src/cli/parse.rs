@@ -35,6 +35,8 @@ pub enum FormatArg {
     Pointwise,
     Critique,
     Prose,
+    /// `[RESULT] A` (Prometheus-2) or `**Result:** B` (Selene).
+    Result,
 }
 
 impl From<FormatArg> for OutputFormat {
@@ -48,6 +50,7 @@ impl From<FormatArg> for OutputFormat {
             FormatArg::Pointwise => OutputFormat::Pointwise,
             FormatArg::Critique => OutputFormat::Critique,
             FormatArg::Prose => OutputFormat::Prose,
+            FormatArg::Result => OutputFormat::ResultMarker,
         }
     }
 }

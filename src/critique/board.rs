@@ -50,7 +50,8 @@ impl Board {
             | OutputFormat::Arena5
             | OutputFormat::Pointwise
             | OutputFormat::Critique
-            | OutputFormat::Prose => {
+            | OutputFormat::Prose
+            | OutputFormat::ResultMarker => {
                 board.explanation = Some(board.push_field(EXPLANATION, FieldState::Absent));
             }
             OutputFormat::Auto | OutputFormat::JudgerBench => {}

@@ -14,9 +14,10 @@
 //! ```
 //!
 //! Parameters are counted from the architecture: embeddings (twice unless tied), and per layer
-//! q/k/v projections with bias, the output projection, the three MLP matrices and two norms.
-//! This reproduces the published sizes (Qwen2.5-7B: 7,615,616,512, half its bf16 safetensors
-//! total). Quantized GGUF models run in f32, so their KV cache and activations count 4 bytes.
+//! q/k/v projections (with bias for Qwen2), the output projection, the three MLP matrices (once
+//! per expert, plus the router, for a mixture of experts) and two norms. This reproduces the
+//! published sizes (Qwen2.5-7B: 7,615,616,512, half its bf16 safetensors total; Mixtral-8x7B:
+//! 46,702,792,704; Llama-3.1-8B: 8,030,261,248; checked by a test). Quantized GGUF models run in f32, so their KV cache and activations count 4 bytes.
 
 use super::hub::{parse_spec, HubError, RepoId};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ pub const DEFAULT_CONTEXT: u64 = 8192;
 /// Prefill chunk assumed by the estimates.
 pub const DEFAULT_PREFILL_CHUNK: u64 = 512;
 
-/// The shape of a Qwen2-style decoder, as its `config.json` gives it.
+/// The shape of a decoder (Qwen2, Llama, Mistral, Mixtral, Phi-3...), as its `config.json` gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Architecture {
     pub hidden_size: u64,
@@ -41,6 +42,10 @@ pub struct Architecture {
     pub tied_embeddings: bool,
     /// `max_position_embeddings`.
     pub max_context: u64,
+    /// q/k/v projections carry a bias (Qwen2; not Llama, Mistral or Phi-3).
+    pub qkv_bias: bool,
+    /// MLP experts per layer (`num_local_experts`, Mixtral's 8); 1 for a dense model.
+    pub experts: u64,
 }
 
 impl Architecture {
@@ -49,8 +54,15 @@ impl Architecture {
         let h = self.hidden_size;
         let q = self.attention_heads * self.head_dim;
         let kv = self.kv_heads * self.head_dim;
-        let attention = (h * q + q) + 2 * (h * kv + kv) + q * h;
-        let mlp = 3 * h * self.intermediate_size;
+        let bias = u64::from(self.qkv_bias);
+        let attention = (h * q + bias * q) + 2 * (h * kv + bias * kv) + q * h;
+        // A mixture of experts has one MLP per expert and a router (hidden x experts).
+        let mlp = 3 * h * self.intermediate_size * self.experts
+            + if self.experts > 1 {
+                h * self.experts
+            } else {
+                0
+            };
         let per_layer = attention + mlp + 2 * h;
         let embeddings = self.vocab_size * h * if self.tied_embeddings { 1 } else { 2 };
         embeddings + self.layers * per_layer + h
@@ -179,6 +191,8 @@ const QWEN25_0_5B: Architecture = Architecture {
     vocab_size: 151_936,
     tied_embeddings: true,
     max_context: 32_768,
+    qkv_bias: true,
+    experts: 1,
 };
 const QWEN25_1_5B: Architecture = Architecture {
     hidden_size: 1536,
@@ -190,6 +204,8 @@ const QWEN25_1_5B: Architecture = Architecture {
     vocab_size: 151_936,
     tied_embeddings: true,
     max_context: 32_768,
+    qkv_bias: true,
+    experts: 1,
 };
 const QWEN25_7B: Architecture = Architecture {
     hidden_size: 3584,
@@ -201,6 +217,8 @@ const QWEN25_7B: Architecture = Architecture {
     vocab_size: 152_064,
     tied_embeddings: false,
     max_context: 32_768,
+    qkv_bias: true,
+    experts: 1,
 };
 const QWEN25_14B: Architecture = Architecture {
     hidden_size: 5120,
@@ -212,6 +230,8 @@ const QWEN25_14B: Architecture = Architecture {
     vocab_size: 152_064,
     tied_embeddings: false,
     max_context: 32_768,
+    qkv_bias: true,
+    experts: 1,
 };
 const QWEN25_32B: Architecture = Architecture {
     hidden_size: 5120,
@@ -223,6 +243,68 @@ const QWEN25_32B: Architecture = Architecture {
     vocab_size: 152_064,
     tied_embeddings: false,
     max_context: 32_768,
+    qkv_bias: true,
+    experts: 1,
+};
+
+// The open judges of other families, from their config.json files: Prometheus-2 7B is
+// Mistral-7B-Instruct-v0.2, 8x7B Mixtral-8x7B-Instruct; Skywork-Critic and Selene-1-Mini are
+// Llama-3.1; Flow-Judge-v0.1 is Phi-3.5-mini-instruct.
+const MISTRAL_7B: Architecture = Architecture {
+    hidden_size: 4096,
+    layers: 32,
+    attention_heads: 32,
+    kv_heads: 8,
+    head_dim: 128,
+    intermediate_size: 14_336,
+    vocab_size: 32_000,
+    tied_embeddings: false,
+    max_context: 32_768,
+    qkv_bias: false,
+    experts: 1,
+};
+const MIXTRAL_8X7B: Architecture = Architecture {
+    experts: 8,
+    ..MISTRAL_7B
+};
+const LLAMA31_8B: Architecture = Architecture {
+    hidden_size: 4096,
+    layers: 32,
+    attention_heads: 32,
+    kv_heads: 8,
+    head_dim: 128,
+    intermediate_size: 14_336,
+    vocab_size: 128_256,
+    tied_embeddings: false,
+    max_context: 131_072,
+    qkv_bias: false,
+    experts: 1,
+};
+const LLAMA31_70B: Architecture = Architecture {
+    hidden_size: 8192,
+    layers: 80,
+    attention_heads: 64,
+    kv_heads: 8,
+    head_dim: 128,
+    intermediate_size: 28_672,
+    vocab_size: 128_256,
+    tied_embeddings: false,
+    max_context: 131_072,
+    qkv_bias: false,
+    experts: 1,
+};
+const PHI35_MINI: Architecture = Architecture {
+    hidden_size: 3072,
+    layers: 32,
+    attention_heads: 32,
+    kv_heads: 32,
+    head_dim: 96,
+    intermediate_size: 8192,
+    vocab_size: 32_064,
+    tied_embeddings: false,
+    max_context: 131_072,
+    qkv_bias: false,
+    experts: 1,
 };
 
 const CJ2_TEMPLATE: &str = "cj2-critical-thinking";
@@ -271,6 +353,48 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         template: BRACKETS_TEMPLATE,
         architecture: QWEN25_32B,
         summary: "CompassJudger-1 32B",
+    },
+    CatalogueEntry {
+        short_name: "prometheus-2-7b",
+        repo: "prometheus-eval/prometheus-7b-v2.0",
+        template: "prometheus2-relative",
+        architecture: MISTRAL_7B,
+        summary: "Prometheus-2 7B (Mistral): relative grading, feedback then [RESULT] A or B",
+    },
+    CatalogueEntry {
+        short_name: "prometheus-2-8x7b",
+        repo: "prometheus-eval/prometheus-8x7b-v2.0",
+        template: "prometheus2-relative",
+        architecture: MIXTRAL_8X7B,
+        summary: "Prometheus-2 8x7B (Mixtral, 8 experts): relative grading, needs a large GPU",
+    },
+    CatalogueEntry {
+        short_name: "skywork-critic-8b",
+        repo: "Skywork/Skywork-Critic-Llama-3.1-8B",
+        template: "skywork-critic",
+        architecture: LLAMA31_8B,
+        summary: "Skywork-Critic Llama-3.1 8B: answers [[A]] or [[B]] alone",
+    },
+    CatalogueEntry {
+        short_name: "skywork-critic-70b",
+        repo: "Skywork/Skywork-Critic-Llama-3.1-70B",
+        template: "skywork-critic",
+        architecture: LLAMA31_70B,
+        summary: "Skywork-Critic Llama-3.1 70B",
+    },
+    CatalogueEntry {
+        short_name: "selene-1-mini",
+        repo: "AtlaAI/Selene-1-Mini-Llama-3.1-8B",
+        template: "selene-pairwise",
+        architecture: LLAMA31_8B,
+        summary: "Atla Selene-1-Mini (Llama-3.1 8B): reasoning, then **Result:** A or B",
+    },
+    CatalogueEntry {
+        short_name: "flow-judge",
+        repo: "flowaicom/Flow-Judge-v0.1",
+        template: "flow-judge",
+        architecture: PHI35_MINI,
+        summary: "Flow-Judge-v0.1 (Phi-3.5-mini): pointwise, a 1-5 score per answer",
     },
     CatalogueEntry {
         short_name: "qwen2.5-0.5b",
@@ -434,6 +558,37 @@ mod tests {
         assert!((billions(QWEN25_1_5B) - 1.54).abs() < 0.005);
         assert!((billions(QWEN25_14B) - 14.77).abs() < 0.005);
         assert!((billions(QWEN25_32B) - 32.76).abs() < 0.005);
+        // The other families' published counts (half their bf16 safetensors totals).
+        assert_eq!(MISTRAL_7B.parameters(), 7_241_732_096);
+        assert_eq!(MIXTRAL_8X7B.parameters(), 46_702_792_704);
+        assert_eq!(LLAMA31_8B.parameters(), 8_030_261_248);
+        assert_eq!(LLAMA31_70B.parameters(), 70_553_706_496);
+        assert_eq!(PHI35_MINI.parameters(), 3_821_079_552);
+    }
+
+    #[test]
+    fn each_open_judge_has_its_own_template_and_architecture() {
+        let judge = |name: &str| lookup(name).unwrap_or_else(|| panic!("{name} is catalogued"));
+        for (name, template, params) in [
+            ("prometheus-2-7b", "prometheus2-relative", 7_241_732_096),
+            ("prometheus-2-8x7b", "prometheus2-relative", 46_702_792_704),
+            ("skywork-critic-8b", "skywork-critic", 8_030_261_248),
+            ("skywork-critic-70b", "skywork-critic", 70_553_706_496),
+            ("selene-1-mini", "selene-pairwise", 8_030_261_248),
+            ("flow-judge", "flow-judge", 3_821_079_552),
+        ] {
+            let e = judge(name);
+            assert_eq!((e.template, e.parameters()), (template, params), "{name}");
+        }
+        // Mixtral's KV cache is a Mistral's (experts share attention); its weights are 6.4x.
+        let (dense, moe) = (judge("prometheus-2-7b"), judge("prometheus-2-8x7b"));
+        let (d, m) = (
+            dense.memory(Dtype::Bf16, DEFAULT_CONTEXT),
+            moe.memory(Dtype::Bf16, DEFAULT_CONTEXT),
+        );
+        assert_eq!(d.kv_cache, m.kv_cache);
+        assert_eq!(d.kv_cache, 2 * 32 * 8 * 128 * 8192 * 2);
+        assert_eq!(m.weights, 2 * 46_702_792_704);
     }
 
     #[test]
@@ -472,7 +627,14 @@ mod tests {
             assert!(e.download_bytes() > e.parameters() * 2, "{}", e.short_name);
             assert_eq!(lookup(e.short_name), Some(e));
         }
-        let known_templates = ["cj2-critical-thinking", "pairwise-ab"];
+        let known_templates = [
+            "cj2-critical-thinking",
+            "pairwise-ab",
+            "prometheus2-relative",
+            "skywork-critic",
+            "selene-pairwise",
+            "flow-judge",
+        ];
         assert!(CATALOGUE
             .iter()
             .all(|e| known_templates.contains(&e.template)));

@@ -313,6 +313,8 @@ impl ModelConfig {
             vocab_size: self.vocab_size as u64,
             tied_embeddings: self.tie_embeddings,
             max_context: self.max_position as u64,
+            qkv_bias: self.attention_bias,
+            experts: 1,
         }
     }
 }

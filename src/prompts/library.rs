@@ -29,6 +29,20 @@ const EMBEDDED: &[(&str, &str)] = &[
         "judgerbench-v2",
         include_str!("../../prompts/judgerbench-v2.txt"),
     ),
+    // The open judges' own prompt formats (each file names its source).
+    (
+        "prometheus2-relative",
+        include_str!("../../prompts/prometheus2-relative.txt"),
+    ),
+    (
+        "skywork-critic",
+        include_str!("../../prompts/skywork-critic.txt"),
+    ),
+    (
+        "selene-pairwise",
+        include_str!("../../prompts/selene-pairwise.txt"),
+    ),
+    ("flow-judge", include_str!("../../prompts/flow-judge.txt")),
 ];
 
 /// The environment variable that points at a prompts directory instead of the config one.

@@ -5,7 +5,8 @@
 //! File layout: header lines `key: value`, a line `---`, then the body.
 //! - `name` (optional; when given it must equal the file name without `.txt`),
 //! - `kind`: `pairwise` | `pointwise` | `critique`,
-//! - `output`: `cj2-json` | `brackets` | `arena5` | `judgerbench` | `pointwise` | `critique`,
+//! - `output`: `cj2-json` | `brackets` | `arena5` | `judgerbench` | `result` | `pointwise` |
+//!   `critique`,
 //! - `description`: one line,
 //! - `criteria.<language>.<category>: sentence` (any number): the sentence `{criterion}`
 //!   renders for items of that language and category; `*` stands for any language or category.
@@ -68,6 +69,7 @@ impl TemplateKind {
                     | OutputFormat::Brackets
                     | OutputFormat::Arena5
                     | OutputFormat::JudgerBench
+                    | OutputFormat::ResultMarker
             ),
             TemplateKind::Pointwise => output == OutputFormat::Pointwise,
             TemplateKind::Critique => output == OutputFormat::Critique,
@@ -92,6 +94,7 @@ pub fn output_name(output: OutputFormat) -> &'static str {
         OutputFormat::Pointwise => "pointwise",
         OutputFormat::Critique => "critique",
         OutputFormat::Prose => "prose",
+        OutputFormat::ResultMarker => "result",
     }
 }
 
@@ -104,6 +107,7 @@ fn output_from_header(s: &str) -> Option<OutputFormat> {
         "judgerbench" => Some(OutputFormat::JudgerBench),
         "pointwise" => Some(OutputFormat::Pointwise),
         "critique" => Some(OutputFormat::Critique),
+        "result" => Some(OutputFormat::ResultMarker),
         _ => None,
     }
 }

@@ -16,6 +16,7 @@ mod judgerbench;
 mod labels;
 mod pointwise;
 mod prose;
+mod result;
 mod tags;
 
 #[cfg(test)]
@@ -48,6 +49,10 @@ pub enum OutputFormat {
     /// A pairwise verdict stated in the closing sentence of free text (`Model A is better.`,
     /// `Final verdict: Assistant B`, `模型A更好。`).
     Prose,
+    /// A result marker and the better response's letter: Prometheus-2's `[RESULT] A`, Atla
+    /// Selene's `**Result:** B`.
+    #[serde(rename = "result")]
+    ResultMarker,
 }
 
 /// What a judge's text says.
@@ -124,6 +129,7 @@ pub fn parse_as(text: &str, format: OutputFormat) -> Result<JudgeReading, ParseE
         OutputFormat::Arena5 => pairwise(arena::read(text), Rule::OneDistinctLabel),
         OutputFormat::JudgerBench => pairwise(judgerbench::read(text), Rule::LastMatch),
         OutputFormat::Prose => pairwise(prose::read(text), Rule::ClosingSentence),
+        OutputFormat::ResultMarker => pairwise(result::read(text), Rule::OnlyLabel),
         OutputFormat::Pointwise => pointwise::read(text).map(|s| JudgeReading {
             reading: Reading::Score(s),
             format,

@@ -136,7 +136,32 @@ fn class_char(c: char) -> String {
         '\r' => r"\r".into(),
         '\t' => r"\t".into(),
         '/' => r"\/".into(),
-        c if c.is_ascii_punctuation() => format!("\\{c}"),
+        // Only the characters that are special in a class (or in regex syntax) are escaped:
+        // the regex parser reads `\<` and `\>` as word boundaries, which a class refuses.
+        c if r"\.+*?()|[]{}^$#&-~".contains(c) => format!("\\{c}"),
         c => c.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_before_any_punctuation_is_a_valid_regex() {
+        // The grammar library parses `/.../` bodies with the same regex syntax as `regex`.
+        for c in (b'!'..=b'~')
+            .map(char::from)
+            .filter(|c| c.is_ascii_punctuation())
+        {
+            let body = text_regex(Some(c));
+            let re = regex::Regex::new(&format!("^(?:{body})$"))
+                .unwrap_or_else(|e| panic!("stop {c:?}: {body}: {e}"));
+            assert!(re.is_match("some text"), "{c:?}");
+            assert!(!re.is_match(&format!("some {c} text")), "{c:?} excluded");
+        }
+        for c in ['\n', '\t'] {
+            assert!(regex::Regex::new(&text_regex(Some(c))).is_ok());
+        }
     }
 }

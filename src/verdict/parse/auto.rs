@@ -22,8 +22,8 @@
 //! read by its pairwise verdict, and prose only speaks when no marker does.
 
 use super::{
-    cj2, judgerbench, labels, pointwise, prose, JudgeReading, OutputFormat, ParseError, Reading,
-    Rule,
+    cj2, judgerbench, labels, pointwise, prose, result, JudgeReading, OutputFormat, ParseError,
+    Reading, Rule,
 };
 
 type Attempt = (OutputFormat, Result<(Reading, Rule), ParseError>);
@@ -60,6 +60,11 @@ pub(super) fn read(text: &str) -> Result<JudgeReading, ParseError> {
                     judgerbench::read(text),
                 ),
                 label(),
+                pairwise(
+                    OutputFormat::ResultMarker,
+                    Rule::OnlyLabel,
+                    result::read(text),
+                ),
             ]
         },
         &|| vec![score(pointwise::read_tags(text))],
@@ -139,6 +144,7 @@ fn name(format: OutputFormat) -> &'static str {
         OutputFormat::Brackets => "the bracket tag",
         OutputFormat::Pointwise => "the rating",
         OutputFormat::Prose => "the closing sentence",
+        OutputFormat::ResultMarker => "the result marker",
         OutputFormat::Auto | OutputFormat::Critique => "the text",
     }
 }

@@ -1,7 +1,8 @@
 //! Pointwise ratings of one answer on a 1-10 scale: `Rating: [[7]]`, `[[8.5]]`,
 //! `Score: 8/10`, `Overall rating: 6`, `评分：8分`.
 //!
-//! A `[[N]]` tag (MT-Bench's single-answer format) outranks a labelled number. Every tag must
+//! A `[[N]]` tag (MT-Bench's single-answer format), or a `<score>N</score>` tag (Flow-Judge's
+//! format), outranks a labelled number. Every tag must
 //! give the same number, else `Conflicting` (MT-Bench would take the first). Among labelled
 //! numbers, those marked overall/final/total (`综合`/`最终`/`总`) outrank the rest
 //! (sub-scores per criterion), and the remaining ones must agree. A number outside 1-10, or
@@ -45,13 +46,26 @@ pub(super) fn read(text: &str) -> Result<f64, ParseError> {
     }
 }
 
-/// Reads `[[N]]` tags only.
+static SCORE_TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"<score>\s*([^<\n]{1,12}?)\s*</score>")
+        .expect("the score tag pattern is a valid regex")
+});
+
+/// Reads `[[N]]` tags only, or else `<score>N</score>` tags.
 pub(super) fn read_tags(text: &str) -> Result<f64, ParseError> {
-    let numbers: Vec<String> = tags::distinct(
+    let mut numbers: Vec<String> = tags::distinct(
         tags::contents(text)
             .filter(|t| NUMBER.is_match(t))
             .map(|t| t.trim_end_matches('.').to_string()),
     );
+    if numbers.is_empty() {
+        numbers = tags::distinct(
+            SCORE_TAG
+                .captures_iter(text)
+                .map(|c| c[1].to_string())
+                .filter(|t| NUMBER.is_match(t)),
+        );
+    }
     let values: Vec<(f64, &String)> = numbers
         .iter()
         .filter_map(|n| n.parse::<f64>().ok().map(|v| (v, n)))
@@ -130,6 +144,25 @@ fn on_scale(value: f64, raw: &str) -> Result<f64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_judge_score_tags() {
+        assert_eq!(
+            read("<feedback>Accurate, but it skips the edge case.</feedback>\n<score>4</score>"),
+            Ok(4.0)
+        );
+        assert_eq!(read("<score> 2 </score>"), Ok(2.0));
+        assert!(matches!(
+            read("<score>3</score> ... <score>5</score>"),
+            Err(ParseError::Conflicting(_))
+        ));
+        // A bracket tag outranks a score tag, as it outranks a labelled number.
+        assert_eq!(read("[[7]] <score>3</score>"), Ok(7.0));
+        assert!(matches!(
+            read("<score>high</score>"),
+            Err(ParseError::NotFound(_))
+        ));
+    }
 
     #[test]
     fn mt_bench_style_tags() {

@@ -5,7 +5,7 @@ use super::{parse, parse_as, parse_judgerbench, OutputFormat, ParseError, Readin
 use crate::verdict::{Outcome, Strength, Verdict};
 use proptest::prelude::*;
 
-const FORMATS: [OutputFormat; 8] = [
+const FORMATS: [OutputFormat; 9] = [
     OutputFormat::Auto,
     OutputFormat::Cj2Json,
     OutputFormat::Brackets,
@@ -14,6 +14,7 @@ const FORMATS: [OutputFormat; 8] = [
     OutputFormat::Pointwise,
     OutputFormat::Critique,
     OutputFormat::Prose,
+    OutputFormat::ResultMarker,
 ];
 
 /// Text without any verdict marker: no capitals, brackets, braces, quotes or colons, so it
@@ -160,6 +161,11 @@ fn final_verdict() -> impl Strategy<Value = (String, Reading, OutputFormat)> {
             format!("\n\n综上，回答{side}更好。"),
             pair(v),
             OutputFormat::Prose,
+        ));
+        cases.push((
+            format!("\nFeedback: good. [RESULT] {side}"),
+            pair(v),
+            OutputFormat::ResultMarker,
         ));
     }
     for score in [1.0, 6.5, 10.0] {
