@@ -90,6 +90,7 @@ fn every_shipped_template_loads_with_a_consistent_header() {
                         | OutputFormat::Brackets
                         | OutputFormat::Arena5
                         | OutputFormat::JudgerBench
+                        | OutputFormat::ResultMarker
                 ));
             }
             TemplateKind::Pointwise => {
