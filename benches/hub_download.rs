@@ -25,16 +25,23 @@ struct File {
 
 type Files = Arc<HashMap<String, File>>;
 
+/// A status line, headers and body.
+type Answer = (&'static str, Vec<(String, String)>, Option<Arc<Vec<u8>>>);
+
 fn main() {
     let total_mb: usize = env_or("HUB_BENCH_MB", 1024);
     let runs: usize = env_or("HUB_BENCH_RUNS", 3);
     let files = Arc::new(model_files(total_mb));
     let total: u64 = files.values().map(|f| f.bytes.len() as u64).sum();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
-    {
+    // The hub and, on another port, the storage host large files redirect to (as on the hub;
+    // clients follow a redirect within the hub's own host for metadata).
+    let hub = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let storage = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let endpoint = format!("http://{}", hub.local_addr().expect("local address"));
+    let storage_origin = format!("http://{}", storage.local_addr().expect("local address"));
+    for listener in [hub, storage] {
         let files = files.clone();
-        let origin = endpoint.clone();
+        let origin = storage_origin.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let files = files.clone();
@@ -195,10 +202,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A minimal hub: model info, `paths-info`, and `resolve` (LFS files redirect, with an absolute
+/// A minimal hub: model info, the tree, `paths-info`, and `resolve` (LFS files redirect, with an absolute
 /// URL as the hub gives, to `/blobs/`).
 /// One request per connection.
-fn serve(conn: TcpStream, files: &Files, origin: &str) {
+fn serve(conn: TcpStream, files: &Files, storage: &str) {
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
@@ -228,7 +235,8 @@ fn serve(conn: TcpStream, files: &Files, origin: &str) {
     }
     let path = target.split('?').next().unwrap_or("");
     let mut head = |status: &str, headers: &[(String, String)], len: usize| {
-        let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {len}\r\n");
+        let mut out =
+            format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {len}\r\n");
         for (k, v) in headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -236,63 +244,77 @@ fn serve(conn: TcpStream, files: &Files, origin: &str) {
         writer.write_all(out.as_bytes()).is_ok()
     };
     let json = |v: serde_json::Value| v.to_string().into_bytes();
-    let (status, headers, payload): (&str, Vec<(String, String)>, Option<Arc<Vec<u8>>>) =
-        if path.starts_with("/api/models/bench/model/paths-info/") {
-            let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let entries: Vec<serde_json::Value> = asked["paths"]
+    let (status, headers, payload): Answer = if path
+        .starts_with("/api/models/bench/model/paths-info/")
+    {
+        let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let entries: Vec<serde_json::Value> = asked["paths"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|p| files.get(p.as_str()?))
                 .map(|f| serde_json::json!({"type":"file","path":f.name,"size":f.bytes.len(),"oid":&f.sha256[..40]}))
                 .collect();
-            ("200 OK", vec![], Some(Arc::new(json(entries.into()))))
-        } else if path.starts_with("/api/models/bench/model") {
-            let siblings: Vec<serde_json::Value> = files
+        ("200 OK", vec![], Some(Arc::new(json(entries.into()))))
+    } else if path.starts_with("/api/models/bench/model/tree/") {
+        // Python's snapshot_download lists the tree; one page.
+        let entries: Vec<serde_json::Value> = files
                 .values()
-                .map(|f| serde_json::json!({"rfilename": f.name}))
+                .map(|f| {
+                    let mut v = serde_json::json!({"type":"file","path":f.name,"size":f.bytes.len(),"oid":&f.sha256[..40]});
+                    if f.lfs {
+                        v["lfs"] = serde_json::json!({"oid":f.sha256,"size":f.bytes.len(),"pointerSize":134});
+                    }
+                    v
+                })
                 .collect();
-            let info = serde_json::json!({"id":"bench/model","sha":COMMIT,"siblings":siblings});
-            ("200 OK", vec![], Some(Arc::new(json(info))))
-        } else if let Some(sha) = path.strip_prefix("/blobs/") {
-            match files.values().find(|f| f.sha256 == sha) {
-                Some(f) => ("200 OK", vec![], Some(f.bytes.clone())),
-                None => ("404 Not Found", vec![], None),
-            }
-        } else if let Some(rest) = path.strip_prefix("/bench/model/resolve/") {
-            let name = rest.split_once('/').map_or("", |(_, n)| n);
-            match files.get(name) {
-                Some(f) if f.lfs => (
-                    "302 Found",
-                    vec![
-                        ("X-Repo-Commit".into(), COMMIT.into()),
-                        ("X-Linked-Etag".into(), format!("\"{}\"", f.sha256)),
-                        ("X-Linked-Size".into(), f.bytes.len().to_string()),
-                        ("ETag".into(), "\"pointer\"".into()),
-                        ("Location".into(), format!("{origin}/blobs/{}", f.sha256)),
-                    ],
-                    None,
-                ),
-                Some(f) => (
-                    "200 OK",
-                    vec![
-                        ("X-Repo-Commit".into(), COMMIT.into()),
-                        ("ETag".into(), format!("\"{}\"", &f.sha256[..40])),
-                    ],
-                    Some(f.bytes.clone()),
-                ),
-                None => (
-                    "404 Not Found",
-                    vec![
-                        ("X-Repo-Commit".into(), COMMIT.into()),
-                        ("X-Error-Code".into(), "EntryNotFound".into()),
-                    ],
-                    None,
-                ),
-            }
-        } else {
-            ("404 Not Found", vec![], None)
-        };
+        ("200 OK", vec![], Some(Arc::new(json(entries.into()))))
+    } else if path.starts_with("/api/models/bench/model") {
+        let siblings: Vec<serde_json::Value> = files
+            .values()
+            .map(|f| serde_json::json!({"rfilename": f.name}))
+            .collect();
+        let info = serde_json::json!({"id":"bench/model","sha":COMMIT,"siblings":siblings});
+        ("200 OK", vec![], Some(Arc::new(json(info))))
+    } else if let Some(sha) = path.strip_prefix("/blobs/") {
+        match files.values().find(|f| f.sha256 == sha) {
+            Some(f) => ("200 OK", vec![], Some(f.bytes.clone())),
+            None => ("404 Not Found", vec![], None),
+        }
+    } else if let Some(rest) = path.strip_prefix("/bench/model/resolve/") {
+        let name = rest.split_once('/').map_or("", |(_, n)| n);
+        match files.get(name) {
+            Some(f) if f.lfs => (
+                "302 Found",
+                vec![
+                    ("X-Repo-Commit".into(), COMMIT.into()),
+                    ("X-Linked-Etag".into(), format!("\"{}\"", f.sha256)),
+                    ("X-Linked-Size".into(), f.bytes.len().to_string()),
+                    ("ETag".into(), "\"pointer\"".into()),
+                    ("Location".into(), format!("{storage}/blobs/{}", f.sha256)),
+                ],
+                None,
+            ),
+            Some(f) => (
+                "200 OK",
+                vec![
+                    ("X-Repo-Commit".into(), COMMIT.into()),
+                    ("ETag".into(), format!("\"{}\"", &f.sha256[..40])),
+                ],
+                Some(f.bytes.clone()),
+            ),
+            None => (
+                "404 Not Found",
+                vec![
+                    ("X-Repo-Commit".into(), COMMIT.into()),
+                    ("X-Error-Code".into(), "EntryNotFound".into()),
+                ],
+                None,
+            ),
+        }
+    } else {
+        ("404 Not Found", vec![], None)
+    };
     let len = payload.as_ref().map_or(0, |p| p.len());
     if !head(status, &headers, len) || method == "HEAD" {
         return;

@@ -160,7 +160,8 @@ impl HubClient {
             url: redact(url.as_str()),
             detail: detail.to_string(),
         };
-        let commit = header(&resp, "x-repo-commit").ok_or_else(|| bad("no X-Repo-Commit header"))?;
+        let commit =
+            header(&resp, "x-repo-commit").ok_or_else(|| bad("no X-Repo-Commit header"))?;
         let etag = header(&resp, "x-linked-etag")
             .or_else(|| header(&resp, "etag"))
             .map(|e| normalize_etag(&e))
@@ -199,10 +200,12 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
 fn resolve_url(endpoint: &Url, repo: &RepoId, revision: &str, file: &str) -> Result<Url, HubError> {
     let mut url = endpoint.clone();
     {
-        let mut segs = url.path_segments_mut().map_err(|()| HubError::BadResponse {
-            url: endpoint.to_string(),
-            detail: "HF_ENDPOINT is not an http(s) URL".into(),
-        })?;
+        let mut segs = url
+            .path_segments_mut()
+            .map_err(|()| HubError::BadResponse {
+                url: endpoint.to_string(),
+                detail: "HF_ENDPOINT is not an http(s) URL".into(),
+            })?;
         segs.pop_if_empty();
         segs.extend([repo.owner(), repo.name(), "resolve", revision]);
         segs.extend(file.split('/'));

@@ -182,7 +182,8 @@ impl Fetcher<'_> {
                 }
             }
         };
-        let pointer = result.map_err(|e| self.client.error(e, self.repo, self.commit, Some(file)))?;
+        let pointer =
+            result.map_err(|e| self.client.error(e, self.repo, self.commit, Some(file)))?;
         let bytes = size.unwrap_or_else(|| seen.0.load(Ordering::Relaxed));
         self.done = start + bytes;
         self.transferred += bytes;

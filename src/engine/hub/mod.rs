@@ -131,13 +131,13 @@ impl Hub {
                 e => return Err(e),
             },
         };
-        let commit = info
-            .sha
-            .filter(|s| is_commit_hash(s))
-            .ok_or_else(|| HubError::BadResponse {
-                url: format!("{}/api/models/{repo}", self.settings.endpoint),
-                detail: "its model info has no commit `sha`".into(),
-            })?;
+        let commit =
+            info.sha
+                .filter(|s| is_commit_hash(s))
+                .ok_or_else(|| HubError::BadResponse {
+                    url: format!("{}/api/models/{repo}", self.settings.endpoint),
+                    detail: "its model info has no commit `sha`".into(),
+                })?;
         cache.write_ref(revision, &commit)?;
         let siblings = info.siblings.unwrap_or_default();
         let names: Vec<&str> = siblings.iter().map(|f| f.rfilename.as_str()).collect();
