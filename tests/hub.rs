@@ -1,6 +1,7 @@
-//! The hub client against a fake hub on 127.0.0.1: the API route, `resolve` with the headers
-//! the real hub sends, large files redirected to a second "storage" origin, and injected
-//! faults (dropped connections, 404s, corrupt bytes, gated repositories).
+//! The hub client against a fake hub on 127.0.0.1: the API routes (model info, `paths-info`),
+//! `resolve` with the headers the real hub sends, large files redirected to a second "storage"
+//! origin, and injected faults (dropped connections, 404s, corrupt bytes, gated repositories).
+//! Every request is recorded, so a test can assert that none was made.
 
 mod common;
 
@@ -56,6 +57,7 @@ struct Seen {
     path: String,
     range: Option<String>,
     authorization: Option<String>,
+    body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -176,12 +178,21 @@ fn serve(mut conn: TcpStream, storage: bool, state: &Mutex<State>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length.min(1 << 20)];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
     let seen = Seen {
         storage,
         method: method.clone(),
         path: target.clone(),
         range: headers.get("range").cloned(),
         authorization: headers.get("authorization").cloned(),
+        body,
     };
     let response = {
         let mut st = state.lock().unwrap();
@@ -245,11 +256,16 @@ fn route(st: &mut State, req: &Seen) -> Reply {
             .find(|f| f.lfs && f.sha256() == sha)
             .cloned();
         return match file {
-            Some(f) => serve_bytes(st, &f, req.range.as_deref()),
+            Some(f) => serve_bytes(st, &f, req),
             None => error_reply("404 Not Found", "EntryNotFound"),
         };
     }
     if let Some(rest) = path.strip_prefix("/api/models/") {
+        if let Some((repo_id, rev)) = rest.split_once("/paths-info/") {
+            return paths_info(st, req, repo_id, rev);
+        }
+        // Like the hub: sizes and LFS details only when asked with `blobs=true`.
+        let blobs = req.path.contains("blobs=true");
         let (repo_id, rev) = rest.split_once("/revision/").unwrap_or((rest, "main"));
         let Some(repo) = st.repos.get(repo_id).cloned() else {
             return error_reply("404 Not Found", "RepoNotFound");
@@ -264,6 +280,9 @@ fn route(st: &mut State, req: &Seen) -> Reply {
             .files
             .iter()
             .map(|f| {
+                if !blobs {
+                    return serde_json::json!({"rfilename": f.name});
+                }
                 let mut v = serde_json::json!({"rfilename": f.name, "size": f.bytes.len()});
                 if f.lfs {
                     v["lfs"] = serde_json::json!({"sha256": f.sha256(), "size": f.bytes.len(), "pointerSize": 134});
@@ -319,7 +338,7 @@ fn route(st: &mut State, req: &Seen) -> Reply {
                 drop_after: None,
             };
         }
-        let mut r = serve_bytes(st, &file, req.range.as_deref());
+        let mut r = serve_bytes(st, &file, req);
         r.headers.push(commit_header);
         r.headers
             .push(("ETag".into(), format!("\"{}\"", file.etag())));
@@ -328,41 +347,85 @@ fn route(st: &mut State, req: &Seen) -> Reply {
     error_reply("404 Not Found", "NotFound")
 }
 
+/// `POST /api/models/{repo}/paths-info/{rev}` with `{"paths": [...]}`, answered as the hub
+/// does (the LFS sha256 is under `lfs.oid`).
+fn paths_info(st: &State, req: &Seen, repo_id: &str, rev: &str) -> Reply {
+    let Some(repo) = st.repos.get(repo_id).cloned() else {
+        return error_reply("404 Not Found", "RepoNotFound");
+    };
+    if let Some(r) = gate(&repo, req) {
+        return r;
+    }
+    if rev != "main" && rev != repo.commit {
+        return error_reply("404 Not Found", "RevisionNotFound");
+    }
+    let asked: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+    let asked: Vec<&str> = asked["paths"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+        .unwrap_or_default();
+    let entries: Vec<serde_json::Value> = repo
+        .files
+        .iter()
+        .filter(|f| asked.contains(&f.name.as_str()))
+        .map(|f| {
+            let mut v = serde_json::json!({"type": "file", "path": f.name, "size": f.bytes.len(), "oid": f.etag()});
+            if f.lfs {
+                v["lfs"] = serde_json::json!({"oid": f.sha256(), "size": f.bytes.len(), "pointerSize": 134});
+            }
+            v
+        })
+        .collect();
+    reply(
+        "200 OK",
+        vec![("Content-Type".into(), "application/json".into())],
+        serde_json::Value::Array(entries).to_string().into_bytes(),
+    )
+}
+
 fn gate(repo: &FakeRepo, req: &Seen) -> Option<Reply> {
     let allowed = repo.gated_for.as_ref()?;
     let ok = req.authorization.as_deref() == Some(format!("Bearer {allowed}").as_str());
     (!ok).then(|| error_reply("403 Forbidden", "GatedRepo"))
 }
 
-fn serve_bytes(st: &mut State, file: &FakeFile, range: Option<&str>) -> Reply {
+fn serve_bytes(st: &mut State, file: &FakeFile, req: &Seen) -> Reply {
     let mut bytes = file.bytes.clone();
     if st.faults.corrupt.contains(&file.name) {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xFF;
     }
-    let start: usize = range
+    let total = bytes.len();
+    // `bytes=START-` or `bytes=START-END` (END inclusive).
+    let range = req
+        .range
+        .as_deref()
+        .filter(|_| !st.faults.ignore_range.contains(&file.name))
         .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.trim_end_matches('-').parse().ok())
-        .unwrap_or(0);
-    let range = range.filter(|_| !st.faults.ignore_range.contains(&file.name));
-    let mut r = if range.is_some() {
-        let total = bytes.len();
-        let body = bytes[start.min(total)..].to_vec();
-        reply(
+        .and_then(|r| r.split_once('-'))
+        .map(|(start, end)| {
+            let start: usize = start.parse().unwrap_or(0);
+            let end: usize = end.parse().map_or(total, |e: usize| e + 1);
+            (start.min(total), end.min(total))
+        });
+    let mut r = match range {
+        Some((start, end)) => reply(
             "206 Partial Content",
             vec![(
                 "Content-Range".into(),
-                format!("bytes {start}-{}/{total}", total.saturating_sub(1)),
+                format!("bytes {start}-{}/{total}", end.saturating_sub(1)),
             )],
-            body,
-        )
-    } else {
-        reply("200 OK", vec![], bytes)
+            bytes[start..end.max(start)].to_vec(),
+        ),
+        None => reply("200 OK", vec![], bytes),
     };
-    if let Some((after, times)) = st.faults.drop_after.get_mut(&file.name) {
-        if *times > 0 {
-            *times -= 1;
-            r.drop_after = Some(*after);
+    // Faults hit the transfer itself, not a HEAD asking about it.
+    if req.method == "GET" {
+        if let Some((after, times)) = st.faults.drop_after.get_mut(&file.name) {
+            if *times > 0 {
+                *times -= 1;
+                r.drop_after = Some(*after);
+            }
         }
     }
     r
@@ -688,7 +751,8 @@ fn a_dropped_connection_resumes_where_it_stopped() {
         .filter(|s| s.storage && s.method == "GET" && s.path.contains(&sha_of(&repo, SHARD1)))
         .map(|s| s.range.clone())
         .collect();
-    assert_eq!(gets, vec![None, Some("bytes=150000-".to_string())]);
+    let end = file_bytes(&repo, SHARD1).len() - 1;
+    assert_eq!(gets, vec![None, Some(format!("bytes=150000-{end}"))]);
     let retry = events.iter().find_map(|e| match e {
         DownloadEvent::Retry {
             file, resume_from, ..
@@ -721,10 +785,11 @@ fn a_server_that_ignores_the_range_gets_a_clean_restart() {
     let ranges: Vec<Option<String>> = server
         .seen()
         .iter()
-        .filter(|s| s.storage && s.path.contains(&sha_of(&repo, SHARD1)))
+        .filter(|s| s.storage && s.method == "GET" && s.path.contains(&sha_of(&repo, SHARD1)))
         .map(|s| s.range.clone())
         .collect();
-    assert_eq!(ranges, vec![None, Some("bytes=120000-".to_string())]);
+    let end = file_bytes(&repo, SHARD1).len() - 1;
+    assert_eq!(ranges, vec![None, Some(format!("bytes=120000-{end}"))]);
 }
 
 fn sha_of(repo: &FakeRepo, name: &str) -> String {
@@ -767,10 +832,11 @@ fn an_interrupted_run_is_resumed_by_the_next_one() {
     let ranges: Vec<Option<String>> = server
         .seen()
         .iter()
-        .filter(|s| s.storage && s.path.contains(&sha_of(&repo, SHARD1)))
+        .filter(|s| s.storage && s.method == "GET" && s.path.contains(&sha_of(&repo, SHARD1)))
         .map(|s| s.range.clone())
         .collect();
-    assert_eq!(ranges, vec![Some("bytes=200000-".to_string())]);
+    let end = file_bytes(&repo, SHARD1).len() - 1;
+    assert_eq!(ranges, vec![Some(format!("bytes=200000-{end}"))]);
 }
 
 #[test]
@@ -1090,4 +1156,162 @@ fn a_model_downloaded_from_the_hub_loads_and_generates_like_the_local_copy() {
     )
     .unwrap();
     assert!(server.seen().is_empty());
+}
+
+/// Runs Python's `huggingface_hub` against the fake hub, downloading `files` of org/tiny into
+/// `cache` the way `transformers` would.
+fn python_download(server: &FakeHub, cache: &Path, files: &[&str]) {
+    // A file the repository lacks is asked too: Python then notes it in `.no_exist`.
+    let script = format!(
+        "import huggingface_hub as h\nfrom huggingface_hub.errors import EntryNotFoundError\n\
+         for f in {files:?}:\n    try:\n        h.hf_hub_download('org/tiny', f)\n    \
+         except EntryNotFoundError:\n        pass\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("HF_ENDPOINT", server.endpoint())
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .expect("python3 with huggingface_hub (pip install huggingface_hub)");
+    assert!(
+        out.status.success(),
+        "huggingface_hub failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn files_python_put_in_the_cache_are_used_without_a_request() {
+    let server = FakeHub::start();
+    let repo = tiny_repo();
+    server.add_repo("org/tiny", repo.clone());
+    let cache = tempfile::tempdir().unwrap();
+    // Python fetches everything but the second shard.
+    python_download(
+        &server,
+        cache.path(),
+        &[
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors.index.json",
+            "generation_config.json",
+            SHARD1,
+        ],
+    );
+    let python_requests = server.seen().len();
+    assert!(python_requests > 0, "Python did not use the fake hub");
+
+    // Offline, by branch (Python's refs/main) and by commit: nothing is asked, and the one
+    // file Python did not fetch is named.
+    let mut offline = server.settings(cache.path());
+    offline.offline = true;
+    server.clear_seen();
+    for revision in [None, Some(COMMIT)] {
+        let err = Hub::new(offline.clone())
+            .download(&tiny(), revision, &mut |_| {})
+            .unwrap_err();
+        match &err {
+            HubError::NotCached { missing, .. } => assert_eq!(missing, &vec![SHARD2.to_string()]),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
+    }
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+
+    // Online: Python's files are kept; only the missing shard is transferred.
+    let mut events = Vec::new();
+    let model = Hub::new(server.settings(cache.path()))
+        .download(&tiny(), None, &mut collect(&mut events))
+        .unwrap();
+    let transfers: Vec<String> = server
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && (s.storage || s.path.contains("/resolve/")))
+        .map(|s| s.path.clone())
+        .collect();
+    assert!(!transfers.is_empty());
+    assert!(
+        transfers
+            .iter()
+            .all(|p| p.ends_with(SHARD2) || p.contains(&sha_of(&repo, SHARD2))),
+        "only the shard Python did not fetch: {transfers:?}"
+    );
+    let fetched: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            DownloadEvent::FileDone {
+                file,
+                from_cache: false,
+                ..
+            } => Some(file.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetched, vec![SHARD2]);
+    let cached_in_plan = events.iter().find_map(|e| match e {
+        DownloadEvent::Plan { files, .. } => Some(files.iter().filter(|f| f.cached).count()),
+        _ => None,
+    });
+    assert_eq!(cached_in_plan, Some(5));
+    for name in [SHARD1, SHARD2, "config.json"] {
+        assert_eq!(
+            std::fs::read(model.dir.join(name)).unwrap(),
+            file_bytes(&repo, name)
+        );
+    }
+
+    // Everything is here now: by commit, not a single request.
+    server.clear_seen();
+    let again = Hub::new(server.settings(cache.path()))
+        .download(&tiny(), Some(COMMIT), &mut |_| {})
+        .unwrap();
+    assert_eq!(again.weights, model.weights);
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+}
+
+#[test]
+fn the_offline_variable_reaches_the_cli_and_names_what_is_missing() {
+    let server = FakeHub::start();
+    server.add_repo("org/tiny", tiny_repo());
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let run = |offline: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_arbiter"));
+        cmd.args(["models", "download", "org/tiny"])
+            .env_clear()
+            .env("HOME", home.path())
+            .env("HF_ENDPOINT", server.endpoint())
+            .env("HF_HUB_CACHE", &cache);
+        if offline {
+            cmd.env("HF_HUB_OFFLINE", "1");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(false);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::remove_file(
+        cache
+            .join("models--org--tiny/snapshots")
+            .join(COMMIT)
+            .join(SHARD1),
+    )
+    .unwrap();
+    server.clear_seen();
+    let (code, stderr) = run(true);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(SHARD1) && stderr.contains("HF_HUB_OFFLINE"),
+        "{stderr}"
+    );
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
 }

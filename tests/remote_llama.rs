@@ -76,10 +76,22 @@ impl Server {
     }
 
     fn wait_ready(&mut self) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .into();
+        // Ready when GET /v1/models answers 200; a plain request over a socket is enough.
+        let models_ok = |port: u16| -> bool {
+            use std::io::{Read, Write};
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let request = format!(
+                "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            );
+            if s.write_all(request.as_bytes()).is_err() {
+                return false;
+            }
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+        };
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -88,8 +100,7 @@ impl Server {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            let url = format!("http://127.0.0.1:{}/v1/models", self.port);
-            if agent.get(&url).call().is_ok() {
+            if models_ok(self.port) {
                 return;
             }
             assert!(

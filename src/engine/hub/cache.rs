@@ -6,7 +6,7 @@
 //!     blobs/{etag}                    file contents, named by sha256 (LFS) or git blob id
 //!     blobs/{etag}.incomplete         a download in progress (resumed from its length)
 //!     refs/{revision}                 the commit hash a branch or tag pointed to
-//!     snapshots/{commit}/{file}       relative symlink to ../../blobs/{etag}
+//!     snapshots/{commit}/{file}       relative symlink to ../../blobs/{etag} (made by hf-hub)
 //!     .no_exist/{commit}/{file}       empty: the repository has no such file
 //! {cache}/.locks/models--{owner}--{name}/{etag}.lock   held while a blob is written
 //! ```
@@ -98,25 +98,6 @@ impl RepoCache {
             .is_file()
     }
 
-    /// Points `snapshots/{commit}/{file}` at `blobs/{etag}` with a relative symlink (so a moved
-    /// cache still works); where symlinks are not allowed the blob is copied, as Python does.
-    pub fn link(&self, commit: &str, file: &str, etag: &str) -> Result<PathBuf, HubError> {
-        let pointer = self.pointer_path(commit, file);
-        let dir = pointer.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(|e| HubError::io("create", dir, e))?;
-        // A dangling pointer left by a deleted blob is replaced.
-        let _ = fs::remove_file(&pointer);
-        let depth = 2 + file.matches('/').count();
-        let target: PathBuf = std::iter::repeat_n("..", depth)
-            .chain(["blobs", etag])
-            .collect();
-        if symlink(&target, &pointer).is_err() {
-            let blob = self.blob_path(etag);
-            fs::copy(&blob, &pointer).map_err(|e| HubError::io("copy into", &pointer, e))?;
-        }
-        Ok(pointer)
-    }
-
     /// Bytes in `blobs/`: complete files and partial downloads.
     fn blob_sizes(&self) -> (u64, u64) {
         let mut complete = 0;
@@ -136,21 +117,6 @@ impl RepoCache {
         }
         (complete, partial)
     }
-}
-
-#[cfg(unix)]
-fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
-}
-
-#[cfg(not(any(unix, windows)))]
-fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 /// A model repository found in the cache.
@@ -275,15 +241,9 @@ mod tests {
         fs::create_dir_all(cache.root.join("blobs")).unwrap();
         fs::write(cache.blob_path("abc"), b"hello").unwrap();
         fs::write(cache.incomplete_path("def"), b"par").unwrap();
-        let top = cache.link(commit, "config.json", "abc").unwrap();
-        let nested = cache.link(commit, "sub/dir/x.json", "abc").unwrap();
-        assert_eq!(fs::read(&top).unwrap(), b"hello");
-        assert_eq!(fs::read(&nested).unwrap(), b"hello");
-        #[cfg(unix)]
-        assert_eq!(
-            fs::read_link(&nested).unwrap(),
-            PathBuf::from("../../../../blobs/abc")
-        );
+        let pointer = cache.pointer_path(commit, "config.json");
+        fs::create_dir_all(pointer.parent().unwrap()).unwrap();
+        fs::write(&pointer, b"hello").unwrap();
 
         cache.mark_absent(commit, "generation_config.json");
         assert!(cache.known_absent(commit, "generation_config.json"));

@@ -1,28 +1,34 @@
-//! Fetching one file into the cache: metadata from a `HEAD`, bytes into
-//! `blobs/{etag}.incomplete` (resumed with a `Range` request after a dropped connection or an
-//! earlier run), checked against the size and, for LFS files, the sha256 the hub names it by,
-//! then moved into place and linked from the snapshot.
+//! Fetching one file into the cache. The bytes come through `hf-hub`'s byte stream (its HTTP
+//! client, token and redirects) into `blobs/{etag}.incomplete`, resumed with a range after a
+//! dropped connection or an earlier run, checked against the size and, for LFS files, the
+//! sha256 the hub names it by, then moved into place; `hf-hub` then links it from the
+//! snapshot. Xet-backed files are transferred by `hf-hub` whole.
+//!
+//! `hf-hub` 1.0's own `download_file` starts every `.incomplete` afresh and checks no hash,
+//! which is why the blob itself is written here.
 
 use super::cache::RepoCache;
-use super::http::{read_some, HubClient};
+use super::client::{error_chain, HubClient};
 use super::progress::DownloadEvent;
 use super::repo::RepoId;
 use super::HubError;
+use futures::StreamExt;
+use hf_hub::progress::{ProgressEvent, ProgressHandler};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const CHUNK: usize = 256 * 1024;
 /// Progress events per file are at most this often (the last one always comes).
 const EVENT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Downloads files of one repository at one commit, keeping the running byte count for
 /// progress events.
 pub(crate) struct Fetcher<'a> {
-    pub client: HubClient<'a>,
+    pub client: &'a HubClient,
     pub cache: RepoCache,
     pub repo: &'a RepoId,
     pub commit: &'a str,
@@ -40,7 +46,7 @@ pub(crate) struct Fetcher<'a> {
 impl Fetcher<'_> {
     /// Makes `snapshots/{commit}/{file}` present, downloading it unless it already is; `size` is
     /// what the hub's file list said, for progress before the `HEAD` answers.
-    pub fn fetch(&mut self, file: &str, size: Option<u64>) -> Result<PathBuf, HubError> {
+    pub async fn fetch(&mut self, file: &str, size: Option<u64>) -> Result<PathBuf, HubError> {
         let pointer = self.cache.pointer_path(self.commit, file);
         // `exists` follows the link: a pointer whose blob was deleted counts as missing.
         if pointer.exists() {
@@ -55,7 +61,7 @@ impl Fetcher<'_> {
         let mut attempt = 0;
         loop {
             self.check_cancel(file)?;
-            match self.try_fetch(file, size) {
+            match self.try_fetch(file, size).await {
                 Ok(path) => return Ok(path),
                 Err(e) if e.is_transient() && attempt < self.retries => {
                     attempt += 1;
@@ -71,7 +77,7 @@ impl Fetcher<'_> {
                         reason: e.to_string(),
                     });
                     let factor = 1u32 << (attempt - 1).min(6);
-                    std::thread::sleep(self.retry_delay * factor);
+                    tokio::time::sleep(self.retry_delay * factor).await;
                 }
                 Err(e) if e.is_transient() && attempt > 0 => {
                     return Err(HubError::GaveUp {
@@ -96,8 +102,8 @@ impl Fetcher<'_> {
         }
     }
 
-    fn try_fetch(&mut self, file: &str, size_hint: Option<u64>) -> Result<PathBuf, HubError> {
-        let meta = self.client.file_meta(self.repo, self.commit, file)?;
+    async fn try_fetch(&mut self, file: &str, size_hint: Option<u64>) -> Result<PathBuf, HubError> {
+        let meta = self.client.file_meta(self.repo, self.commit, file).await?;
         if meta.commit != self.commit {
             tracing::warn!(
                 "{file}: the hub served commit {} for {}",
@@ -106,6 +112,9 @@ impl Fetcher<'_> {
             );
         }
         let size = meta.size.or(size_hint);
+        if meta.xet_hash.is_some() {
+            return self.fetch_xet(file, size).await;
+        }
         let blob = self.cache.blob_path(&meta.etag);
         if !blob.is_file() {
             let lock_path = self.cache.lock_path(&meta.etag);
@@ -123,13 +132,22 @@ impl Fetcher<'_> {
             lock.lock()
                 .map_err(|e| HubError::io("lock", &lock_path, e))?;
             if !blob.is_file() {
-                self.download_blob(file, &meta.etag, &meta.location, size, &blob)?;
+                self.download_blob(file, &meta.etag, size, &blob).await?;
             }
             drop(lock);
         } else {
             self.done += size.unwrap_or(0);
         }
-        let pointer = self.cache.link(self.commit, file, &meta.etag)?;
+        // The blob is in place: hf-hub finds it and links the snapshot to it.
+        let pointer = self
+            .client
+            .repo
+            .download_file()
+            .filename(file)
+            .revision(self.commit)
+            .send()
+            .await
+            .map_err(|e| self.client.error(e, self.repo, self.commit, Some(file)))?;
         (self.progress)(DownloadEvent::FileDone {
             file: file.to_string(),
             bytes: size.unwrap_or(0),
@@ -138,11 +156,50 @@ impl Fetcher<'_> {
         Ok(pointer)
     }
 
-    fn download_blob(
+    /// A Xet-backed file: `hf-hub` reconstructs it from chunks into the cache; its progress
+    /// events are read every 100 ms into ours.
+    async fn fetch_xet(&mut self, file: &str, size: Option<u64>) -> Result<PathBuf, HubError> {
+        let seen = Arc::new(ByteCount::default());
+        let download = self
+            .client
+            .repo
+            .download_file()
+            .filename(file)
+            .revision(self.commit)
+            .progress(hf_hub::progress::Progress::from(seen.clone()))
+            .send();
+        tokio::pin!(download);
+        let mut tick = tokio::time::interval(EVENT_INTERVAL);
+        let start = self.done;
+        let result = loop {
+            tokio::select! {
+                result = &mut download => break result,
+                _ = tick.tick() => {
+                    self.check_cancel(file)?;
+                    let have = seen.0.load(Ordering::Relaxed);
+                    self.done = start + have;
+                    self.emit_bytes(file, have, size);
+                }
+            }
+        };
+        let pointer =
+            result.map_err(|e| self.client.error(e, self.repo, self.commit, Some(file)))?;
+        let bytes = size.unwrap_or_else(|| seen.0.load(Ordering::Relaxed));
+        self.done = start + bytes;
+        self.transferred += bytes;
+        self.emit_bytes(file, bytes, size);
+        (self.progress)(DownloadEvent::FileDone {
+            file: file.to_string(),
+            bytes,
+            from_cache: false,
+        });
+        Ok(pointer)
+    }
+
+    async fn download_blob(
         &mut self,
         file: &str,
         etag: &str,
-        url: &str,
         size: Option<u64>,
         blob: &std::path::Path,
     ) -> Result<(), HubError> {
@@ -158,7 +215,7 @@ impl Fetcher<'_> {
             .map_err(|e| HubError::io("open", &part, e))?;
         let io = |action, e| HubError::io(action, &part, e);
         let mut have = out.metadata().map_err(|e| io("read", e))?.len();
-        if size.is_some_and(|s| have > s) {
+        if size.is_none_or(|s| have > s) {
             have = restart(&mut out).map_err(|e| io("truncate", e))?;
         }
         // LFS files are named by their sha256: check it. Other files only by their size.
@@ -172,70 +229,63 @@ impl Fetcher<'_> {
         self.done += have;
 
         if size != Some(have) || have == 0 {
-            if have > 0 {
-                tracing::info!("{file}: resuming from byte {have}");
+            let range = match size {
+                Some(total) if have > 0 => {
+                    tracing::info!("{file}: resuming from byte {have}");
+                    Some(have..total)
+                }
+                _ => None,
+            };
+            let asked_from = have;
+            let (length, mut stream) = self
+                .client
+                .repo
+                .download_file_stream()
+                .filename(file)
+                .revision(self.commit)
+                .maybe_range(range)
+                .send()
+                .await
+                .map_err(|e| self.client.error(e, self.repo, self.commit, Some(file)))?;
+            if asked_from > 0 && length.is_some() && length == size {
+                // The server ignored the range: start over rather than append a second copy.
+                self.done -= have;
+                have = restart(&mut out).map_err(|e| io("truncate", e))?;
+                hasher = Sha256::new();
             }
-            let body = self.client.open(self.repo, self.commit, file, url, have)?;
-            let mut reader = body.reader;
-            match body.status {
-                200 if have > 0 => {
-                    // The server ignored the range: start over rather than append a second copy.
-                    self.done -= have;
-                    have = restart(&mut out).map_err(|e| io("truncate", e))?;
-                    hasher = Sha256::new();
-                }
-                206 if body.start != have => {
-                    return Err(HubError::BadResponse {
-                        url: body.url,
-                        detail: format!("asked for bytes from {have}, got from {}", body.start),
-                    });
-                }
-                416 => {
-                    // Our partial file does not fit the file the hub has now: start afresh.
-                    self.done -= have;
-                    restart(&mut out).map_err(|e| io("truncate", e))?;
-                    return Err(HubError::Interrupted {
-                        url: body.url,
-                        received: 0,
-                        expected: size.unwrap_or(0),
-                        detail: "the hub refused to resume; starting again".into(),
-                    });
-                }
-                _ => {}
-            }
-            let expected = size.or(body.length.map(|l| l + have));
-            let mut buf = vec![0u8; CHUNK];
+            let expected = size.or(length.map(|l| l + have));
+            let url = self.client.hf.endpoint().to_string();
             let mut last_event = Instant::now();
-            loop {
+            while let Some(chunk) = stream.next().await {
                 self.check_cancel(file)?;
-                let n = match read_some(&mut reader, &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
                     Err(e) => {
                         out.flush().map_err(|e| io("write", e))?;
                         return Err(HubError::Interrupted {
-                            url: body.url,
+                            url: format!("{url}/{}/resolve/{}/{file}", self.repo, self.commit),
                             received: have,
                             expected: expected.unwrap_or(0),
-                            detail: e.to_string(),
+                            detail: error_chain(&e),
                         });
                     }
                 };
-                out.write_all(&buf[..n]).map_err(|e| io("write", e))?;
+                out.write_all(&chunk).map_err(|e| io("write", e))?;
                 if expected_sha.is_some() {
-                    hasher.update(&buf[..n]);
+                    hasher.update(&chunk);
                 }
-                have += n as u64;
-                self.done += n as u64;
-                self.transferred += n as u64;
+                have += chunk.len() as u64;
+                self.done += chunk.len() as u64;
+                self.transferred += chunk.len() as u64;
                 if last_event.elapsed() >= EVENT_INTERVAL {
                     last_event = Instant::now();
                     self.emit_bytes(file, have, expected);
                 }
             }
             if let Some(expected) = expected.filter(|e| have < *e) {
+                out.flush().map_err(|e| io("write", e))?;
                 return Err(HubError::Interrupted {
-                    url: body.url,
+                    url: format!("{url}/{}/resolve/{}/{file}", self.repo, self.commit),
                     received: have,
                     expected,
                     detail: "the connection closed early".into(),
@@ -281,6 +331,29 @@ impl Fetcher<'_> {
     }
 }
 
+/// Counts the bytes `hf-hub` reports for one file; read by the download loop.
+#[derive(Default)]
+struct ByteCount(AtomicU64);
+
+impl ProgressHandler for ByteCount {
+    fn on_progress(&self, event: &ProgressEvent) {
+        use hf_hub::progress::DownloadEvent as Hf;
+        match event {
+            ProgressEvent::Download(Hf::Progress { files }) => {
+                if let Some(done) = files.iter().map(|f| f.bytes_completed).max() {
+                    self.0.fetch_max(done, Ordering::Relaxed);
+                }
+            }
+            ProgressEvent::Download(Hf::AggregateProgress {
+                bytes_completed, ..
+            }) => {
+                self.0.fetch_max(*bytes_completed, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
 fn restart(out: &mut File) -> std::io::Result<u64> {
     out.set_len(0)?;
     out.seek(SeekFrom::Start(0))?;
@@ -290,14 +363,8 @@ fn restart(out: &mut File) -> std::io::Result<u64> {
 fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     let mut limited = (&mut *file).take(len);
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = read_some(&mut limited, &mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buf[..n]);
-    }
+    std::io::copy(&mut limited, hasher)?;
+    Ok(())
 }
 
 fn remove_quietly(path: &std::path::Path) {

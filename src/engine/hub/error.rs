@@ -51,14 +51,10 @@ pub enum HubError {
     Status { url: String, status: u16 },
 
     #[error(
-        "could not reach {url}: {source}; check the network and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 \
+        "could not reach {url}: {detail}; check the network and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 \
          to use only models already downloaded"
     )]
-    Network {
-        url: String,
-        #[source]
-        source: ureq::Error,
-    },
+    Network { url: String, detail: String },
 
     #[error("the connection to {url} broke after {received} of {expected} bytes: {detail}")]
     Interrupted {
@@ -131,6 +127,9 @@ pub enum HubError {
 
     #[error("{repo} is not in the hub cache {cache}")]
     NotInCache { repo: String, cache: PathBuf },
+
+    #[error("the hub client cannot start: {0}")]
+    Runtime(String),
 
     #[error("cannot {action} {path}: {source}")]
     Io {

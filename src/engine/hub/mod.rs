@@ -2,8 +2,10 @@
 //! `huggingface_hub` uses (so each sees the other's downloads), with progress, resume,
 //! integrity checks and an offline mode that says exactly what is missing.
 //!
-//! The client is our own, over `ureq`: `hf-hub` 0.4/0.5 ignore `HF_HOME`/`HF_ENDPOINT`/`HF_TOKEN`
-//! in `Api::new()` and 0.5's sync API fails on large files (hf-hub #141).
+//! The network side is `hf-hub` 1.0's async client on the engine's own tokio runtime
+//! ([`client`]); callers stay synchronous. What it does not do is here: choosing the files a
+//! model needs (never pickles), resuming and checking each blob, progress with a plan, and
+//! saying exactly what is missing when the hub cannot be used (`HF_HUB_OFFLINE`).
 //!
 //! ```no_run
 //! use arbiter::engine::hub::{Hub, HubSettings, RepoId};
@@ -14,9 +16,9 @@
 //! ```
 
 mod cache;
+mod client;
 mod download;
 mod error;
-mod http;
 mod progress;
 mod repo;
 mod select;
@@ -30,8 +32,8 @@ pub use select::{CONFIG, GENERATION_CONFIG, TOKENIZER, TOKENIZER_CONFIG, WEIGHT_
 pub use settings::{HubSettings, Token, TokenSource, DEFAULT_ENDPOINT};
 
 use cache::RepoCache;
+use client::HubClient;
 use download::Fetcher;
-use http::HubClient;
 use select::WeightFiles;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -107,22 +109,46 @@ impl Hub {
                 return Ok(files);
             }
         }
-        let client = HubClient::new(&self.settings);
-        let info = match client.revision_info(repo, revision) {
+        let runtime = client::runtime()?;
+        runtime.block_on(self.download_async(repo, revision, &cache, progress))
+    }
+
+    async fn download_async(
+        &self,
+        repo: &RepoId,
+        revision: &str,
+        cache: &RepoCache,
+        progress: &mut dyn FnMut(DownloadEvent),
+    ) -> Result<ModelFiles, HubError> {
+        let client = HubClient::new(&self.settings, repo)?;
+        let info = match client.repo.info().revision(revision).send().await {
             Ok(info) => info,
-            Err(e @ HubError::Network { .. }) => {
-                tracing::warn!("{e}; trying the cache");
-                return self.cached(repo, revision, &format!("the hub is unreachable: {e}"));
-            }
-            Err(e) => return Err(e),
+            Err(e) => match client.error(e, repo, revision, None) {
+                e @ HubError::Network { .. } => {
+                    tracing::warn!("{e}; trying the cache");
+                    return self.cached(repo, revision, &format!("the hub is unreachable: {e}"));
+                }
+                e => return Err(e),
+            },
         };
-        let commit = info.commit.clone();
+        let commit =
+            info.sha
+                .filter(|s| is_commit_hash(s))
+                .ok_or_else(|| HubError::BadResponse {
+                    url: format!("{}/api/models/{repo}", self.settings.endpoint),
+                    detail: "its model info has no commit `sha`".into(),
+                })?;
         cache.write_ref(revision, &commit)?;
-        let names: Vec<&str> = info.files.iter().map(|f| f.name.as_str()).collect();
-        let sizes: HashMap<&str, Option<u64>> = info
-            .files
+        let siblings = info.siblings.unwrap_or_default();
+        let names: Vec<&str> = siblings.iter().map(|f| f.rfilename.as_str()).collect();
+        // Sizes are in the model info only when asked with `blobs=true`, which hf-hub does not
+        // ask; the missing ones come from `paths-info` once the plan is known.
+        let mut sizes: HashMap<String, Option<u64>> = siblings
             .iter()
-            .map(|f| (f.name.as_str(), f.size))
+            .map(|f| {
+                let size = f.lfs.as_ref().and_then(|l| l.size).or(f.size);
+                (f.rfilename.clone(), size)
+            })
             .collect();
         let not_a_model = |problem: String| HubError::NotAModel {
             repo: repo.to_string(),
@@ -135,7 +161,7 @@ impl Hub {
         }
 
         let mut fetcher = Fetcher {
-            client,
+            client: &client,
             cache: cache.clone(),
             repo,
             commit: &commit,
@@ -155,7 +181,9 @@ impl Hub {
             if !cache.pointer_path(&commit, WEIGHT_INDEX).exists() {
                 fetched_first = Some(WEIGHT_INDEX);
             }
-            let index = fetcher.fetch(WEIGHT_INDEX, sizes.get(WEIGHT_INDEX).copied().flatten())?;
+            let index = fetcher
+                .fetch(WEIGHT_INDEX, sizes.get(WEIGHT_INDEX).copied().flatten())
+                .await?;
             let text =
                 std::fs::read_to_string(&index).map_err(|e| HubError::io("read", &index, e))?;
             let shards = select::shards(&text).map_err(not_a_model)?;
@@ -170,6 +198,34 @@ impl Hub {
         }
         for name in &plan {
             repo::check_repo_file(name)?;
+        }
+        let unknown: Vec<String> = plan
+            .iter()
+            .filter(|name| sizes.get(name.as_str()).copied().flatten().is_none())
+            .filter(|name| !cache.pointer_path(&commit, name).exists())
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            let entries = client
+                .repo
+                .get_paths_info()
+                .paths(unknown)
+                .revision(commit.clone())
+                .send()
+                .await
+                .map_err(|e| client.error(e, repo, &commit, None))?;
+            for entry in entries {
+                if let hf_hub::repository::RepoTreeEntry::File { path, size, .. } = entry {
+                    sizes.insert(path, Some(size));
+                }
+            }
+        }
+        for name in &plan {
+            let pointer = cache.pointer_path(&commit, name);
+            if sizes.get(name.as_str()).copied().flatten().is_none() && pointer.exists() {
+                let on_disk = std::fs::metadata(&pointer).map(|m| m.len()).ok();
+                sizes.insert(name.clone(), on_disk);
+            }
         }
 
         // `cached` is about the cache before this call; the index may just have been fetched.
@@ -205,10 +261,10 @@ impl Hub {
             .iter()
             .filter(|f| !f.cached && fetched_first != Some(&f.name))
         {
-            fetcher.fetch(&file.name, file.size)?;
+            fetcher.fetch(&file.name, file.size).await?;
         }
         let transferred = fetcher.transferred;
-        let mut files = assemble(&cache, repo, revision, &commit)?;
+        let mut files = assemble(cache, repo, revision, &commit)?;
         files.downloaded_bytes = transferred;
         Ok(files)
     }
