@@ -2,7 +2,10 @@
 //!
 //! Real `config.json` files carry extra keys, `null`s (`"sliding_window": null`) and omit
 //! optional ones, so every optional key has the default transformers uses for it. Qwen2 and
-//! Llama share one decoder; they differ here only in defaults (Qwen2 has q/k/v biases).
+//! Llama share the project's own decoder; they differ here only in defaults (Qwen2 has q/k/v
+//! biases). The other families (Qwen3, Gemma 2/3, Phi-3, Mistral with a sliding window,
+//! Mixtral) run through candle-transformers' model code; [`ModelConfig::route`] says which path a
+//! model takes and why.
 
 use candle_core::quantized::gguf_file;
 use serde::Deserialize;
@@ -13,6 +16,13 @@ use std::path::Path;
 pub enum Family {
     Qwen2,
     Llama,
+    Qwen3,
+    Gemma2,
+    Gemma3,
+    Phi3,
+    /// Mistral with a sliding attention window (without one it is Llama-shaped: `Llama`).
+    Mistral,
+    Mixtral,
 }
 
 impl Family {
@@ -20,7 +30,32 @@ impl Family {
         match self {
             Family::Qwen2 => "qwen2",
             Family::Llama => "llama",
+            Family::Qwen3 => "qwen3",
+            Family::Gemma2 => "gemma2",
+            Family::Gemma3 => "gemma3",
+            Family::Phi3 => "phi3",
+            Family::Mistral => "mistral",
+            Family::Mixtral => "mixtral",
         }
+    }
+
+    /// Whether the project's own decoder runs this family (else candle-transformers does).
+    pub fn native(self) -> bool {
+        matches!(self, Family::Qwen2 | Family::Llama)
+    }
+}
+
+/// Which decoder code runs a model, and why: what `arbiter models` and the Models window show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `arbiter` (the project's decoder) or `candle-transformers <module>`.
+    pub path: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.why)
     }
 }
 
@@ -47,6 +82,14 @@ pub struct ModelConfig {
     /// End-of-sequence ids the config declares (`eos_token_id` may be a list).
     pub eos_ids: Vec<u32>,
     pub bos_id: Option<u32>,
+    /// The architecture as the source names it (`Gemma3ForCausalLM`, GGUF `gemma3`).
+    pub architecture_name: String,
+    /// Sliding attention window, where the model has one.
+    pub sliding_window: Option<usize>,
+    /// Experts per MoE layer (0: a dense model).
+    pub experts: usize,
+    /// The `config.json` text, which candle-transformers' own config types read.
+    pub json: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +104,7 @@ pub enum ConfigError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("model type `{0}` is not supported: Arbiter runs qwen2 and llama models (CompassJudger, Qwen2.5, Llama, SmolLM)")]
+    #[error("model type `{0}` is not supported: Arbiter runs qwen2, llama, qwen3, gemma2, gemma3, phi3, mistral and mixtral models")]
     Unsupported(String),
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
@@ -97,6 +140,10 @@ struct HfConfig {
     bos_token_id: Option<IdOrIds>,
     #[serde(default)]
     hidden_act: Option<String>,
+    #[serde(default)]
+    sliding_window: Option<usize>,
+    #[serde(default)]
+    num_local_experts: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,12 +197,30 @@ impl ModelConfig {
             .to_ascii_lowercase();
         let family = if kind.starts_with("qwen2") {
             Family::Qwen2
-        } else if kind.starts_with("llama") || kind.starts_with("mistral") {
+        } else if kind.starts_with("qwen3") && !kind.contains("moe") {
+            Family::Qwen3
+        } else if kind.starts_with("llama") {
             Family::Llama
+        } else if kind.starts_with("mistral") {
+            // Mistral without a window is Llama's shape; with one, our decoder (which attends
+            // to the whole cache) would read past it, so candle-transformers' mistral runs it.
+            if hf.sliding_window.is_some() {
+                Family::Mistral
+            } else {
+                Family::Llama
+            }
+        } else if kind.starts_with("mixtral") {
+            Family::Mixtral
+        } else if kind.starts_with("gemma3") {
+            Family::Gemma3
+        } else if kind.starts_with("gemma2") {
+            Family::Gemma2
+        } else if kind.starts_with("phi3") {
+            Family::Phi3
         } else {
             return Err(ConfigError::Unsupported(kind));
         };
-        if let Some(act) = &hf.hidden_act {
+        if let Some(act) = hf.hidden_act.as_ref().filter(|_| family.native()) {
             if act != "silu" {
                 return Err(ConfigError::Invalid {
                     what: "config.json hidden_act".into(),
@@ -206,6 +271,15 @@ impl ModelConfig {
             bos_id: hf
                 .bos_token_id
                 .and_then(|b| b.into_vec().into_iter().next()),
+            architecture_name: hf
+                .architectures
+                .first()
+                .cloned()
+                .or(hf.model_type.clone())
+                .unwrap_or(kind),
+            sliding_window: hf.sliding_window,
+            experts: hf.num_local_experts.unwrap_or(0),
+            json: (!family.native()).then(|| text.to_string()),
         };
         cfg.check()?;
         Ok(cfg)
@@ -219,9 +293,18 @@ impl ModelConfig {
             .and_then(|v| v.to_string().ok())
             .cloned()
             .ok_or_else(|| ConfigError::MissingKey("general.architecture".into()))?;
+        let experts = md
+            .get(&format!("{arch}.expert_count"))
+            .and_then(|v| v.to_u32().ok())
+            .unwrap_or(0) as usize;
         let family = match arch.as_str() {
             "qwen2" => Family::Qwen2,
+            // Mixtral's GGUF says `llama` and carries experts.
+            "llama" if experts > 0 => Family::Mixtral,
             "llama" => Family::Llama,
+            "qwen3" => Family::Qwen3,
+            "gemma3" => Family::Gemma3,
+            "phi3" => Family::Phi3,
             other => return Err(ConfigError::Unsupported(other.to_string())),
         };
         let get = |key: &str| -> Result<&gguf_file::Value, ConfigError> {
@@ -274,6 +357,10 @@ impl ModelConfig {
                 .into_iter()
                 .collect(),
             bos_id: token_id("tokenizer.ggml.bos_token_id"),
+            architecture_name: arch.clone(),
+            sliding_window: int("attention.sliding_window").ok(),
+            experts,
+            json: None,
         };
         cfg.check()?;
         Ok(cfg)
@@ -299,6 +386,45 @@ impl ModelConfig {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
         }
         Ok(())
+    }
+
+    /// Which decoder runs this model, and why.
+    pub fn route(&self) -> Route {
+        if self.family.native() {
+            return Route {
+                path: "arbiter".into(),
+                why: format!(
+                    "architecture {} is one our own decoder implements (the fast path)",
+                    self.architecture_name
+                ),
+            };
+        }
+        let why = match self.family {
+            Family::Mistral => format!(
+                "architecture {} with a {}-token sliding window, which our decoder does not \
+                 implement",
+                self.architecture_name,
+                self.sliding_window.unwrap_or(0)
+            ),
+            _ => format!(
+                "architecture {} is not one our decoder implements",
+                self.architecture_name
+            ),
+        };
+        let module = match (self.family, self.json.is_some()) {
+            // Gemma 3 runs the project's corrected copy of candle-transformers' gemma3 /
+            // quantized_gemma3 (see model::family::gemma3).
+            (Family::Gemma3, false) => "quantized_gemma3 (fixed copy)",
+            (Family::Gemma3, true) => "gemma3 (fixed copy)",
+            (Family::Qwen3, false) => "quantized_qwen3",
+            (Family::Phi3, false) => "quantized_phi3",
+            (Family::Mixtral, false) => "quantized_llama",
+            (family, _) => family.name(),
+        };
+        Route {
+            path: format!("candle-transformers {module}"),
+            why,
+        }
     }
 
     /// The catalogue's view of this shape, for memory estimates.
