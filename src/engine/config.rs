@@ -507,4 +507,57 @@ mod tests {
         let e = ModelConfig::from_json_str(odd).unwrap_err();
         assert!(e.to_string().contains("multiple"), "{e}");
     }
+
+    #[test]
+    fn each_family_is_routed_with_its_reason() {
+        let base = |kind: &str, arch: &str, extra: &str| {
+            format!(
+                r#"{{"model_type": "{kind}", "architectures": ["{arch}"], "hidden_size": 64,
+                "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "vocab_size": 300, "hidden_act": "gelu_pytorch_tanh"{extra}}}"#
+            )
+        };
+        let gemma = ModelConfig::from_json_str(&base("gemma2", "Gemma2ForCausalLM", "")).unwrap();
+        assert_eq!(gemma.family, Family::Gemma2);
+        assert_eq!(
+            gemma.route().to_string(),
+            "candle-transformers gemma2: architecture Gemma2ForCausalLM is not one our decoder \
+             implements"
+        );
+        assert!(
+            gemma.json.is_some(),
+            "candle-transformers reads the config itself"
+        );
+        let g3 = ModelConfig::from_json_str(&base("gemma3_text", "Gemma3ForCausalLM", "")).unwrap();
+        assert_eq!(g3.route().path, "candle-transformers gemma3 (fixed copy)");
+        // Mistral without a window is Llama-shaped and stays on the fast path; with one it
+        // does not.
+        let plain = base(
+            "mistral",
+            "MistralForCausalLM",
+            r#", "sliding_window": null"#,
+        )
+        .replace("gelu_pytorch_tanh", "silu");
+        let m = ModelConfig::from_json_str(&plain).unwrap();
+        assert_eq!(
+            (m.family, m.route().path.as_str()),
+            (Family::Llama, "arbiter")
+        );
+        let windowed = plain.replace("null", "4096");
+        let m = ModelConfig::from_json_str(&windowed).unwrap();
+        assert_eq!(m.family, Family::Mistral);
+        assert!(
+            m.route().why.contains("4096-token sliding window"),
+            "{}",
+            m.route()
+        );
+        // A non-silu activation is still refused on our own decoder.
+        let e = ModelConfig::from_json_str(&base("qwen2", "Qwen2ForCausalLM", "")).unwrap_err();
+        assert!(e.to_string().contains("gelu_pytorch_tanh"), "{e}");
+        let moe = base("qwen3_moe", "Qwen3MoeForCausalLM", "");
+        assert!(
+            ModelConfig::from_json_str(&moe).is_err(),
+            "Qwen3-MoE is not wired"
+        );
+    }
 }

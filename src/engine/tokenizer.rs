@@ -1032,10 +1032,17 @@ mod tests {
 
     #[test]
     fn unsupported_model_is_named() {
+        let content = tiny_content("gpt-2", &[(KEY_MODEL, Value::String("bert".into()))]);
+        let err = Tokenizer::from_gguf(&content).unwrap_err();
+        assert!(matches!(&err, TokenizerError::Unsupported { model } if model == "bert"));
+        assert!(err.to_string().contains("`bert`"), "{err}");
+        // SentencePiece is read, and needs its scores.
         let content = tiny_content("gpt-2", &[(KEY_MODEL, Value::String("llama".into()))]);
         let err = Tokenizer::from_gguf(&content).unwrap_err();
-        assert!(matches!(&err, TokenizerError::Unsupported { model } if model == "llama"));
-        assert!(err.to_string().contains("`llama`"), "{err}");
+        assert!(
+            matches!(&err, TokenizerError::MissingKey { key } if *key == KEY_SCORES),
+            "{err}"
+        );
     }
 
     #[test]
