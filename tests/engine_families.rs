@@ -767,3 +767,63 @@ fn tiny_models_of_each_family_load_generate_stream_and_cancel() {
         }
     }
 }
+
+#[test]
+fn arbiter_models_says_which_decoder_runs_a_cached_model() {
+    // A hub cache as huggingface_hub lays it out, holding a tiny Gemma 2 and a tiny Qwen3.
+    let home = tempfile::tempdir().expect("tmp");
+    let cache = home.path().join("hub");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    for (repo, family) in [("org--tiny-gemma2", "gemma2"), ("org--tiny-qwen3", "qwen3")] {
+        let root = cache.join(format!("models--{repo}"));
+        write_family(&root.join("snapshots").join(commit), family);
+        std::fs::create_dir_all(root.join("refs")).expect("refs");
+        std::fs::write(root.join("refs/main"), commit).expect("ref");
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(args)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["models", "list", "--json"])).expect("json");
+    let decoder = |repo: &str| {
+        listed["cached"]
+            .as_array()
+            .expect("cached")
+            .iter()
+            .find(|c| c["repo"] == repo)
+            .map(|c| c["decoder"].clone())
+            .unwrap_or_else(|| panic!("{repo} not listed: {listed}"))
+    };
+    assert_eq!(
+        decoder("org/tiny-gemma2")["path"],
+        "candle-transformers gemma2"
+    );
+    assert_eq!(
+        decoder("org/tiny-gemma2")["why"],
+        "architecture Gemma2ForCausalLM is not one our decoder implements"
+    );
+    assert_eq!(
+        decoder("org/tiny-qwen3")["path"],
+        "candle-transformers qwen3"
+    );
+    let text = run(&["models"]);
+    assert!(
+        text.contains(
+            "candle-transformers gemma2: architecture Gemma2ForCausalLM is not one our decoder implements"
+        ),
+        "{text}"
+    );
+}
