@@ -3,6 +3,7 @@
 
 use super::table::Table;
 use crate::engine::catalogue::{self, Dtype, ModelSource, CATALOGUE, DEFAULT_CONTEXT};
+use crate::engine::config::{ModelConfig, Route};
 use crate::engine::hub::{
     format_bytes, format_duration, CachedModel, DownloadEvent, Hub, HubSettings, RepoId,
     TokenSource, TransferMeter, DEFAULT_ENDPOINT,
@@ -83,6 +84,7 @@ fn list(hub: &Hub, json: bool) -> anyhow::Result<i32> {
                         "f32": e.memory(Dtype::F32, DEFAULT_CONTEXT).total(),
                     },
                     "cached_bytes": find(e.repo).map(|c| c.size_on_disk),
+                    "decoder": find(e.repo).and_then(decoder_route).map(|r| r.to_string()),
                 })
             })
             .collect();
@@ -107,6 +109,7 @@ fn list(hub: &Hub, json: bool) -> anyhow::Result<i32> {
         "memory f32",
         "template",
         "cached",
+        "decoder",
     ]);
     for e in CATALOGUE {
         let name = if e.is_default() {
@@ -123,6 +126,9 @@ fn list(hub: &Hub, json: bool) -> anyhow::Result<i32> {
             format_bytes(e.memory(Dtype::F32, DEFAULT_CONTEXT).total()),
             e.template.to_string(),
             find(e.repo).map_or("-".to_string(), cached_label),
+            find(e.repo)
+                .and_then(decoder_route)
+                .map_or("-".to_string(), |r| r.path),
         ]);
     }
     println!("Judges (memory for a {DEFAULT_CONTEXT}-token context):");
@@ -133,9 +139,14 @@ fn list(hub: &Hub, json: bool) -> anyhow::Result<i32> {
         .filter(|c| catalogue::lookup(&c.repo.to_string()).is_none())
         .collect();
     if !others.is_empty() {
-        let mut t = Table::new(["hub id", "on disk", "revisions"]);
-        for c in others {
-            t.row([c.repo.to_string(), cached_label(c), revisions(c)]);
+        let mut t = Table::new(["hub id", "on disk", "revisions", "decoder"]);
+        for c in &others {
+            t.row([
+                c.repo.to_string(),
+                cached_label(c),
+                revisions(c),
+                decoder_route(c).map_or("-".to_string(), |r| r.to_string()),
+            ]);
         }
         println!("\nOther models in the cache:");
         print!("{}", t.render());
@@ -164,6 +175,30 @@ fn list(hub: &Hub, json: bool) -> anyhow::Result<i32> {
         None => println!("Token: none (set HF_TOKEN for gated or private models)"),
     }
     Ok(0)
+}
+
+/// Which decoder code would run a cached model, from its newest snapshot's `config.json`:
+/// our own decoder for Qwen2/Llama, candle-transformers' model code for the other families
+/// (`None` where the snapshot has no readable config).
+fn decoder_route(c: &CachedModel) -> Option<Route> {
+    let snapshots = c.path.join("snapshots");
+    let commit = c
+        .refs
+        .iter()
+        .find(|(name, _)| name == "main")
+        .map(|(_, commit)| commit.clone())
+        .or_else(|| c.snapshots.last().cloned())?;
+    let config = snapshots.join(commit).join("config.json");
+    if !config.is_file() {
+        return None;
+    }
+    match ModelConfig::from_config_json(&config) {
+        Ok(cfg) => Some(cfg.route()),
+        Err(e) => Some(Route {
+            path: "none".into(),
+            why: e.to_string(),
+        }),
+    }
 }
 
 fn cached_label(c: &CachedModel) -> String {
@@ -202,6 +237,7 @@ fn cached_json(c: &CachedModel) -> serde_json::Value {
         "partial_bytes": c.partial_bytes,
         "refs": c.refs.iter().map(|(r, c)| serde_json::json!({"revision": r, "commit": c})).collect::<Vec<_>>(),
         "snapshots": c.snapshots,
+        "decoder": decoder_route(c).map(|r| serde_json::json!({"path": r.path, "why": r.why})),
     })
 }
 

@@ -201,7 +201,7 @@ impl LoadedModel {
             ..Timing::default()
         };
         // The last prompt token always goes through the model: its logits start the answer.
-        let reused = if request.reuse_prefix {
+        let reused = if request.reuse_prefix && self.decoder.can_rewind() {
             self.cached_tokens
                 .iter()
                 .zip(prompt)
@@ -364,7 +364,7 @@ impl LoadedModel {
 
 /// Runs `tokens` through the model after what is cached, keeping track of the cache.
 fn feed(
-    decoder: &mut super::model::Decoder,
+    decoder: &mut super::model::Backend,
     cached: &mut Vec<u32>,
     tokens: &[u32],
 ) -> Result<Tensor, EngineError> {

@@ -329,6 +329,7 @@ mod tests {
             name: "m".into(),
             source: "m".into(),
             family: "qwen2",
+            route: "arbiter".into(),
             device: "cpu".into(),
             precision: "f32".into(),
             parameters: 0,

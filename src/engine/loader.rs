@@ -7,7 +7,8 @@ use super::config::ModelConfig;
 use super::device::{available_memory, DeviceChoice};
 use super::error::EngineError;
 use super::hub::{format_bytes, DownloadEvent, Hub, WEIGHT_INDEX};
-use super::model::{self, Decoder};
+use super::model::family::{Gemma3, Transformers};
+use super::model::{self, Backend};
 use super::tokenizer::Tokenizer;
 use candle_core::quantized::gguf_file;
 use candle_core::DType;
@@ -41,6 +42,8 @@ pub struct ModelInfo {
     /// Where it was loaded from (a hub id with its commit, or a path).
     pub source: String,
     pub family: &'static str,
+    /// Which decoder code runs it, and why (`ModelConfig::route`).
+    pub route: String,
     pub device: String,
     /// `bf16`, `f32`, ... or the GGUF quantization (`Q4_1`).
     pub precision: String,
@@ -62,6 +65,7 @@ impl ModelInfo {
             name,
             source,
             family: config.family.name(),
+            route: config.route().to_string(),
             device: device.to_string(),
             precision,
             parameters: config.architecture().parameters(),
@@ -74,7 +78,7 @@ impl ModelInfo {
 
 /// A model ready to generate.
 pub struct LoadedModel {
-    pub decoder: Decoder,
+    pub decoder: Backend,
     pub tokenizer: Tokenizer,
     /// `None` for a model without a chat template: prompts are then fed as plain text.
     pub template: Option<ChatTemplate>,
@@ -118,9 +122,10 @@ pub fn load(
     };
     model.info.load_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
-        "loaded {} ({}, {}, {}) in {:.1} s",
+        "loaded {} ({}, {}, {}, {}) in {:.1} s",
         model.info.name,
         model.info.family,
+        model.info.route,
         model.info.precision,
         model.info.device,
         model.info.load_seconds
@@ -190,8 +195,15 @@ pub fn load_dir(
         weights.len(),
         dtype_name.name()
     )));
-    let decoder = model::load_safetensors(&config, &weights, dtype, &device)
-        .map_err(|e| EngineError::compute(format!("loading the weights of {name}"), e))?;
+    let decoder = if config.family.native() {
+        model::load_safetensors(&config, &weights, dtype, &device).map(Backend::Arbiter)
+    } else if config.family == super::config::Family::Gemma3 {
+        Gemma3::from_safetensors(&config, &weights, &device).map(|m| Backend::Gemma3(Box::new(m)))
+    } else {
+        Transformers::from_safetensors(&config, &weights, dtype, &device)
+            .map(|m| Backend::Transformers(Box::new(m)))
+    }
+    .map_err(|e| EngineError::compute(format!("loading the weights of {name}"), e))?;
     let stop_ids = stop_ids(
         &config,
         &tokenizer,
@@ -202,7 +214,8 @@ pub fn load_dir(
         info: ModelInfo::new(
             name.clone(),
             dir.display().to_string(),
-            &config,
+            // The backend's: it may cap the context (see model::family).
+            decoder.config(),
             opts.device,
             dtype_name.name().to_string(),
         ),
@@ -293,14 +306,29 @@ pub fn load_gguf_file(
         .get("blk.0.attn_q.weight")
         .map(|t| format!("{:?}", t.ggml_dtype))
         .unwrap_or_else(|| "gguf".into());
-    let decoder = model::load_gguf(&config, &content, &mut file, &device)
-        .map_err(|e| EngineError::compute(format!("loading the tensors of {name}"), e))?;
+    let decoder = match config.family {
+        family if family.native() => {
+            model::load_gguf(&config, &content, &mut file, &device).map(Backend::Arbiter)
+        }
+        super::config::Family::Gemma3 => Gemma3::from_gguf(&config, &content, &mut file, &device)
+            .map(|m| Backend::Gemma3(Box::new(m))),
+        _ => {
+            // candle-transformers takes the header by value: read it again.
+            let mut again = std::fs::File::open(path).map_err(io(path))?;
+            gguf_file::Content::read(&mut again).and_then(|content| {
+                Transformers::from_gguf(&config, content, &mut again, &device)
+                    .map(|m| Backend::Transformers(Box::new(m)))
+            })
+        }
+    }
+    .map_err(|e| EngineError::compute(format!("loading the tensors of {name}"), e))?;
     let stop_ids = stop_ids(&config, &tokenizer, template.as_ref(), Path::new(""));
     Ok(LoadedModel {
         info: ModelInfo::new(
             name,
             path.display().to_string(),
-            &config,
+            // The backend's: it may cap the context (see model::family).
+            decoder.config(),
             opts.device,
             precision,
         ),

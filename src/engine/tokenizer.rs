@@ -37,7 +37,8 @@ pub enum TokenizerError {
     #[error("the GGUF metadata `{key}` is malformed ({reason}); the file may be corrupt or from an unsupported converter")]
     BadMetadata { key: &'static str, reason: String },
     #[error(
-        "the GGUF tokenizer model `{model}` is not supported (only `gpt2`, byte-level BPE, is); \
+        "the GGUF tokenizer model `{model}` is not supported (only `gpt2`, byte-level BPE, and \
+         `llama`, SentencePiece BPE, are); \
          load the model's `tokenizer.json` instead"
     )]
     Unsupported { model: String },
@@ -88,6 +89,9 @@ impl Tokenizer {
         let meta = &content.metadata;
         let model =
             meta_str(meta, KEY_MODEL)?.ok_or(TokenizerError::MissingKey { key: KEY_MODEL })?;
+        if model == "llama" {
+            return Self::from_gguf_spm(content);
+        }
         if model != "gpt2" {
             return Err(TokenizerError::Unsupported {
                 model: model.to_string(),
@@ -213,6 +217,146 @@ impl Tokenizer {
         })
     }
 
+    /// A SentencePiece BPE vocabulary from GGUF (`tokenizer.ggml.model` = `llama`: Gemma,
+    /// Llama 2, Mistral, Phi-3), split as llama.cpp's `llm_tokenizer_spm` does: spaces become
+    /// `▁`, the text starts as single characters, and the adjacent pair whose concatenation is
+    /// the highest-scoring token merges first (leftmost on a tie); a character not in the
+    /// vocabulary falls back to its `<0xXX>` byte tokens. That is BPE whose merges are every
+    /// (left, right) split of every token, ranked by the merged token's score, which is how
+    /// it is built here.
+    fn from_gguf_spm(content: &Content) -> Result<Tokenizer, TokenizerError> {
+        use tokenizers::decoders::byte_fallback::ByteFallback;
+        use tokenizers::decoders::fuse::Fuse;
+        use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+        use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+        use tokenizers::DecoderWrapper;
+
+        let meta = &content.metadata;
+        let tokens = meta_str_array(meta, KEY_TOKENS)?
+            .ok_or(TokenizerError::MissingKey { key: KEY_TOKENS })?;
+        let n_tokens = tokens.len();
+        let types = match meta.get(KEY_TOKEN_TYPE) {
+            None => vec![TOKEN_TYPE_NORMAL; n_tokens],
+            Some(value) => int_array(value, KEY_TOKEN_TYPE)?,
+        };
+        let scores: Vec<f32> = match meta.get(KEY_SCORES) {
+            Some(Value::Array(items)) => items.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect(),
+            Some(other) => {
+                return Err(TokenizerError::BadMetadata {
+                    key: KEY_SCORES,
+                    reason: format!(
+                        "expected an array of floats, found {:?}",
+                        other.value_type()
+                    ),
+                })
+            }
+            None => return Err(TokenizerError::MissingKey { key: KEY_SCORES }),
+        };
+        if types.len() < n_tokens || scores.len() < n_tokens {
+            return Err(TokenizerError::BadMetadata {
+                key: KEY_SCORES,
+                reason: format!(
+                    "{} scores and {} types for {n_tokens} tokens",
+                    scores.len(),
+                    types.len()
+                ),
+            });
+        }
+        let texts: Vec<String> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.is_empty() {
+                    format!("[EMPTY_{i}]")
+                } else {
+                    (*t).to_string()
+                }
+            })
+            .collect();
+        let mut vocab: Vocab = Vocab::default();
+        for (i, text) in texts.iter().enumerate() {
+            // A repeated text keeps its first id, as llama.cpp's text-to-token map does.
+            vocab.entry(text.clone()).or_insert(i as u32);
+        }
+        // Every way to write a normal token as two vocabulary pieces is a merge; its rank is
+        // the merged token's score (higher first), equal scores sharing a rank so that the
+        // leftmost pair wins, as in llama.cpp's queue.
+        let mut merges: Vec<(f32, usize, String, String)> = Vec::new();
+        for (id, text) in texts.iter().enumerate() {
+            if types[id] != TOKEN_TYPE_NORMAL || vocab.get(text) != Some(&(id as u32)) {
+                continue;
+            }
+            for (cut, _) in text.char_indices().skip(1) {
+                let (left, right) = text.split_at(cut);
+                if vocab.contains_key(left) && vocab.contains_key(right) {
+                    merges.push((scores[id], id, left.to_string(), right.to_string()));
+                }
+            }
+        }
+        merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (l, r)).collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .byte_fallback(true)
+            .build()
+            .map_err(|source| TokenizerError::Build { source })?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        let space_prefix = meta_bool(meta, KEY_ADD_SPACE_PREFIX)?.unwrap_or(true);
+        let mut normalizers = Vec::new();
+        if space_prefix {
+            normalizers.push(Prepend::new("▁".into()).into());
+        }
+        normalizers.push(
+            Replace::new(" ", "▁")
+                .map_err(|source| TokenizerError::Build { source })?
+                .into(),
+        );
+        inner
+            .with_normalizer(Some(NormalizerSequence::new(normalizers)))
+            .map_err(|source| TokenizerError::Build { source })?;
+        let mut decoders: Vec<DecoderWrapper> = vec![
+            tokenizers::decoders::DecoderWrapper::Replace(
+                tokenizers::normalizers::Replace::new("▁", " ")
+                    .map_err(|source| TokenizerError::Build { source })?,
+            ),
+            ByteFallback::new().into(),
+            Fuse::new().into(),
+        ];
+        if space_prefix {
+            decoders.push(tokenizers::decoders::strip::Strip::new(' ', 1, 0).into());
+        }
+        inner.with_decoder(Some(DecoderSequence::new(decoders)));
+
+        let (special, user_defined) = split_out_tokens(&texts, &types);
+        inner
+            .add_special_tokens(special)
+            .map_err(|source| TokenizerError::Build { source })?;
+        inner
+            .add_tokens(user_defined)
+            .map_err(|source| TokenizerError::Build { source })?;
+        let bos_id = meta_token_id(meta, KEY_BOS_ID, n_tokens)?;
+        let eos_id = meta_token_id(meta, KEY_EOS_ID, n_tokens)?;
+        // SentencePiece models add BOS unless the file says not to (llama.cpp's default).
+        let add_bos = meta_bool(meta, KEY_ADD_BOS)?.unwrap_or(true);
+        let add_eos = meta_bool(meta, KEY_ADD_EOS)?.unwrap_or(false);
+        let bos = if add_bos { bos_id } else { None };
+        let eos = if add_eos { eos_id } else { None };
+        if let Some(processor) = boundary_processor(bos, eos, &texts) {
+            inner.with_post_processor(Some(processor));
+        }
+        tracing::debug!(
+            tokens = n_tokens,
+            add_bos,
+            space_prefix,
+            "built SentencePiece tokenizer from GGUF metadata"
+        );
+        Ok(Tokenizer {
+            inner,
+            bos_id,
+            eos_id,
+        })
+    }
+
     /// Encodes text in which special tokens (e.g. `<|im_start|>`) written literally are read as
     /// those tokens. `add_special_tokens` = the post-processor's BOS etc.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
@@ -276,6 +420,8 @@ const KEY_PRE: &str = "tokenizer.ggml.pre";
 const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
 const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
+const KEY_SCORES: &str = "tokenizer.ggml.scores";
+const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 const KEY_BOS_ID: &str = "tokenizer.ggml.bos_token_id";
 const KEY_EOS_ID: &str = "tokenizer.ggml.eos_token_id";
 const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
@@ -886,10 +1032,17 @@ mod tests {
 
     #[test]
     fn unsupported_model_is_named() {
+        let content = tiny_content("gpt-2", &[(KEY_MODEL, Value::String("bert".into()))]);
+        let err = Tokenizer::from_gguf(&content).unwrap_err();
+        assert!(matches!(&err, TokenizerError::Unsupported { model } if model == "bert"));
+        assert!(err.to_string().contains("`bert`"), "{err}");
+        // SentencePiece is read, and needs its scores.
         let content = tiny_content("gpt-2", &[(KEY_MODEL, Value::String("llama".into()))]);
         let err = Tokenizer::from_gguf(&content).unwrap_err();
-        assert!(matches!(&err, TokenizerError::Unsupported { model } if model == "llama"));
-        assert!(err.to_string().contains("`llama`"), "{err}");
+        assert!(
+            matches!(&err, TokenizerError::MissingKey { key } if *key == KEY_SCORES),
+            "{err}"
+        );
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub(crate) struct Rope {
     theta: f64,
     head_dim: usize,
     interleaved: bool,
+    /// Per-frequency divisors (Llama 3's RoPE scaling), head_dim / 2 of them, or none.
+    divisors: Option<Vec<f64>>,
 }
 
 impl Rope {
@@ -108,27 +110,67 @@ impl Rope {
         dtype: DType,
         device: &Device,
     ) -> Result<Rope> {
-        let (cos, sin) = Self::tables(theta, head_dim, positions, dtype, device)?;
+        Self::with_divisors(theta, head_dim, positions, interleaved, None, dtype, device)
+    }
+
+    /// RoPE whose frequency `i` is divided by `divisors[i]` (Llama 3's scaling; see
+    /// `crate::engine::config::llama3_rope_divisors`).
+    pub(crate) fn with_divisors(
+        theta: f64,
+        head_dim: usize,
+        positions: usize,
+        interleaved: bool,
+        divisors: Option<Vec<f64>>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Rope> {
+        if let Some(d) = &divisors {
+            if d.len() != head_dim / 2 {
+                candle_core::bail!(
+                    "RoPE frequency factors: {} values for a head of {head_dim} (expected {})",
+                    d.len(),
+                    head_dim / 2
+                );
+            }
+        }
+        let (cos, sin) = Self::tables(
+            theta,
+            head_dim,
+            positions,
+            divisors.as_deref(),
+            dtype,
+            device,
+        )?;
         Ok(Rope {
             cos,
             sin,
             theta,
             head_dim,
             interleaved,
+            divisors,
         })
+    }
+
+    /// The rotation frequencies: theta^(-2i/d), each divided by its factor where given.
+    pub(crate) fn inv_freq(theta: f64, head_dim: usize, divisors: Option<&[f64]>) -> Vec<f64> {
+        (0..head_dim / 2)
+            .map(|i| {
+                let f = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+                divisors.map_or(f, |d| f / d[i])
+            })
+            .collect()
     }
 
     fn tables(
         theta: f64,
         head_dim: usize,
         positions: usize,
+        divisors: Option<&[f64]>,
         dtype: DType,
         device: &Device,
     ) -> Result<(Tensor, Tensor)> {
         let half = head_dim / 2;
-        let inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
-            .collect();
+        let inv_freq = Self::inv_freq(theta, head_dim, divisors);
         let mut cos = Vec::with_capacity(positions * half);
         let mut sin = Vec::with_capacity(positions * half);
         for p in 0..positions {
@@ -164,6 +206,7 @@ impl Rope {
             self.theta,
             self.head_dim,
             n,
+            self.divisors.as_deref(),
             self.cos.dtype(),
             self.cos.device(),
         )?;

@@ -108,11 +108,12 @@ pub fn load_safetensors(
         layers,
         norm: norm(&m, "norm")?,
         lm_head,
-        rope: Rope::new(
+        rope: Rope::with_divisors(
             config.rope_theta,
             d,
             INITIAL_POSITIONS.min(config.max_position.max(1)),
             config.rope_interleaved,
+            config.rope_freq_divisors.clone(),
             dtype,
             device,
         )?,
@@ -241,17 +242,33 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
             Embedding::Quant(QMatMul::from_arc(embed)?),
         ),
     };
+    // Llama 3.x GGUFs carry their RoPE scaling as one factor per frequency.
+    let rope_freqs: Option<Vec<f64>> = if content.tensor_infos.contains_key("rope_freqs.weight") {
+        let t = qtensor("rope_freqs.weight")?.dequantize(&Device::Cpu)?;
+        Some(
+            t.flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let mut config = config.clone();
+    config.rope_freq_divisors = rope_freqs.clone();
     Ok(Decoder {
         config: config.clone(),
         embed,
         layers,
         norm,
         lm_head,
-        rope: Rope::new(
+        rope: Rope::with_divisors(
             config.rope_theta,
             config.head_dim,
             INITIAL_POSITIONS.min(config.max_position.max(1)),
             config.rope_interleaved,
+            rope_freqs,
             DType::F32,
             device,
         )?,

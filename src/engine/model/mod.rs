@@ -11,6 +11,7 @@
 mod attend;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod family;
 mod layers;
 mod load;
 pub(crate) mod quant;
@@ -18,6 +19,7 @@ pub(crate) mod quant;
 use candle_core::{DType, Device, Result, Tensor};
 use layers::{causal_mask, softmax_f32, KvCache, Mlp, Proj, RmsNorm, Rope};
 
+pub use family::Backend;
 pub use load::{load_gguf, load_safetensors};
 
 use super::config::ModelConfig;

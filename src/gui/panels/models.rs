@@ -79,9 +79,14 @@ impl Models {
                 ui.label(format!(
                     "loaded: {} ({}, {})",
                     info.name, info.precision, info.device
-                ));
+                ))
+                // Which decoder code runs it, and why, on hover.
+                .on_hover_text(format!("decoder: {}", info.route));
             }
         });
+        if let Some(info) = &runner.loaded {
+            ui.label(format!("decoder: {}", info.route));
+        }
         if let Some((what, _)) = &self.task {
             ui.horizontal(|ui| {
                 ui.spinner();
