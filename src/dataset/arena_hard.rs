@@ -35,7 +35,7 @@
 //! The layout is found from the benchmark folder, from its `model_judgment` folder, or from any
 //! folder above it that holds exactly one benchmark (`data/`, the repository's root).
 
-use super::common::{id_like, kind_of, malformed, object, RecordError};
+use super::common::{id_like, kind_of, malformed, object, par_map, RecordError};
 use super::{
     read, BadRecord, Dataset, DatasetError, Format, Item, Judgment, LoadOptions, Message, Problem,
     Provenance, Response,
@@ -319,34 +319,6 @@ fn fast_judgment(line: &[u8]) -> Option<Map<String, Value>> {
     Some(obj)
 }
 
-/// Runs `f` on every input (a file to read) on the available cores, keeping their order.
-fn par_map<I: Sync, T: Send>(files: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16);
-    if threads < 2 || files.len() < 2 {
-        return files.iter().map(&f).collect();
-    }
-    let chunk = files.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(files.len());
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                // Reading never panics by design; if it did, re-raise it rather than lose files.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
-
 /// Collects bad records: an error, or a skipped line under `--skip-bad-lines`.
 struct Problems<'a> {
     root: &'a Path,
@@ -574,7 +546,7 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
     };
     let paths: Vec<PathBuf> = answer_files.iter().map(|(_, p)| p.clone()).collect();
     let mut answers: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let read = par_map(&paths, |p| {
+    let read = par_map(&paths, 2, |p| {
         map_lines(p, |n, l| (n, parse_line(l, fast_answer)))
     });
     for ((model, file), lines) in answer_files.iter().zip(read) {
@@ -607,7 +579,7 @@ pub(super) fn load(path: &Path, root: &Path, opts: &LoadOptions) -> Result<Datas
         );
     }
     // Each file's records become items on the available cores; merging them stays in order.
-    let converted = par_map(&files, |(judge, file_model, file)| {
+    let converted = par_map(&files, 2, |(judge, file_model, file)| {
         map_lines(file, |line, text| {
             let built = parse_line(text, fast_judgment).and_then(|obj| {
                 judged_item(&obj, judge, file_model, &questions, &answers, &answer_dir)

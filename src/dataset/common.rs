@@ -232,6 +232,41 @@ pub(crate) fn language_code(name: &str) -> String {
         .unwrap_or(lower)
 }
 
+/// Runs `f` on every input on the available cores (at most 16 threads) and returns the results
+/// in input order; below `min_len` inputs, threads cost more than they save and it runs inline.
+/// Used for records, files and Parquet row groups alike.
+pub(super) fn par_map<I: Sync, T: Send>(
+    inputs: &[I],
+    min_len: usize,
+    f: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    if threads < 2 || inputs.len() < min_len.max(2) {
+        return inputs.iter().map(&f).collect();
+    }
+    let chunk = inputs.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = inputs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(inputs.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                // The work never panics by design; if it did, re-raise it here rather than
+                // return a dataset with parts missing.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

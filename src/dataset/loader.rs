@@ -4,7 +4,7 @@
 
 use super::common::RecordError;
 use super::detect::{self, Unrecognised};
-use super::frame::{self, Record};
+use super::frame;
 use super::{
     alpaca_eval, arena, judge_bench, judgerbench, mtbench, native, opencompass, read, rewardbench,
     BadRecord, Dataset, DatasetError, Format, Item, LoadOptions,
@@ -65,7 +65,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Datas
     let judge = opencompass::judge_from_path(path);
     let judge_bench_model = judge_bench::file_judge_model(path);
     let annotator = alpaca_eval::annotator_from_path(path);
-    let converted = convert_all(&records, |rec| match format {
+    let converted = super::common::par_map(&records, PARALLEL_FROM, |rec| match format {
         Format::Native => native::item(rec),
         Format::Judgerbench => judgerbench::item(rec),
         Format::Opencompass => opencompass::item(rec, &judge),
@@ -147,36 +147,4 @@ fn record_error(path: &Path, line: usize, e: RecordError) -> DatasetError {
             reason,
         },
     }
-}
-
-/// Converts every record, in order, spreading contiguous chunks over the available cores.
-fn convert_all<F>(records: &[Record<'_>], convert: F) -> Vec<Result<Item, RecordError>>
-where
-    F: Fn(&Record<'_>) -> Result<Item, RecordError> + Sync,
-{
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16);
-    if threads < 2 || records.len() < PARALLEL_FROM {
-        return records.iter().map(&convert).collect();
-    }
-    let chunk = records.len().div_ceil(threads);
-    let convert = &convert;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(convert).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(records.len());
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                // A conversion never panics by design; if one did, re-raise it here rather
-                // than return a dataset with items missing.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
 }

@@ -56,31 +56,8 @@ pub(super) fn to_json_lines(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, Datase
             .map_err(|e| bad(format!("row group {group}: {e}")))?;
         Ok(writer.into_inner())
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parts: Vec<Result<Vec<u8>, DatasetError>> = if groups > 1 && threads > 1 {
-        let mut parts: Vec<Option<Result<Vec<u8>, DatasetError>>> = Vec::new();
-        parts.resize_with(groups, || None);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots = std::sync::Mutex::new(&mut parts);
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(groups) {
-                s.spawn(|| loop {
-                    let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if g >= groups {
-                        break;
-                    }
-                    let out = decode(g);
-                    slots.lock().unwrap_or_else(|p| p.into_inner())[g] = Some(out);
-                });
-            }
-        });
-        parts
-            .into_iter()
-            .map(|p| p.expect("invariant: every row group was decoded by one thread"))
-            .collect()
-    } else {
-        (0..groups).map(decode).collect()
-    };
+    let group_ids: Vec<usize> = (0..groups).collect();
+    let parts = super::common::par_map(&group_ids, 2, |&g| decode(g));
     let mut out = Vec::with_capacity(bytes.len() * 2);
     for part in parts {
         out.extend_from_slice(&part?);
