@@ -227,6 +227,18 @@ impl Layer {
 
 /// The index of the largest of f32 `logits` (vocab,), where they are (no copy of the
 /// vocabulary off a GPU): greedy decoding's pick.
+/// Refuses an empty step and a token id outside the vocabulary (ids come from users too:
+/// `arbiter logits --tokens`), for every backend alike.
+pub(crate) fn check_tokens(tokens: &[u32], vocab_size: usize) -> Result<()> {
+    if tokens.is_empty() {
+        candle_core::bail!("forward needs at least one token");
+    }
+    if let Some(bad) = tokens.iter().find(|t| **t as usize >= vocab_size) {
+        candle_core::bail!("token id {bad} is outside the model's vocabulary of {vocab_size}");
+    }
+    Ok(())
+}
+
 pub(crate) fn argmax(logits: &Tensor) -> Result<u32> {
     #[cfg(feature = "cuda")]
     if let Some(i) = cuda::argmax(logits)? {
@@ -323,18 +335,7 @@ impl Decoder {
     }
 
     fn hidden(&mut self, tokens: &[u32]) -> Result<Tensor> {
-        if tokens.is_empty() {
-            candle_core::bail!("forward needs at least one token");
-        }
-        if let Some(bad) = tokens
-            .iter()
-            .find(|t| **t as usize >= self.config.vocab_size)
-        {
-            candle_core::bail!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            );
-        }
+        check_tokens(tokens, self.config.vocab_size)?;
         let start = self.position();
         let seq = tokens.len();
         self.rope.reserve(start + seq)?;

@@ -313,18 +313,7 @@ impl Gemma3 {
 
     /// Runs `tokens` after what is cached; the f32 hidden states of every one, (1, seq, hidden).
     fn hidden(&mut self, tokens: &[u32]) -> Result<Tensor> {
-        if tokens.is_empty() {
-            candle_core::bail!("forward needs at least one token");
-        }
-        if let Some(bad) = tokens
-            .iter()
-            .find(|t| **t as usize >= self.config.vocab_size)
-        {
-            candle_core::bail!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            );
-        }
+        crate::engine::model::check_tokens(tokens, self.config.vocab_size)?;
         let start = self.position();
         let seq = tokens.len();
         let total = start + seq;

@@ -254,18 +254,8 @@ impl Transformers {
 
     /// Runs `tokens` after what is cached and returns the f32 logits of the last one.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
-        let Some(&last) = tokens.last() else {
-            candle_core::bail!("forward needs at least one token");
-        };
-        if let Some(bad) = tokens
-            .iter()
-            .find(|t| **t as usize >= self.config.vocab_size)
-        {
-            candle_core::bail!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            );
-        }
+        crate::engine::model::check_tokens(tokens, self.config.vocab_size)?;
+        let last = tokens[tokens.len() - 1];
         if self.position > 0 && tokens.len() > 1 {
             // Their masks are wrong for a multi-token step after the first (module doc).
             for &t in &tokens[..tokens.len() - 1] {
