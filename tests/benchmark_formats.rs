@@ -8,7 +8,10 @@ use arbiter::metrics::alpaca_eval::win_rates;
 use arbiter::verdict::{Outcome, Verdict};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+
+use common::cli::ok_json;
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,29 +71,6 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
-}
-
-fn arbiter(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args(args)
-        .env("ARBITER_ANNOTATOR", "tester")
-        .output()
-        .expect("the arbiter binary runs")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = arbiter(args);
-    assert!(
-        out.status.success(),
-        "arbiter {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "arbiter {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 /// The model's answer text in an answer file of either version.
@@ -506,7 +486,7 @@ fn alpaca_eval_annotations_reproduce_the_leaderboard_win_rate() {
     assert!((got - col(&row, "win_rate")).abs() < 1e-6, "{got}");
     let got = section["standard_error"].as_f64().expect("standard error");
     assert!((got - col(&row, "standard_error")).abs() < 1e-6, "{got}");
-    let text = arbiter(&["score", copy.to_str().expect("utf-8")]);
+    let text = common::cli::run(&["score", copy.to_str().expect("utf-8")], None);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("AlpacaEval win rate"), "{text}");
     assert!(

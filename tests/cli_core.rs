@@ -3,7 +3,10 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+
+use common::cli::{ok_json, run as arbiter};
 
 /// Four items judged by three judges: p1 and p4 have a majority, p2 and p3 are disputes (p2
 /// also has an unreadable j3 output), and j1 judged p4 in both orders, disagreeing with itself.
@@ -12,38 +15,6 @@ const PANEL: &str = r#"{"id":"p1","category":"math","question":"2+2?","model_a":
 {"id":"p3","category":"writing","question":"Say hi","model_a":"m1","response_a":"hi","model_b":"m2","response_b":"hello","judgments":[{"judge":"j1","verdict":"tie"},{"judge":"j2","verdict":"A"},{"judge":"j3","verdict":"B"}]}
 {"id":"p4","category":"writing","question":"Say bye","model_a":"m1","response_a":"bye","model_b":"m2","response_b":"ciao","judgments":[{"judge":"j1","verdict":"B"},{"judge":"j2","verdict":"B>>A"},{"judge":"j3","output":"{\"Choice\": \"Model B\"}"},{"judge":"j1","verdict":"A","swapped":true}]}
 "#;
-
-fn arbiter(args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arbiter"));
-    cmd.args(args).env("ARBITER_ANNOTATOR", "tester");
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("the arbiter binary runs");
-    let mut pipe = child.stdin.take().expect("stdin is piped");
-    pipe.write_all(stdin.unwrap_or("").as_bytes())
-        .expect("stdin accepts input");
-    drop(pipe);
-    child
-        .wait_with_output()
-        .expect("the arbiter binary finishes")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = arbiter(args, None);
-    assert!(
-        out.status.success(),
-        "arbiter {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "arbiter {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 fn failure(args: &[&str]) -> String {
     let out = arbiter(args, None);

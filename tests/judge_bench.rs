@@ -12,6 +12,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::cli::{ok_json, ok_text};
+
 const O1_MINI: &str = "dataset=judgebench,response_model=gpt-4o-2024-05-13,judge_name=arena_hard,judge_model=o1-mini-2024-09-12.jsonl.gz";
 const O1_MINI_JUDGE: &str = "arena_hard/o1-mini-2024-09-12";
 /// The JudgeBench paper's row for the Arena-Hard judge with o1-mini on the GPT-4o pairs
@@ -281,24 +285,6 @@ fn bad_records_and_conflicting_pairs_are_refused_with_file_line_and_field() {
     }
 }
 
-fn arbiter_json(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args(args)
-        .output()
-        .expect("the arbiter binary runs");
-    assert!(
-        out.status.success(),
-        "arbiter {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "arbiter {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
 /// Copies a fixture into a temporary folder, so that the journal `score` may open lands there.
 fn copy_fixture(rel: &str, dir: &Path) -> PathBuf {
     let from = data(rel);
@@ -320,7 +306,7 @@ fn score_reports_the_judge_bench_score_overall_and_per_group() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = copy_fixture(O1_MINI, dir.path());
     let file = file.to_str().expect("utf-8 path");
-    let report = arbiter_json(&["score", "--json", file]);
+    let report = ok_json(&["score", "--json", file]);
     let jb = &report["judge_bench"];
     assert_eq!(jb["pairs"], 350);
     let judge = &jb["judges"][0];
@@ -345,12 +331,7 @@ fn score_reports_the_judge_bench_score_overall_and_per_group() {
         assert_eq!(format!("{ours:.2}"), format!("{published:.2}"), "{name}");
     }
 
-    let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args(["score", file])
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = ok_text(&["score", file], None);
     assert!(
         text.contains("JudgeBench (ScalerLab) over 350 labelled pairs"),
         "{text}"
@@ -367,7 +348,7 @@ fn score_reports_the_judge_bench_score_overall_and_per_group() {
     assert!(!text.contains("JudgerBenchV2"), "{text}");
 
     let folder = copy_fixture("two_judges", dir.path());
-    let report = arbiter_json(&[
+    let report = ok_json(&[
         "score",
         "--json",
         "--format",

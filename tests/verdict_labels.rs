@@ -7,7 +7,10 @@ use arbiter::critique::parse_critique;
 use arbiter::verdict::{parse_as, OutputFormat, ParseError, Rule, Verdict};
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+
+mod common;
+
+use common::cli::ok_text;
 
 /// One judge output of a released file, with the decision JudgeBench extracted from it.
 struct Game {
@@ -248,23 +251,10 @@ fn the_corpus_of_multi_label_shapes() {
 #[test]
 fn arbiter_parse_shows_the_rule_and_takes_json() {
     let run = |args: &[&str], input: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-            .arg("parse")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("arbiter runs");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("arbiter finishes");
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).expect("utf-8")
+        let args: Vec<&str> = std::iter::once("parse")
+            .chain(args.iter().copied())
+            .collect();
+        ok_text(&args, Some(input))
     };
     let text = CORPUS[0].1;
     let json: serde_json::Value =
