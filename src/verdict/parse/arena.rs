@@ -43,7 +43,8 @@ fn decide(labels: Vec<String>) -> Result<Verdict, ParseError> {
     }
 }
 
-fn five_way(label: &str) -> Option<Verdict> {
+/// The verdict of one of the five labels (`A=B` for a tie), `None` for any other.
+pub(super) fn five_way(label: &str) -> Option<Verdict> {
     let (outcome, strength) = match label {
         "A>>B" => (Outcome::A, Strength::Strong),
         "A>B" => (Outcome::A, Strength::Slight),

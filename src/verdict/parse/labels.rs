@@ -22,8 +22,8 @@
 //! regex does), JudgerBenchV2 the last match (`judgerbench.rs`), MT-Bench its letter priority
 //! (`brackets.rs`). `Rule` names which rule decided a reading.
 
-use super::ParseError;
-use crate::verdict::{Outcome, Strength, Verdict};
+use super::{arena, tags, ParseError};
+use crate::verdict::Verdict;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -81,9 +81,6 @@ pub(super) struct Label {
     pub(super) final_phrase: bool,
 }
 
-static TAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\[\[([^\[\]\n]{1,24})\]\]").expect("the tag pattern is a valid regex")
-});
 static CUE_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?i)\b(?:output|respond\s+with|reply\s+with|answer\s+with|e\.g\.|for\s+example|such\s+as|in\s+the\s+format)\b",
@@ -113,92 +110,59 @@ fn is_label(content: &str) -> bool {
 
 /// Every verdict label in the text, in order, each marked as echo or final-phrased.
 pub(super) fn find(text: &str) -> Vec<Label> {
-    let mut labels: Vec<Label> = TAG
-        .captures_iter(text)
-        .filter_map(|c| {
-            let whole = c.get(0)?;
-            let content: String = c[1].chars().filter(|ch| !ch.is_whitespace()).collect();
+    let mut labels: Vec<Label> = tags::spans(text)
+        .filter_map(|(range, content)| {
             let content = if content == "B=A" {
                 "A=B".to_string()
             } else {
                 content
             };
-            is_label(&content).then(|| Label {
+            is_label(&content).then_some(Label {
                 text: content,
-                start: whole.start(),
-                end: whole.end(),
+                start: range.start,
+                end: range.end,
                 echo: false,
                 final_phrase: false,
             })
         })
         .collect();
-    let line_bounds = |at: usize| {
-        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-        (start, end)
-    };
-    for i in 0..labels.len() {
-        let (line_start, line_end) = line_bounds(labels[i].start);
-        let before = &text[line_start..labels[i].start];
-        let after = &text[labels[i].end..line_end];
-        let on_line: Vec<&str> = labels
-            .iter()
-            .filter(|l| l.start >= line_start && l.end <= line_end)
-            .map(|l| l.text.as_str())
-            .collect();
-        let mut distinct_on_line = on_line.clone();
-        distinct_on_line.sort_unstable();
-        distinct_on_line.dedup();
-        labels[i].echo =
-            CUE_BEFORE.is_match(before) || CUE_AFTER.is_match(after) || distinct_on_line.len() >= 3;
+    // Labels come in text order, so those of one line are a run: each line is looked at once.
+    let mut first = 0;
+    while first < labels.len() {
+        let at = labels[first].start;
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        let run_end = first + labels[first..].partition_point(|l| l.end <= line_end);
+        let recited = distinct(&labels[first..run_end]).len() >= 3;
         // A label alone on its line takes its phrasing from the nearest line above with text
         // ("**Final verdict**", a blank line, then the tag).
-        let previous_line = if before.trim().is_empty() {
-            let above = text[..line_start].trim_end();
-            let start = above.rfind('\n').map_or(0, |i| i + 1);
-            &above[start..]
-        } else {
-            ""
-        };
-        labels[i].final_phrase = FINAL.is_match(before) || FINAL.is_match(previous_line);
+        let above = text[..line_start].trim_end();
+        let previous_line = &above[above.rfind('\n').map_or(0, |i| i + 1)..];
+        for label in &mut labels[first..run_end] {
+            let before = &text[line_start..label.start];
+            let after = &text[label.end..line_end];
+            label.echo = recited || CUE_BEFORE.is_match(before) || CUE_AFTER.is_match(after);
+            label.final_phrase = FINAL.is_match(before)
+                || (before.trim().is_empty() && FINAL.is_match(previous_line));
+        }
+        first = run_end;
     }
     labels
 }
 
 /// The distinct labels, in order of first appearance.
-fn distinct<'a>(labels: impl Iterator<Item = &'a Label>) -> Vec<&'a str> {
-    let mut out: Vec<&str> = Vec::new();
-    for l in labels {
-        if !out.contains(&l.text.as_str()) {
-            out.push(&l.text);
-        }
-    }
-    out
-}
-
-/// `[[A>B]], [[B>A]]` for messages.
-pub(super) fn list(labels: &[&str]) -> String {
-    labels
-        .iter()
-        .map(|l| format!("[[{l}]]"))
-        .collect::<Vec<_>>()
-        .join(", ")
+fn distinct<'a>(labels: impl IntoIterator<Item = &'a Label>) -> Vec<&'a str> {
+    tags::distinct(labels.into_iter().map(|l| l.text.as_str()))
 }
 
 /// The verdict a label denotes, or `None` for a label outside the scales.
 pub(super) fn verdict_of(label: &str) -> Option<Verdict> {
-    let (outcome, strength) = match label {
-        "A" => return Some(Verdict::A),
-        "B" => return Some(Verdict::B),
-        "C" => return Some(Verdict::TIE),
-        "A>>B" => (Outcome::A, Strength::Strong),
-        "A>B" => (Outcome::A, Strength::Slight),
-        "A=B" => (Outcome::Tie, Strength::Slight),
-        "B>A" => (Outcome::B, Strength::Slight),
-        "B>>A" => (Outcome::B, Strength::Strong),
-        _ => return None,
-    };
-    Some(Verdict::new(outcome, strength))
+    match label {
+        "A" => Some(Verdict::A),
+        "B" => Some(Verdict::B),
+        "C" => Some(Verdict::TIE),
+        comparison => arena::five_way(comparison),
+    }
 }
 
 /// Reads a text by the review rule (see the module documentation). `NotFound` when the text
@@ -214,7 +178,7 @@ pub(super) fn read_review(text: &str) -> Result<(Verdict, Rule, String), ParseEr
             if !echoed.is_empty() {
                 what.push_str(&format!(
                     "; {} only in instructions the judge repeated, which never count",
-                    list(&echoed)
+                    tags::list(&echoed)
                 ));
             }
             return Err(ParseError::NotFound(what));
@@ -236,7 +200,7 @@ pub(super) fn read_review(text: &str) -> Result<(Verdict, Rule, String), ParseEr
                 };
                 return Err(ParseError::Conflicting(format!(
                     "different verdict labels appear: {}; {why}",
-                    list(several)
+                    tags::list(several)
                 )));
             }
         }

@@ -13,10 +13,15 @@ static TAG: LazyLock<Regex> = LazyLock::new(|| {
 /// The content of every tag, in order of appearance, with all whitespace removed
 /// (`[[ A >> B ]]` gives `A>>B`).
 pub(super) fn contents(text: &str) -> impl Iterator<Item = String> + '_ {
-    TAG.captures_iter(text).map(|c| {
-        c[1].chars()
-            .filter(|ch| !ch.is_whitespace())
-            .collect::<String>()
+    spans(text).map(|(_, content)| content)
+}
+
+/// Every tag with its byte range (the whole `[[...]]`) and its content, as `contents` gives it.
+pub(super) fn spans(text: &str) -> impl Iterator<Item = (std::ops::Range<usize>, String)> + '_ {
+    TAG.captures_iter(text).filter_map(|c| {
+        let whole = c.get(0)?;
+        let content = c[1].chars().filter(|ch| !ch.is_whitespace()).collect();
+        Some((whole.range(), content))
     })
 }
 
@@ -32,10 +37,10 @@ pub(super) fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<
 }
 
 /// `[[A>B]]`, `[[B>A]]` for a conflict message.
-pub(super) fn list(labels: &[String]) -> String {
+pub(super) fn list(labels: &[impl AsRef<str>]) -> String {
     labels
         .iter()
-        .map(|l| format!("[[{l}]]"))
+        .map(|l| format!("[[{}]]", l.as_ref()))
         .collect::<Vec<_>>()
         .join(", ")
 }
