@@ -4,6 +4,7 @@
 //! Data flows one way: files -> `dataset` + `journal` -> judges -> `verdict`s -> `moj` ->
 //! review -> `metrics` / export. The CLI (`cli`) is a thin front end over this library.
 
+pub mod assignment;
 pub mod batch;
 pub mod cli;
 pub mod critique;

@@ -284,6 +284,7 @@ fn write_journal(
             verdict,
             note: None,
             annotator: "tester".into(),
+            adjudicator: false,
             time: now,
         }));
     }

@@ -1,5 +1,6 @@
-//! `arbiter annotate`: record human decisions in the journal, one from the arguments or many
-//! from standard input, reporting each as saved only once it is durable.
+//! `arbiter annotate`: record human decisions in the annotator's journal, one from the arguments
+//! or many from standard input, reporting each as saved only once it is durable, and saying
+//! when a decision escalates an item (annotators disagree) or settles it (an adjudicator).
 
 use super::{open_reviewed, AnnotateArgs, PanelArgs};
 use crate::verdict::{Outcome, Verdict};
@@ -11,8 +12,46 @@ fn outcome(label: &str) -> anyhow::Result<Outcome> {
     Ok(v.outcome)
 }
 
+/// After `saved ID`: `escalated ID: ann A, bo B` when the annotators now disagree on the
+/// item and no adjudicator has settled it, or `settled ID: X by NAME` when an adjudicator has.
+fn escalation_note(
+    review: &crate::review::Review,
+    id: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let Some(index) = review.dataset.position(id) else {
+        return Ok(());
+    };
+    if !review.is_escalated(index) {
+        return Ok(());
+    }
+    let who = review
+        .human_decisions(id)
+        .iter()
+        .filter(|d| !d.adjudicator)
+        .map(|d| format!("{} {}", d.annotator, d.verdict))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match review.decision(id).filter(|d| d.adjudicator) {
+        Some(d) => writeln!(
+            out,
+            "settled {id}: {} by {} (the annotators said {who})",
+            d.verdict, d.annotator
+        )?,
+        None => writeln!(
+            out,
+            "escalated {id}: the annotators disagree ({who}); an adjudicator settles it"
+        )?,
+    }
+    Ok(())
+}
+
 pub fn run(args: AnnotateArgs) -> anyhow::Result<i32> {
     let mut review = open_reviewed(&args.data, &PanelArgs::default())?;
+    review.set_adjudicator(args.adjudicate);
+    if review.annotator().is_none() {
+        return Err(crate::review::ReviewError::NoAnnotator.into());
+    }
     let stdout = std::io::stdout();
     if !args.stdin {
         let item = args
@@ -22,7 +61,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<i32> {
         if args.undo {
             let undo = review.undo(item)?;
             let now = review
-                .decision(item)
+                .my_decision(item)
                 .map(|d| format!("; its decision is {} again", d.verdict))
                 .unwrap_or_else(|| "; it is undecided again".to_string());
             writeln!(
@@ -37,7 +76,9 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<i32> {
             .as_deref()
             .context("--verdict is required without --stdin")?;
         review.decide(item, outcome(label)?, args.note.as_deref())?;
-        writeln!(stdout.lock(), "saved {item}")?;
+        let mut out = stdout.lock();
+        writeln!(out, "saved {item}")?;
+        escalation_note(&review, item, &mut out)?;
         return Ok(0);
     }
 
@@ -65,6 +106,7 @@ pub fn run(args: AnnotateArgs) -> anyhow::Result<i32> {
             Ok(_) => {
                 let mut out = stdout.lock();
                 writeln!(out, "saved {id}")?;
+                escalation_note(&review, id, &mut out)?;
                 out.flush()?;
             }
             Err(e) => {

@@ -167,22 +167,91 @@ struct DisputeRow<'a> {
     category: Option<&'a str>,
     consensus: &'a Consensus,
     decision: Option<&'a crate::journal::Decision>,
+    /// Every person's decision on the item.
+    decisions: Vec<&'a crate::journal::Decision>,
+    escalated: bool,
+}
+
+/// `disputes --escalated`: the items the annotators disagree on, with each person's decision.
+fn escalations(args: &DisputesArgs, review: &crate::review::Review) -> anyhow::Result<i32> {
+    let rows: Vec<DisputeRow> = (0..review.items().len())
+        .filter(|&i| review.is_escalated(i) && (args.all || !review.is_adjudicated(i)))
+        .map(|i| dispute_row(review, i))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let mut t = Table::new(["item", "category", "decisions", "settled"]);
+    for r in &rows {
+        t.row([
+            r.item.to_string(),
+            r.category.unwrap_or("").to_string(),
+            r.decisions
+                .iter()
+                .filter(|d| !d.adjudicator)
+                .map(|d| format!("{} {}", d.annotator, d.verdict))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.decision
+                .map(|d| format!("{} by {}", d.verdict, d.annotator))
+                .unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
+    println!(
+        "\n{} item(s) escalated and waiting for an adjudicator (`arbiter annotate --adjudicate`)",
+        review.escalations().len()
+    );
+    Ok(0)
+}
+
+fn dispute_row(review: &crate::review::Review, i: usize) -> DisputeRow<'_> {
+    let item = &review.items()[i];
+    DisputeRow {
+        item: &item.id,
+        category: item.category.as_deref(),
+        consensus: &review.consensus()[i],
+        decision: review.decision(&item.id),
+        decisions: review.human_decisions(&item.id),
+        escalated: review.is_escalated(i),
+    }
 }
 
 pub fn disputes(args: DisputesArgs) -> anyhow::Result<i32> {
     let review = open_reviewed(&args.data, &args.panel)?;
-    let rows: Vec<DisputeRow> = review
-        .items()
-        .iter()
-        .zip(review.consensus())
-        .filter(|(_, c)| c.is_dispute())
-        .map(|(i, c)| DisputeRow {
-            item: &i.id,
-            category: i.category.as_deref(),
-            consensus: c,
-            decision: review.decision(&i.id),
+    if args.escalated {
+        return escalations(&args, &review);
+    }
+    let mine = if args.mine {
+        if review.annotator().is_none() {
+            return Err(crate::review::ReviewError::NoAnnotator.into());
+        }
+        if review.assignment().is_none() {
+            anyhow::bail!(
+                "no assignment for {}: run `arbiter assign {} --annotators ...` first",
+                review.dataset.path.display(),
+                review.dataset.path.display()
+            );
+        }
+        Some(review.my_queue())
+    } else {
+        None
+    };
+    // With --mine, "decided" means decided by this annotator: the queue is theirs to finish.
+    let rows: Vec<DisputeRow> = (0..review.items().len())
+        .filter(|&i| review.consensus()[i].is_dispute())
+        .filter(|i| mine.as_ref().is_none_or(|q| q.contains(i)))
+        .filter(|&i| {
+            let id = &review.items()[i].id;
+            args.all
+                || if mine.is_some() {
+                    review.my_decision(id).is_none()
+                } else {
+                    review.decision(id).is_none()
+                }
         })
-        .filter(|r| args.all || r.decision.is_none())
+        .map(|i| dispute_row(&review, i))
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -2,6 +2,7 @@
 //! its own file and only parses arguments, calls the library and prints.
 
 mod annotate;
+mod assign;
 mod bench;
 mod constrain_bench;
 mod inspect;
@@ -49,7 +50,11 @@ pub enum Command {
     Score(ScoreArgs),
     /// Record human decisions in the journal (one item, or many from standard input).
     Annotate(AnnotateArgs),
-    /// List the arbitration queue: items where the panel has no consensus.
+    /// Split the disputes between annotators (a share of them to two people, to measure their
+    /// agreement), deterministically for a seed; the app's "my queue" reads the split.
+    Assign(assign::AssignArgs),
+    /// List the arbitration queue: items where the panel has no consensus (or, with
+    /// --escalated, where the annotators disagree; with --mine, the annotator's own items).
     Disputes(DisputesArgs),
     /// Write every item with its consensus, human decision, final label and dispute reason.
     Export(ExportArgs),
@@ -93,9 +98,14 @@ pub struct DatasetArgs {
     /// Skip malformed records (reporting how many) instead of stopping at the first.
     #[arg(long)]
     pub skip_bad_lines: bool,
-    /// Use this journal instead of the default DATASET.arbiter-journal.jsonl beside the dataset.
+    /// Use this journal instead of the default DATASET.arbiter-journal.jsonl beside the dataset
+    /// (human decisions are then recorded there too, instead of in each annotator's journal).
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
+    /// Who is deciding (default: $ARBITER_ANNOTATOR, else $USER). Each annotator's decisions go
+    /// to their own journal, DATASET.arbiter/NAME.journal.jsonl.
+    #[arg(long, value_name = "NAME")]
+    pub annotator: Option<String>,
 }
 
 /// Which judges form the Mixture-of-Judges panel.
@@ -175,6 +185,10 @@ pub struct AnnotateArgs {
     /// Undo the latest decision on --item instead of recording one.
     #[arg(long, requires = "item", conflicts_with_all = ["verdict", "stdin"])]
     pub undo: bool,
+    /// Decide as adjudicator: the decision settles an item the annotators disagree on and is
+    /// its final label.
+    #[arg(long)]
+    pub adjudicate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +200,13 @@ pub struct DisputesArgs {
     /// Include disputes a human has already decided.
     #[arg(long)]
     pub all: bool,
+    /// List the escalation queue instead: items the annotators disagree on that no
+    /// adjudicator has settled (with --all, settled ones too), with every person's decision.
+    #[arg(long, conflicts_with = "mine")]
+    pub escalated: bool,
+    /// List only the items `arbiter assign` gave to this annotator (--annotator).
+    #[arg(long)]
+    pub mine: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -228,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(a) => inspect::run(a),
         Command::Score(a) => score::run(a),
         Command::Annotate(a) => annotate::run(a),
+        Command::Assign(a) => assign::run(a),
         Command::Disputes(a) => inspect::disputes(a),
         Command::Export(a) => report::export(a),
         Command::Prompts(a) => prompts::run(a),

@@ -1,5 +1,5 @@
-//! Opening a dataset for a subcommand: the shared `--format`, `--skip-bad-lines`, `--journal`
-//! and `--panel` options, and the warnings a person must see on the way.
+//! Opening a dataset for a subcommand: the shared `--format`, `--skip-bad-lines`, `--journal`,
+//! `--annotator` and `--panel` options, and the warnings a person must see on the way.
 
 use super::{DatasetArgs, PanelArgs};
 use crate::dataset::LoadOptions;
@@ -30,6 +30,8 @@ pub fn open_reviewed_with(
         journal: data.journal.clone(),
         panel: panel.panel.clone(),
         policy,
+        annotator: annotator(data)?,
+        adjudicator: false,
     };
     let review = Review::open(&data.dataset, &opts)
         .with_context(|| format!("opening {}", data.dataset.display()))?;
@@ -47,8 +49,28 @@ pub fn open_reviewed_with(
             eprintln!("  ... and {} more", skipped.len() - 10);
         }
     }
-    for w in &review.warnings {
-        eprintln!("warning: journal {}: {w}", review.journal_path().display());
+    for (path, w) in review.warnings_by_journal() {
+        eprintln!("warning: journal {}: {w}", path.display());
     }
     Ok(review)
+}
+
+/// The annotator: `--annotator`, else the environment. A bad name given on the command line is
+/// an error; one from the environment (`$USER` may hold anything) only means nobody is named,
+/// so reading commands still work and recording a decision asks for `--annotator`.
+fn annotator(data: &DatasetArgs) -> anyhow::Result<Option<String>> {
+    if let Some(name) = &data.annotator {
+        return Ok(Some(crate::journal::check_annotator(name)?));
+    }
+    Ok(
+        crate::journal::env_annotator().and_then(|name| {
+            match crate::journal::check_annotator(&name) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!("ignoring the annotator from the environment: {e}");
+                    None
+                }
+            }
+        }),
+    )
 }

@@ -84,11 +84,12 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<i32> {
         .panel()
         .map(|p| p.judges().to_vec())
         .unwrap_or_default();
-    let report = Report::build(
+    let mut report = Report::build(
         review.items(),
         &review.final_labels(),
         &options(&args, panel),
     )?;
+    report.humans = review.human_agreement();
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -112,6 +113,35 @@ fn kappa(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
+/// Agreement between the annotators: kappa per pair on the items the pair shares, alpha over
+/// everyone.
+fn humans_section(h: &crate::metrics::agreement::HumanAgreement) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nAgreement between annotators ({} items decided by two or more)",
+        h.shared_items
+    );
+    let mut t = Table::new(["annotators", "shared items", "agreed", "Cohen's kappa"]);
+    for p in &h.pairs {
+        t.row([
+            format!("{} / {}", p.judge_a, p.judge_b),
+            p.items.to_string(),
+            p.agreed.to_string(),
+            kappa(p.kappa),
+        ]);
+    }
+    out.push_str(&t.render());
+    let _ = writeln!(
+        out,
+        "Krippendorff's alpha of the annotators ({}): {} over {} items",
+        h.annotators.join(", "),
+        kappa(h.alpha.alpha),
+        h.alpha.items
+    );
+    out
+}
+
 /// The human-readable report: one section per metric, empty sections left out.
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
@@ -121,6 +151,9 @@ pub fn render(r: &Report) -> String {
         "{} items, {} with a final label (A {}, B {}, tie {})",
         r.items, r.labelled, l.a, l.b, l.tie
     );
+    if let Some(h) = &r.humans {
+        out.push_str(&humans_section(h));
+    }
     if r.judges.is_empty() {
         let _ = writeln!(out, "no judges to score: the dataset has no judgments yet");
         return out;

@@ -7,8 +7,12 @@
 //! truncated: after a torn last line the next append writes a newline first, leaving the
 //! fragment as its own unreadable line, which replay reports and skips.
 //!
-//! One journal per dataset at a time: two processes appending to the same journal are not
-//! coordinated.
+//! Teams: each annotator's decisions go to a journal of their own in a folder beside the
+//! dataset (`<dataset>.arbiter/<annotator>.journal.jsonl`), so annotators on a shared folder
+//! never append to one file; `Journal::open_exclusive` takes an advisory lock on it so that a
+//! second process deciding as the same annotator is refused with a clear message instead of
+//! interleaving lines. The dataset's single journal (`<dataset>.arbiter-journal.jsonl`) keeps
+//! the judgments produced in Arbiter and the decisions of journals written before teams.
 
 mod record;
 mod replay;
@@ -58,6 +62,10 @@ pub enum JournalError {
     UnknownItem { item: String, dataset: PathBuf },
     #[error("item {item:?} has no decision to undo")]
     NothingToUndo { item: String },
+    #[error("the annotator name {name:?} cannot be used: {reason} (it names a file: use letters, digits, '.', '_' or '-')")]
+    BadAnnotator { name: String, reason: &'static str },
+    #[error("another Arbiter process is recording decisions in {path} (the same annotator on this dataset); close it, or decide under another annotator name")]
+    Locked { path: PathBuf },
     #[error("cannot encode a journal record for item {item:?}: {source}")]
     Encode {
         item: String,
@@ -76,14 +84,100 @@ pub fn default_path(dataset: &Path) -> PathBuf {
     dataset.with_file_name(format!("{name}{SUFFIX}"))
 }
 
-/// Who is deciding: `$ARBITER_ANNOTATOR`, else `$USER`, else `unknown`.
-pub fn default_annotator() -> String {
+/// The suffix of an annotator's journal inside the team folder.
+pub const ANNOTATOR_SUFFIX: &str = ".journal.jsonl";
+
+/// The folder beside the dataset that holds its team's files (each annotator's journal, the
+/// assignment of the disputes): `demo.jsonl` -> `demo.jsonl.arbiter/`.
+pub fn team_dir(dataset: &Path) -> PathBuf {
+    let name = dataset
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".to_string());
+    dataset.with_file_name(format!("{name}.arbiter"))
+}
+
+/// The journal of one annotator's decisions on `dataset`.
+pub fn annotator_path(dataset: &Path, annotator: &str) -> PathBuf {
+    team_dir(dataset).join(format!("{annotator}{ANNOTATOR_SUFFIX}"))
+}
+
+/// Every annotator journal of `dataset`, as (annotator, path), sorted by name; empty when the
+/// team folder does not exist.
+pub fn annotator_journals(dataset: &Path) -> Result<Vec<(String, PathBuf)>, JournalError> {
+    let dir = team_dir(dataset);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(JournalError::Io {
+                action: "list",
+                path: dir,
+                source,
+            })
+        }
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| JournalError::Io {
+            action: "list",
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(annotator) = name.strip_suffix(ANNOTATOR_SUFFIX) {
+            if check_annotator(annotator).is_ok() {
+                found.push((annotator.to_string(), entry.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The longest annotator name accepted (it becomes a file name).
+const MAX_ANNOTATOR: usize = 64;
+
+/// Checks that `name` can name an annotator and their journal file on every platform: 1 to 64
+/// letters, digits, `.`, `_` or `-`, not starting with `.` or `-`. Returns it trimmed.
+pub fn check_annotator(name: &str) -> Result<String, JournalError> {
+    let trimmed = name.trim();
+    let bad = |reason: &'static str| JournalError::BadAnnotator {
+        name: name.to_string(),
+        reason,
+    };
+    if trimmed.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if trimmed.chars().count() > MAX_ANNOTATOR {
+        return Err(bad("it is longer than 64 characters"));
+    }
+    if trimmed.starts_with('.') || trimmed.starts_with('-') {
+        return Err(bad("it starts with '.' or '-'"));
+    }
+    if !trimmed
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(bad("only letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The annotator named by the environment: `$ARBITER_ANNOTATOR`, else `$USER`; `None` when
+/// neither is set, so that callers ask the person instead of recording an anonymous decision.
+pub fn env_annotator() -> Option<String> {
     ["ARBITER_ANNOTATOR", "USER"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
         .map(|v| v.trim().to_string())
         .find(|v| !v.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Who is deciding when nobody said: `env_annotator()`, else `unknown`. Only for journals
+/// opened directly; a review refuses to record a decision without a named annotator.
+pub fn default_annotator() -> String {
+    env_annotator().unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Reads a journal without creating or changing anything (for reports and export).
@@ -128,6 +222,8 @@ pub struct Journal {
     dataset: PathBuf,
     items: HashSet<String>,
     annotator: String,
+    /// Decisions recorded from now on are an adjudicator's.
+    adjudicator: bool,
     last_seq: u64,
     /// The file does not end with a newline (a torn tail, or a failed write).
     needs_newline: bool,
@@ -143,6 +239,39 @@ impl Journal {
     /// Opens the journal at `path`: creates it with a header, or replays it after checking that
     /// it was written for this dataset.
     pub fn open_at(dataset: &Dataset, path: &Path) -> Result<(Journal, Replay), JournalError> {
+        Journal::open_inner(dataset, path, false)
+    }
+
+    /// Like `open_at`, but creates the folder if needed and holds an advisory lock on the file
+    /// for as long as the journal is open: a second process opening it this way gets
+    /// `JournalError::Locked`. For an annotator's own journal, which only they append to.
+    pub fn open_exclusive(
+        dataset: &Dataset,
+        path: &Path,
+    ) -> Result<(Journal, Replay), JournalError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
+                    action: "create the folder of",
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                // The new folder's own entry must survive a power cut too.
+                sync_dir(dir).map_err(|source| JournalError::Io {
+                    action: "sync the folder of",
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        Journal::open_inner(dataset, path, true)
+    }
+
+    fn open_inner(
+        dataset: &Dataset,
+        path: &Path,
+        exclusive: bool,
+    ) -> Result<(Journal, Replay), JournalError> {
         let io = |action: &'static str| {
             let path = path.to_path_buf();
             move |source| JournalError::Io {
@@ -168,6 +297,19 @@ impl Journal {
             ),
             Err(e) => return Err(io("create")(e)),
         };
+        if exclusive {
+            // Locked before reading, so that what is replayed is everything: nobody else can
+            // be appending to this file while we hold it.
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(JournalError::Locked {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io("lock")(e)),
+            }
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
         let mut replay = Replay::from_bytes(&bytes, &|id| dataset.get(id).is_some());
@@ -178,6 +320,7 @@ impl Journal {
             dataset: dataset.path.clone(),
             items: dataset.items.iter().map(|i| i.id.clone()).collect(),
             annotator: default_annotator(),
+            adjudicator: false,
             last_seq: replay.last_seq,
             needs_newline: replay.needs_newline,
             decisions: replay.decisions.clone(),
@@ -216,6 +359,11 @@ impl Journal {
         self.annotator = annotator.into();
     }
 
+    /// Marks the decisions recorded from now on as an adjudicator's (they settle escalations).
+    pub fn set_adjudicator(&mut self, adjudicator: bool) {
+        self.adjudicator = adjudicator;
+    }
+
     /// The current decision on `item`, including those made since opening.
     pub fn decision(&self, item: &str) -> Option<&Decision> {
         self.decisions.current(item)
@@ -235,6 +383,7 @@ impl Journal {
             verdict,
             note: note.map(str::to_string).filter(|n| !n.trim().is_empty()),
             annotator: self.annotator.clone(),
+            adjudicator: self.adjudicator,
             time: OffsetDateTime::now_utc(),
         };
         self.append(&Record::Decision(decision.clone()), item)?;

@@ -62,6 +62,10 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub annotator: String,
+    /// Made by an adjudicator: it settles an item on which the other annotators disagree.
+    /// Absent (false) in journals written before teams, which read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adjudicator: bool,
     #[serde(with = "rfc3339")]
     pub time: OffsetDateTime,
 }
@@ -139,14 +143,23 @@ mod tests {
             verdict: Outcome::Tie,
             note: Some("both wrong".into()),
             annotator: "ann".into(),
+            adjudicator: false,
             time: datetime!(2025-03-01 12:00:00 UTC),
         });
         let v = serde_json::to_value(&r).expect("serialises");
         assert_eq!(v["type"], "decision");
         assert_eq!(v["verdict"], "tie");
         assert_eq!(v["time"], "2025-03-01T12:00:00Z");
+        // An ordinary decision keeps the pre-team shape, so older builds still read it.
+        assert!(v.get("adjudicator").is_none());
         let back: Record = serde_json::from_value(v).expect("reads back");
         assert_eq!(back, r);
+        let Record::Decision(mut d) = r else {
+            unreachable!()
+        };
+        d.adjudicator = true;
+        let v = serde_json::to_value(Record::Decision(d)).expect("serialises");
+        assert_eq!(v["adjudicator"], true);
     }
 
     #[test]

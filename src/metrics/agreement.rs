@@ -98,6 +98,12 @@ pub fn cohen_pairs(items: &[Item], judges: &[String]) -> Vec<PairKappa> {
         .iter()
         .map(|j| items.iter().map(|i| answer(i, j).outcome()).collect())
         .collect();
+    cohen_table(judges, &outcomes)
+}
+
+/// Cohen's kappa for every unordered pair of raters of a table: `outcomes[r][i]` is rater
+/// `r`'s outcome on item `i` (`None`: not rated). Each pair counts the items both rated.
+pub fn cohen_table(judges: &[String], outcomes: &[Vec<Option<Outcome>>]) -> Vec<PairKappa> {
     let mut out = Vec::new();
     for x in 0..judges.len() {
         for y in x + 1..judges.len() {
@@ -215,6 +221,43 @@ pub struct KrippendorffAlpha {
     pub alpha: Option<f64>,
 }
 
+/// How far people agree with each other on the items several of them decided: Cohen's kappa
+/// for every pair of annotators (on the items that pair shares; `judge_a`/`judge_b` name the
+/// annotators) and Krippendorff's alpha over everyone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HumanAgreement {
+    pub annotators: Vec<String>,
+    /// Items at least two annotators decided.
+    pub shared_items: usize,
+    pub pairs: Vec<PairKappa>,
+    pub alpha: KrippendorffAlpha,
+}
+
+/// Agreement of `annotators` from their decisions: `outcomes[r][i]` is annotator `r`'s
+/// decision on item `i`, `None` where they made none.
+pub fn humans(annotators: &[String], outcomes: &[Vec<Option<Outcome>>]) -> HumanAgreement {
+    let items = outcomes.iter().map(Vec::len).max().unwrap_or(0);
+    let units: Vec<Vec<usize>> = (0..items)
+        .map(|i| {
+            outcomes
+                .iter()
+                .filter_map(|row| row.get(i).copied().flatten().map(class))
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| v.len() >= 2)
+        .collect();
+    HumanAgreement {
+        annotators: annotators.to_vec(),
+        shared_items: units.len(),
+        pairs: cohen_table(annotators, outcomes),
+        alpha: KrippendorffAlpha {
+            judges: annotators.to_vec(),
+            items: units.len(),
+            alpha: krippendorff_alpha_nominal(&units),
+        },
+    }
+}
+
 /// Krippendorff's alpha (nominal) of `panel` over every item two or more of them rated.
 pub fn krippendorff(items: &[Item], panel: &[String]) -> KrippendorffAlpha {
     let units: Vec<Vec<usize>> = items
@@ -243,6 +286,26 @@ mod tests {
 
     fn close(a: Option<f64>, b: f64) -> bool {
         a.is_some_and(|a| (a - b).abs() < 1e-12)
+    }
+
+    #[test]
+    fn humans_pair_on_shared_items_only() {
+        let names: Vec<String> = ["ann", "bo", "cy"].iter().map(|s| s.to_string()).collect();
+        // ann and bo share items 0-3, bo and cy share 2-5, ann and cy share 2-3.
+        let rows = vec![
+            vec![Some(A), Some(B), Some(A), Some(B), None, None],
+            vec![Some(A), Some(B), Some(B), Some(B), Some(A), Some(Tie)],
+            vec![None, None, Some(B), Some(A), Some(A), Some(Tie)],
+        ];
+        let h = humans(&names, &rows);
+        assert_eq!(h.shared_items, 6);
+        let ab = &h.pairs[0];
+        assert_eq!((ab.items, ab.agreed), (4, 3));
+        // ann A,B,A,B vs bo A,B,B,B: po .75, pe .5·.25 + .5·.75 = .5 → κ = .5.
+        assert!(close(ab.kappa, 0.5));
+        assert_eq!((h.pairs[1].items, h.pairs[2].items), (2, 4));
+        assert_eq!(h.alpha.items, 6);
+        assert!(h.alpha.alpha.is_some_and(|a| a < 1.0 && a > 0.0));
     }
 
     #[test]

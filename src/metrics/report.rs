@@ -69,6 +69,10 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpaca_eval: Option<Vec<WinRate>>,
     pub leaderboard: Leaderboards,
+    /// Agreement between the people who decided items (present when at least two did); set by
+    /// the caller, which knows the decisions (`Review::human_agreement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub humans: Option<super::agreement::HumanAgreement>,
     pub warnings: Vec<String>,
 }
 
@@ -165,6 +169,7 @@ impl Report {
             leaderboard: Leaderboards::of(items, labels, &scored),
             judges: scored,
             options: opts.clone(),
+            humans: None,
             warnings,
         })
     }
