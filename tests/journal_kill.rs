@@ -1,12 +1,15 @@
 //! End to end: `arbiter annotate DATASET --stdin`, killed with SIGKILL at random moments while
 //! decisions stream in, never loses a decision it reported as saved, and its journal always
-//! replays (a torn last line may be reported, never fatal).
+//! replays (a torn last line may be reported, never fatal). Two annotators decide the same
+//! dataset at once, each killed at its own moment: neither loses any saved decision, its own
+//! or the other's, and neither writes into the other's journal.
 //!
 //! Contract with the command: it reads lines `ID VERDICT [NOTE]` from stdin and prints
-//! `saved ID` on stdout once that decision is durable in the journal beside the dataset.
+//! `saved ID` on stdout once that decision is durable in the annotator's journal beside the
+//! dataset.
 
 use arbiter::dataset::{Dataset, Format, Item, Message, Response};
-use arbiter::journal::{Journal, Record, ReplayWarning};
+use arbiter::journal::{self, Journal, Record, ReplayWarning};
 use arbiter::verdict::Outcome;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -39,14 +42,17 @@ fn id(i: usize) -> String {
     format!("item-{i:03}")
 }
 
+/// The two annotators deciding at once.
+const TEAM: [&str; 2] = ["kill-a", "kill-b"];
+
 /// Each round gives each item a verdict that differs from the previous round's, so a stale
-/// decision cannot pass for the new one.
-fn verdict(round: usize, i: usize) -> Outcome {
-    Outcome::ALL[(round + i) % 3]
+/// decision cannot pass for the new one; the two annotators differ from each other too.
+fn verdict(who: usize, round: usize, i: usize) -> Outcome {
+    Outcome::ALL[(round + i + who) % 3]
 }
 
-fn note(round: usize) -> String {
-    format!("round {round}")
+fn note(who: usize, round: usize) -> String {
+    format!("{} round {round}", TEAM[who])
 }
 
 fn write_dataset(path: &Path) -> Dataset {
@@ -87,12 +93,14 @@ struct Round {
     stderr: String,
 }
 
-fn run_round(dataset: &Path, round: usize, kill_after: Duration) -> Round {
+/// Starts one annotator's stream and kills it after `kill_after`; runs on its own thread so
+/// that both annotators' processes live at once.
+fn run_round(dataset: &Path, who: usize, round: usize, kill_after: Duration) -> Round {
     let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .arg("annotate")
         .arg(dataset)
         .arg("--stdin")
-        .env("ARBITER_ANNOTATOR", "kill-test")
+        .env("ARBITER_ANNOTATOR", TEAM[who])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,7 +112,12 @@ fn run_round(dataset: &Path, round: usize, kill_after: Duration) -> Round {
 
     let writer = thread::spawn(move || {
         for i in 0..ITEMS {
-            let line = format!("{} {} {}\n", id(i), verdict(round, i).label(), note(round));
+            let line = format!(
+                "{} {} {}\n",
+                id(i),
+                verdict(who, round, i).label(),
+                note(who, round)
+            );
             // The process may be dead already: a broken pipe just ends the stream.
             if stdin.write_all(line.as_bytes()).is_err() || stdin.flush().is_err() {
                 return;
@@ -163,70 +176,99 @@ fn killed_annotate_never_loses_a_saved_decision() {
     let path = dir.path().join("kill.jsonl");
     let dataset = write_dataset(&path);
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
-    // Every (round, item) pair reported saved so far.
-    let mut all_saved: Vec<(usize, usize)> = Vec::new();
+    // Every (round, item) pair reported saved so far, per annotator.
+    let mut all_saved: [Vec<(usize, usize)>; 2] = [Vec::new(), Vec::new()];
     let mut mid_stream = 0;
     let mut last_stderr = String::new();
 
     for round in 0..ROUNDS {
-        let kill_after = Duration::from_millis(rng.next() % (MAX_KILL_DELAY_MS + 1));
-        let r = run_round(&path, round, kill_after);
-        if !r.saved.is_empty() && r.saved.len() < ITEMS {
-            mid_stream += 1;
-        }
-        last_stderr = r.stderr;
-
-        let (journal, replay) = Journal::open(&dataset).unwrap_or_else(|e| {
-            panic!("round {round} (killed after {kill_after:?}): replay failed: {e}")
+        let delays = [0, 1].map(|_| Duration::from_millis(rng.next() % (MAX_KILL_DELAY_MS + 1)));
+        let rounds: Vec<Round> = thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|who| {
+                    let path = &path;
+                    let delay = delays[who];
+                    s.spawn(move || run_round(path, who, round, delay))
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("round thread"))
+                .collect()
         });
-        drop(journal);
-        if let Some(torn) = &replay.torn_tail {
-            eprintln!("round {round}: torn last line reported: {torn:?}");
-        }
-        // Fragments left by earlier kills are expected; any other damage is a bug.
-        assert!(
-            replay
-                .warnings
-                .iter()
-                .all(|w| matches!(w, ReplayWarning::TornLine { .. })),
-            "round {round}: unexpected damage: {:?}",
-            replay.warnings
-        );
 
-        // This round's saved decisions are the current ones.
-        for &i in &r.saved {
-            let current = replay.decision(&id(i)).map(|d| d.verdict);
-            assert_eq!(
-                current,
-                Some(verdict(round, i)),
-                "round {round}: {} was reported saved but the journal says {current:?}",
-                id(i)
-            );
-        }
-        // And nothing saved in any earlier round has gone missing from the history.
-        all_saved.extend(r.saved.iter().map(|&i| (round, i)));
-        for &(rd, i) in &all_saved {
-            let expected_note = note(rd);
-            let found = replay.history.iter().any(|rec| match rec {
-                Record::Decision(d) => {
-                    d.item == id(i)
-                        && d.verdict == verdict(rd, i)
-                        && d.note.as_deref() == Some(expected_note.as_str())
-                }
-                _ => false,
+        for (who, r) in rounds.into_iter().enumerate() {
+            if !r.saved.is_empty() && r.saved.len() < ITEMS {
+                mid_stream += 1;
+            }
+            let journal_path = journal::annotator_path(&path, TEAM[who]);
+            let (journal, replay) = Journal::open_at(&dataset, &journal_path).unwrap_or_else(|e| {
+                panic!(
+                    "round {round}, {} (killed after {:?}): replay failed: {e}\n{}",
+                    TEAM[who], delays[who], r.stderr
+                )
             });
+            drop(journal);
+            last_stderr = r.stderr;
+            if let Some(torn) = &replay.torn_tail {
+                eprintln!("round {round}, {}: torn last line reported: {torn:?}", TEAM[who]);
+            }
+            // Fragments left by earlier kills are expected; any other damage is a bug.
             assert!(
-                found,
-                "round {round}: the decision on {} saved in round {rd} is gone",
-                id(i)
+                replay
+                    .warnings
+                    .iter()
+                    .all(|w| matches!(w, ReplayWarning::TornLine { .. })),
+                "round {round}, {}: unexpected damage: {:?}",
+                TEAM[who],
+                replay.warnings
             );
+            // Only this annotator's decisions are in this annotator's journal.
+            assert!(replay.history.iter().all(|rec| match rec {
+                Record::Decision(d) => d.annotator == TEAM[who],
+                Record::Undo(u) => u.annotator == TEAM[who],
+                _ => true,
+            }));
+
+            // This round's saved decisions are the current ones.
+            for &i in &r.saved {
+                let current = replay.decision(&id(i)).map(|d| d.verdict);
+                assert_eq!(
+                    current,
+                    Some(verdict(who, round, i)),
+                    "round {round}: {} was reported saved by {} but the journal says {current:?}",
+                    id(i),
+                    TEAM[who]
+                );
+            }
+            // And nothing saved in any earlier round has gone missing from the history.
+            all_saved[who].extend(r.saved.iter().map(|&i| (round, i)));
+            for &(rd, i) in &all_saved[who] {
+                let expected_note = note(who, rd);
+                let found = replay.history.iter().any(|rec| match rec {
+                    Record::Decision(d) => {
+                        d.item == id(i)
+                            && d.verdict == verdict(who, rd, i)
+                            && d.note.as_deref() == Some(expected_note.as_str())
+                    }
+                    _ => false,
+                });
+                assert!(
+                    found,
+                    "round {round}: the decision of {} on {} saved in round {rd} is gone",
+                    TEAM[who],
+                    id(i)
+                );
+            }
         }
     }
 
-    assert!(
-        !all_saved.is_empty(),
-        "no decision was ever reported saved; stderr of the last run:\n{last_stderr}"
-    );
+    for (who, saved) in all_saved.iter().enumerate() {
+        assert!(
+            !saved.is_empty(),
+            "{} never had a decision reported saved; stderr of the last run:\n{last_stderr}",
+            TEAM[who]
+        );
+    }
     assert!(
         mid_stream > 0,
         "no kill landed mid-stream in {ROUNDS} rounds; the test proves nothing about torn writes"
