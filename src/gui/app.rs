@@ -1,6 +1,7 @@
 //! The app shell: loads datasets off the UI thread, lays out the panels, dispatches the
-//! keymap, shows errors as banners, and remembers settings.
+//! keymap, shows errors as banners, asks who is deciding, and remembers settings.
 
+use super::dialogs::{self, Dialogs, PathPrompt, Picked, Purpose};
 use super::keymap::{self, Action};
 use super::panels::{
     batch::BatchPanel, compare::Compare, items::ItemList, judges::Judges, metrics::Metrics,
@@ -9,7 +10,7 @@ use super::panels::{
 use super::runner::{RunChoice, Runner};
 use super::session::Session;
 use super::settings::{Settings, Theme, STORAGE_KEY};
-use crate::review::OpenOptions;
+use crate::review::{OpenOptions, ReviewError};
 use crate::verdict::{Order, Outcome};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
@@ -97,6 +98,14 @@ pub struct ArbiterApp {
     applied_theme: Option<(Theme, f32)>,
     /// The judge panel's Run button was pressed this frame.
     run_request: bool,
+    /// The "who is deciding?" window is open.
+    pub ask_annotator: bool,
+    annotator_draft: String,
+    annotator_error: Option<String>,
+    /// How files are picked: the system dialog, or the app's own path window.
+    pub dialogs: Dialogs,
+    /// The app's own path window, while open.
+    pub path_prompt: Option<PathPrompt>,
 }
 
 impl ArbiterApp {
@@ -124,6 +133,139 @@ impl ArbiterApp {
             frames: FrameStats::default(),
             applied_theme: None,
             run_request: false,
+            ask_annotator: false,
+            annotator_draft: String::new(),
+            annotator_error: None,
+            dialogs: Dialogs::detect(),
+            path_prompt: None,
+        }
+    }
+
+    /// The annotator from the settings, when it is a usable name.
+    fn annotator(&self) -> Option<String> {
+        crate::journal::check_annotator(&self.settings.annotator).ok()
+    }
+
+    /// Opens the "who is deciding?" window, filled with the current name.
+    pub fn change_annotator(&mut self) {
+        self.annotator_draft = self.settings.annotator.clone();
+        self.annotator_error = None;
+        self.ask_annotator = true;
+    }
+
+    /// Makes `name` the annotator (remembered in the settings) and records a decision that was
+    /// waiting for it. A name that cannot name a file is refused with the reason.
+    pub fn set_annotator(&mut self, name: &str) -> Result<(), String> {
+        let name = crate::journal::check_annotator(name).map_err(|e| e.to_string())?;
+        if let Some(session) = &mut self.session {
+            session
+                .review
+                .set_annotator(Some(&name))
+                .map_err(|e| e.to_string())?;
+            session.refilter();
+        }
+        self.settings.annotator = name;
+        self.ask_annotator = false;
+        self.annotator_error = None;
+        if let Some(session) = &mut self.session {
+            if let Some(verdict) = session.pending.take() {
+                if let Err(e) = session.decide(verdict) {
+                    self.error(format!("not saved: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn annotator_window(&mut self, ctx: &egui::Context) {
+        if !self.ask_annotator {
+            return;
+        }
+        let mut confirmed = false;
+        let mut cancelled = false;
+        egui::Modal::new(egui::Id::unique("annotator")).show(ctx, |ui| {
+            ui.heading("Who is deciding?");
+            ui.label(
+                "Your name is recorded with every decision and names your own journal beside \
+                 the dataset, so several people can arbitrate the same dataset.",
+            );
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut self.annotator_draft)
+                    .hint_text("your name (letters, digits, . _ -)")
+                    .desired_width(280.0),
+            );
+            if !field.has_focus() && self.annotator_draft.is_empty() {
+                field.request_focus();
+            }
+            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                confirmed = true;
+            }
+            if let Some(e) = &self.annotator_error {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Save name").clicked() {
+                    confirmed = true;
+                }
+                if ui.button("Cancel").clicked() {
+                    cancelled = true;
+                }
+            });
+        });
+        if confirmed {
+            let name = self.annotator_draft.clone();
+            if let Err(e) = self.set_annotator(&name) {
+                self.annotator_error = Some(e);
+            }
+        } else if cancelled {
+            self.ask_annotator = false;
+            if let Some(session) = &mut self.session {
+                session.pending = None;
+            }
+        }
+    }
+
+    /// Asks for a path for `purpose`: the system dialog where it can open, otherwise (or when
+    /// it fails) the app's own window, with a banner saying why.
+    pub fn choose_path(&mut self, purpose: Purpose, ctx: &egui::Context) {
+        let picked = match &self.dialogs {
+            Dialogs::System => dialogs::pick(purpose),
+            Dialogs::InApp(why) => Picked::Failed(why.clone()),
+        };
+        match picked {
+            Picked::Path(path) => self.use_path(purpose, path, ctx),
+            Picked::Cancelled => {}
+            Picked::Failed(why) => {
+                self.error(format!("no file dialog: {why}"));
+                let folder = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.review.dataset.path.parent().map(Path::to_path_buf));
+                self.path_prompt = Some(PathPrompt::new(purpose, folder.as_deref()));
+            }
+        }
+    }
+
+    fn use_path(&mut self, purpose: Purpose, path: PathBuf, ctx: &egui::Context) {
+        match purpose {
+            Purpose::OpenDataset => self.open(path, ctx),
+            Purpose::ExportLabels => self.write_labels(&path),
+            Purpose::ExportMetrics => self.write_metrics(&path),
+        }
+    }
+
+    fn path_window(&mut self, ctx: &egui::Context) {
+        let Some(prompt) = &mut self.path_prompt else {
+            return;
+        };
+        let mut open = true;
+        let chosen = prompt.ui(ctx, &mut open);
+        let purpose = prompt.purpose;
+        if !open {
+            self.path_prompt = None;
+        }
+        if let Some(path) = chosen {
+            self.use_path(purpose, path, ctx);
         }
     }
 
@@ -132,8 +274,13 @@ impl ArbiterApp {
         let (tx, rx) = mpsc::channel();
         let ctx = ctx.clone();
         let p = path.clone();
+        let opts = OpenOptions {
+            annotator: self.annotator(),
+            adjudicator: self.settings.adjudicator,
+            ..OpenOptions::default()
+        };
         std::thread::spawn(move || {
-            let result = Session::open(&p, &OpenOptions::default())
+            let result = Session::open(&p, &opts)
                 .map_err(|e| format!("cannot open {}: {e}", p.display()));
             let _ = tx.send(result);
             ctx.request_repaint();
@@ -156,12 +303,9 @@ impl ArbiterApp {
         };
         match rx.try_recv() {
             Ok(Ok(session)) => {
-                for w in &session.review.warnings {
+                for (journal, w) in session.review.warnings_by_journal() {
                     self.banners.push(Banner {
-                        message: format!(
-                            "journal {}: {w}",
-                            session.review.journal_path().display()
-                        ),
+                        message: format!("journal {}: {w}", journal.display()),
                     });
                 }
                 let skipped = session.review.dataset.skipped.len();
@@ -276,8 +420,11 @@ impl ArbiterApp {
             }
             _ => Ok(()),
         };
-        if let Err(e) = result {
-            self.error(format!("not saved: {e}"));
+        match result {
+            // The app asks who is deciding, then records the decision.
+            Err(ReviewError::NoAnnotator) => self.change_annotator(),
+            Err(e) => self.error(format!("not saved: {e}")),
+            Ok(()) => {}
         }
     }
 
@@ -301,6 +448,16 @@ impl ArbiterApp {
         }
         self.apply_settings(&ctx);
         self.poll_opening();
+        if let Some(session) = &mut self.session {
+            if session.review.is_adjudicator() != self.settings.adjudicator {
+                session.review.set_adjudicator(self.settings.adjudicator);
+                session.refilter();
+            }
+            // A decision asked for from a panel before anyone was named.
+            if session.pending.is_some() && !self.ask_annotator {
+                self.change_annotator();
+            }
+        }
         self.runner.poll(self.session.as_mut());
         self.batch.poll(self.session.as_mut());
         if let Some(e) = self.runner.error.take() {
@@ -318,9 +475,10 @@ impl ArbiterApp {
         if let Some(path) = dropped.into_iter().next() {
             self.open(path, &ctx);
         }
-        // Shortcuts act unless the person is typing. Tab is ours (next dispute), not egui's
-        // focus traversal: any focus it gave a button is taken back at the end of the frame.
-        let actions = if ctx.text_edit_focused() {
+        // Shortcuts act unless the person is typing or naming themselves. Tab is ours (the next
+        // item in this person's queue), not egui's focus traversal: any focus it gave a button
+        // is taken back at the end of the frame.
+        let actions = if ctx.text_edit_focused() || self.ask_annotator {
             Vec::new()
         } else {
             ctx.input(keymap::pressed)
@@ -332,6 +490,7 @@ impl ArbiterApp {
         self.menu_bar(ui, &ctx);
         self.banner_bar(ui);
         self.status_bar(ui);
+        let blind = self.settings.blind();
         let session = self.session.as_mut();
         match session {
             None => {
@@ -351,13 +510,21 @@ impl ArbiterApp {
                     .resizable(true)
                     .default_size(360.0)
                     .show(ui, |ui| {
-                        self.items
-                            .ui(ui, session, &mut focus_search, self.settings.blind)
+                        self.items.ui(ui, session, &mut focus_search, blind)
                     });
                 egui::Panel::right("judges")
                     .resizable(true)
                     .default_size(400.0)
                     .show(ui, |ui| {
+                        let hide = session.current.is_some_and(|i| session.hidden(i, blind).1);
+                        if hide {
+                            ui.heading("Judges");
+                            ui.label(
+                                "The judges' verdicts and the consensus are hidden until you \
+                                 decide this item (blind review, Team menu).",
+                            );
+                            return;
+                        }
                         let blocked = self.batch.blocks_local_runs();
                         let run = self.judges.ui(
                             ui,
@@ -375,7 +542,7 @@ impl ArbiterApp {
                     self.compare.ui(
                         ui,
                         session,
-                        self.settings.blind,
+                        blind,
                         &mut self.swapped_view,
                         &mut focus_note,
                     )
@@ -386,6 +553,8 @@ impl ArbiterApp {
             self.run_judge();
         }
         self.help_window(&ctx);
+        self.path_window(&ctx);
+        self.annotator_window(&ctx);
         if self.show_metrics {
             let mut open = true;
             egui::Window::new("Metrics")
@@ -442,12 +611,11 @@ impl ArbiterApp {
                 ui.menu_button("File", |ui| {
                     if ui.button("Open…").clicked() {
                         ui.close();
-                        if let Some(path) = rfd::FileDialog::new()
-                            .add_filter("datasets", &["jsonl", "json", "gz"])
-                            .pick_file()
-                        {
-                            self.open(path, ctx);
-                        }
+                        self.choose_path(Purpose::OpenDataset, ctx);
+                    }
+                    if ui.button("Open a path…").clicked() {
+                        ui.close();
+                        self.path_prompt = Some(PathPrompt::new(Purpose::OpenDataset, None));
                     }
                     if ui.button("Open the demo dataset").clicked() {
                         ui.close();
@@ -468,11 +636,15 @@ impl ArbiterApp {
                     ui.separator();
                     if ui.button("Export labels…").clicked() {
                         ui.close();
-                        self.export_labels();
+                        if self.session.is_some() {
+                            self.choose_path(Purpose::ExportLabels, ctx);
+                        }
                     }
                     if ui.button("Export metrics (JSON)…").clicked() {
                         ui.close();
-                        self.export_metrics();
+                        if self.session.is_some() {
+                            self.choose_path(Purpose::ExportMetrics, ctx);
+                        }
                     }
                 });
                 ui.menu_button("View", |ui| {
@@ -494,6 +666,7 @@ impl ArbiterApp {
                         }
                     });
                 });
+                ui.menu_button("Team", |ui| self.team_menu(ui));
                 ui.menu_button("Run", |ui| {
                     if ui.button("Run a panel over the dataset…").clicked() {
                         ui.close();
@@ -511,6 +684,42 @@ impl ArbiterApp {
                 }
             });
         });
+    }
+
+    fn team_menu(&mut self, ui: &mut egui::Ui) {
+        let who = if self.settings.annotator.is_empty() {
+            "not set".to_string()
+        } else {
+            self.settings.annotator.clone()
+        };
+        if ui.button(format!("Annotator: {who}…")).clicked() {
+            ui.close();
+            self.change_annotator();
+        }
+        ui.checkbox(
+            &mut self.settings.adjudicator,
+            "I adjudicate (my decisions settle escalated items)",
+        );
+        ui.separator();
+        ui.checkbox(
+            &mut self.settings.blind_decisions,
+            "Blind: hide other people's decisions until I decide",
+        );
+        ui.checkbox(
+            &mut self.settings.blind_judges,
+            "Blind: also hide the judges' verdicts and the consensus",
+        );
+        ui.separator();
+        if ui.button("Reload the assignment").clicked() {
+            ui.close();
+            if let Some(session) = &mut self.session {
+                let result = session.review.reload_assignment();
+                session.refilter();
+                if let Err(e) = result {
+                    self.error(e.to_string());
+                }
+            }
+        }
     }
 
     fn banner_bar(&mut self, ui: &mut egui::Ui) {
@@ -549,6 +758,19 @@ impl ArbiterApp {
                     ui.spinner();
                     ui.label(format!("opening {}…", path.display()));
                 }
+                let who = match self.annotator() {
+                    Some(name) if self.settings.adjudicator => format!("{name} (adjudicator)"),
+                    Some(name) => name,
+                    None => "not set".to_string(),
+                };
+                if ui
+                    .link(format!("annotator: {who}"))
+                    .on_hover_text("who is deciding: click to change")
+                    .clicked()
+                {
+                    self.change_annotator();
+                }
+                ui.separator();
                 if let Some(s) = &self.session {
                     let (decided, disputes) = s.progress();
                     ui.label(format!("{decided} of {disputes} disputes decided"));
@@ -621,14 +843,8 @@ impl ArbiterApp {
         self.show_help = open && self.show_help;
     }
 
-    fn export_labels(&mut self) {
+    fn write_labels(&mut self, path: &Path) {
         let Some(session) = &self.session else {
-            return;
-        };
-        let Some(path) = rfd::FileDialog::new()
-            .set_file_name("labels.jsonl")
-            .save_file()
-        else {
             return;
         };
         let result = std::fs::File::create(&path).and_then(|f| {
@@ -641,25 +857,23 @@ impl ArbiterApp {
         }
     }
 
-    fn export_metrics(&mut self) {
+    fn write_metrics(&mut self, path: &Path) {
         let Some(session) = &self.session else {
-            return;
-        };
-        let Some(path) = rfd::FileDialog::new()
-            .set_file_name("metrics.json")
-            .save_file()
-        else {
             return;
         };
         let report = crate::metrics::Report::build(
             session.review.items(),
             &session.review.final_labels(),
             &crate::metrics::ScoreOptions::default(),
-        );
+        )
+        .map(|mut r| {
+            r.humans = session.review.human_agreement();
+            r
+        });
         let result = report
             .map_err(|e| e.to_string())
             .and_then(|r| serde_json::to_string_pretty(&r).map_err(|e| e.to_string()))
-            .and_then(|t| std::fs::write(&path, t).map_err(|e| e.to_string()));
+            .and_then(|t| std::fs::write(path, t).map_err(|e| e.to_string()));
         if let Err(e) = result {
             self.error(format!("cannot write {}: {e}", path.display()));
         }

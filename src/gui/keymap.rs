@@ -98,7 +98,7 @@ pub const KEYMAP: &[Binding] = &[
         key: egui::Key::Tab,
         label: "Tab",
         action: Action::NextUndecidedDispute,
-        help: "next undecided dispute",
+        help: "next item waiting for you (your queue; escalations when you adjudicate)",
     },
     Binding {
         key: egui::Key::Slash,

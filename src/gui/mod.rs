@@ -7,9 +7,11 @@
 //! - `keymap`: the one table of shortcuts, which the help overlay shows.
 //! - `panels`: one type per screen region, each with a `ui` method.
 //! - `settings`: what is remembered between runs.
+//! - `dialogs`: file dialogs, with the app's own path window where none can open.
 //! - `theme`: colours and small widgets shared by the panels.
 
 mod app;
+pub mod dialogs;
 pub mod keymap;
 mod panels;
 pub mod runner;
@@ -41,6 +43,17 @@ pub fn run(dataset: Option<PathBuf>) -> anyhow::Result<()> {
                 .and_then(|s| s.get_string(settings::STORAGE_KEY))
                 .map(|t| settings::Settings::from_json(&t))
                 .unwrap_or_default();
+            let mut settings = settings;
+            if settings.annotator.is_empty() {
+                // A name the person set for the command line counts as an answer; otherwise
+                // the app asks on the first decision.
+                if let Some(name) = std::env::var("ARBITER_ANNOTATOR")
+                    .ok()
+                    .and_then(|n| crate::journal::check_annotator(&n).ok())
+                {
+                    settings.annotator = name;
+                }
+            }
             let ctx = cc.egui_ctx.clone();
             let mut app = ArbiterApp::new(settings, Some(std::sync::Arc::new(move || ctx.request_repaint())));
             app.open(dataset.unwrap_or_else(app::demo_dataset), &cc.egui_ctx);

@@ -21,15 +21,21 @@ pub enum Show {
     Decided,
     /// Some judge gave different verdicts with the two orders.
     InconsistentOnSwap,
+    /// The annotators disagree and no adjudicator has settled it.
+    Escalated,
+    /// The items `arbiter assign` gave to this annotator.
+    MyQueue,
 }
 
 impl Show {
-    pub const ALL: [Show; 5] = [
+    pub const ALL: [Show; 7] = [
         Show::All,
         Show::Disputed,
         Show::Undecided,
         Show::Decided,
         Show::InconsistentOnSwap,
+        Show::Escalated,
+        Show::MyQueue,
     ];
 
     pub fn label(self) -> &'static str {
@@ -39,6 +45,8 @@ impl Show {
             Show::Undecided => "undecided disputes",
             Show::Decided => "decided",
             Show::InconsistentOnSwap => "inconsistent on swap",
+            Show::Escalated => "escalated",
+            Show::MyQueue => "my queue",
         }
     }
 }
@@ -78,6 +86,9 @@ pub struct Session {
     pub current: Option<usize>,
     /// The last thing saved, shown as "saved" in the status line.
     pub saved: Option<Saved>,
+    /// A decision asked for before anyone said who is deciding; the app asks for a name and
+    /// then records it.
+    pub pending: Option<Outcome>,
     /// A note to attach to the next decision.
     pub note: String,
     /// Bumped whenever what the items show may have changed (a decision, a judgment, a new
@@ -101,6 +112,7 @@ impl Session {
             visible: Vec::new(),
             current: None,
             saved: None,
+            pending: None,
             note: String::new(),
             generation: 0,
             categories: Vec::new(),
@@ -144,14 +156,17 @@ impl Session {
         let items = self.review.items();
         let consensus = self.review.consensus();
         let mut visible = Vec::with_capacity(items.len());
+        let queue = (self.filter.show == Show::MyQueue).then(|| self.review.my_queue());
         for (i, item) in items.iter().enumerate() {
             let c = &consensus[i];
-            let decided = self.review.decision(&item.id).is_some();
+            let decided = self.is_decided(i);
             let keep = match self.filter.show {
                 Show::All => true,
                 Show::Disputed => c.is_dispute(),
                 Show::Undecided => c.is_dispute() && !decided,
                 Show::Decided => decided,
+                Show::Escalated => self.review.is_escalated(i) && !self.review.is_adjudicated(i),
+                Show::MyQueue => queue.as_ref().is_some_and(|q| q.contains(&i)),
                 Show::InconsistentOnSwap => item
                     .judges()
                     .iter()
@@ -224,25 +239,56 @@ impl Session {
         self.select(self.visible[next]);
     }
 
-    /// Jumps to the next dispute no person has decided, after the current item, wrapping;
-    /// false when there is none left.
+    /// Decided, as far as this person is concerned: they decided it, or the people who did
+    /// settled it between them.
+    pub fn is_decided(&self, index: usize) -> bool {
+        let id = &self.review.items()[index].id;
+        self.review.my_decision(id).is_some() || self.review.decision(id).is_some()
+    }
+
+    /// Whether the item waits for this person: for an adjudicator, an unsettled escalation;
+    /// with an assignment, one of their items they have not decided; otherwise a dispute
+    /// nobody has decided.
+    pub fn waits_for_me(&self, index: usize) -> bool {
+        let review = &self.review;
+        if review.is_adjudicator() {
+            return review.is_escalated(index) && !review.is_adjudicated(index);
+        }
+        let id = &review.items()[index].id;
+        if let (Some(plan), Some(me)) = (review.assignment(), review.annotator()) {
+            if plan.annotators.iter().any(|a| a == me) {
+                return plan.is_assigned(id, me) && review.my_decision(id).is_none();
+            }
+        }
+        review.consensus()[index].is_dispute() && !self.is_decided(index)
+    }
+
+    /// Jumps to the next item waiting for this person (`waits_for_me`: their queue), after the
+    /// current item, wrapping; false when there is none left.
     pub fn next_undecided_dispute(&mut self) -> bool {
-        let items = self.review.items();
-        let n = items.len();
+        let n = self.review.items().len();
         if n == 0 {
             return false;
         }
         let start = self.current.map_or(0, |c| c + 1);
         for k in 0..n {
             let i = (start + k) % n;
-            if self.review.consensus()[i].is_dispute()
-                && self.review.decision(&items[i].id).is_none()
-            {
+            if self.waits_for_me(i) {
                 self.select(i);
                 return true;
             }
         }
         false
+    }
+
+    /// Blind review for the item at `index`: (hide other people's decisions, hide the judges'
+    /// verdicts and consensus). Nothing is hidden once this person has decided it.
+    pub fn hidden(&self, index: usize, blind: crate::gui::settings::Blind) -> (bool, bool) {
+        let mine = self
+            .review
+            .my_decision(&self.review.items()[index].id)
+            .is_some();
+        (blind.decisions && !mine, blind.judges && !mine)
     }
 
     /// Records the person's verdict on the current item; returns once it is on disk.
@@ -254,6 +300,10 @@ impl Session {
             });
         };
         let id = self.review.items()[index].id.clone();
+        if self.review.annotator().is_none() {
+            self.pending = Some(verdict);
+            return Err(ReviewError::NoAnnotator);
+        }
         let note = self.note.trim().to_string();
         let note = (!note.is_empty()).then_some(note);
         let d = self.review.decide(&id, verdict, note.as_deref())?;
@@ -295,7 +345,7 @@ impl Session {
         for (i, c) in self.review.consensus().iter().enumerate() {
             if c.is_dispute() {
                 disputes += 1;
-                if self.review.decision(&items[i].id).is_some() {
+                if self.is_decided(i) {
                     decided += 1;
                 }
             }

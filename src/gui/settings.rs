@@ -1,5 +1,5 @@
-//! What the app remembers between runs: recent files, theme, text size, review options and the
-//! last judge picked. Stored by eframe's persistence as one JSON string.
+//! What the app remembers between runs: recent files, theme, text size, review options (who is
+//! deciding, as adjudicator or not, what blind review hides) and the last judge picked. Stored by eframe's persistence as one JSON string.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -44,6 +44,15 @@ pub struct Settings {
     pub zoom: f32,
     /// Hide model names (blind review).
     pub blind: bool,
+    /// Who is deciding: recorded with every decision and naming their journal. Empty until
+    /// the app has asked.
+    pub annotator: String,
+    /// This person's decisions settle items the annotators disagree on.
+    pub adjudicator: bool,
+    /// Hide other people's decisions on an item until this person has decided it.
+    pub blind_decisions: bool,
+    /// Also hide the judges' verdicts and the panel's consensus until this person has decided.
+    pub blind_judges: bool,
     /// The judge model to run: catalogue name, hub id, folder or `.gguf` path.
     pub model: String,
     pub template: String,
@@ -62,6 +71,10 @@ impl Default for Settings {
             theme: Theme::System,
             zoom: 1.0,
             blind: false,
+            annotator: String::new(),
+            adjudicator: false,
+            blind_decisions: false,
+            blind_judges: false,
             model: crate::engine::catalogue::DEFAULT_JUDGE.to_string(),
             template: "cj2-critical-thinking".to_string(),
             device: crate::engine::device::DeviceChoice::best_available().to_string(),
@@ -72,7 +85,26 @@ impl Default for Settings {
     }
 }
 
+/// What blind review hides, from the settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Blind {
+    /// Model names.
+    pub models: bool,
+    /// Other people's decisions, until this person has decided the item.
+    pub decisions: bool,
+    /// Judges' verdicts and the consensus, until this person has decided the item.
+    pub judges: bool,
+}
+
 impl Settings {
+    pub fn blind(&self) -> Blind {
+        Blind {
+            models: self.blind,
+            decisions: self.blind_decisions,
+            judges: self.blind_judges,
+        }
+    }
+
     /// Reads stored settings; anything unreadable falls back to the defaults (settings are a
     /// convenience, never a reason not to start).
     pub fn from_json(text: &str) -> Settings {
@@ -110,5 +142,12 @@ mod tests {
         assert_eq!(Settings::from_json("{not json"), Settings::default());
         // A field added later is filled in from the defaults.
         assert_eq!(Settings::from_json(r#"{"zoom": 1.5}"#).zoom, 1.5);
+        // Settings saved before teams read with nobody named yet, so the app asks.
+        let old = Settings::from_json(r#"{"zoom": 1.5, "blind": true}"#);
+        assert_eq!(old.annotator, "");
+        assert!(!old.adjudicator && !old.blind_decisions && !old.blind_judges);
+        s.annotator = "ann".into();
+        s.blind_judges = true;
+        assert_eq!(Settings::from_json(&s.to_json()), s);
     }
 }

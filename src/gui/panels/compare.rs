@@ -4,6 +4,7 @@
 
 use crate::dataset::{Item, Message, Response};
 use crate::gui::session::Session;
+use crate::gui::settings::Blind;
 use crate::gui::theme;
 use crate::verdict::Outcome;
 use egui_commonmark::{CommonMarkCache, CommonMarkViewer};
@@ -23,7 +24,7 @@ impl Compare {
         &mut self,
         ui: &mut egui::Ui,
         session: &mut Session,
-        blind: bool,
+        blind: Blind,
         swapped: &mut bool,
         focus_note: &mut bool,
     ) {
@@ -33,7 +34,17 @@ impl Compare {
         };
         let item = session.review.items()[index].clone();
         let consensus = session.review.consensus()[index].clone();
-        let decision = session.review.decision(&item.id).cloned();
+        let (hide_decisions, hide_judges) = session.hidden(index, blind);
+        let decision = session.review.my_decision(&item.id).cloned();
+        let others: Vec<crate::journal::Decision> = session
+            .review
+            .human_decisions(&item.id)
+            .into_iter()
+            .filter(|d| Some(d.annotator.as_str()) != session.review.annotator())
+            .cloned()
+            .collect();
+        let escalated = session.review.is_escalated(index);
+        let settled = session.review.decision(&item.id).filter(|d| d.adjudicator).cloned();
         ui.horizontal_wrapped(|ui| {
             ui.heading(&item.id);
             if let Some(c) = &item.category {
@@ -43,18 +54,59 @@ impl Compare {
                 ui.label(egui::RichText::new(l).weak());
             }
             ui.separator();
-            ui.label("MoJ:");
-            ui.label(theme::outcome_text(
-                consensus.outcome.map_or("no consensus", |o| o.label()),
-                consensus.outcome,
-            ));
-            if consensus.is_dispute() {
+            if hide_judges {
+                ui.label(egui::RichText::new("MoJ hidden until you decide").weak());
+            } else {
+                ui.label("MoJ:");
+                ui.label(theme::outcome_text(
+                    consensus.outcome.map_or("no consensus", |o| o.label()),
+                    consensus.outcome,
+                ));
+            }
+            if consensus.is_dispute() && !hide_judges {
                 let reasons: Vec<&str> = consensus.disputes.iter().map(|d| d.name()).collect();
                 ui.colored_label(theme::DISPUTE, format!("dispute: {}", reasons.join(", ")));
             }
             ui.toggle_value(swapped, "swap sides (s)");
         });
         self.decision_bar(ui, session, decision.as_ref(), focus_note);
+        if !others.is_empty() {
+            ui.horizontal_wrapped(|ui| {
+                if hide_decisions {
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} other decision(s) hidden until you decide (blind review)",
+                            others.len()
+                        ))
+                        .weak(),
+                    );
+                    return;
+                }
+                ui.label("Other decisions:");
+                for d in &others {
+                    let role = if d.adjudicator { " (adjudicator)" } else { "" };
+                    ui.label(theme::outcome_text(
+                        &format!("{}{role} {}", d.annotator, d.verdict.label()),
+                        Some(d.verdict),
+                    ));
+                }
+                match &settled {
+                    Some(d) => {
+                        ui.colored_label(
+                            theme::SAVED,
+                            format!("settled: {} by {}", d.verdict.label(), d.annotator),
+                        );
+                    }
+                    None if escalated => {
+                        ui.colored_label(
+                            theme::DISPUTE,
+                            "escalated: the annotators disagree; an adjudicator settles it",
+                        );
+                    }
+                    None => {}
+                }
+            });
+        }
         ui.separator();
         egui::ScrollArea::vertical()
             .id_salt("compare")
@@ -85,7 +137,7 @@ impl Compare {
                 };
                 ui.columns(2, |cols| {
                     for (col, (label, response, outcome)) in cols.iter_mut().zip(sides) {
-                        self.response(col, &item, label, response, outcome, blind);
+                        self.response(col, &item, label, response, outcome, blind.models);
                     }
                 });
             });
@@ -168,6 +220,8 @@ impl Compare {
                 Some(d) => {
                     let by = if d.annotator.is_empty() {
                         String::new()
+                    } else if d.adjudicator {
+                        format!(" by {} (adjudicator)", d.annotator)
                     } else {
                         format!(" by {}", d.annotator)
                     };
@@ -188,8 +242,12 @@ impl Compare {
                 (None, true) => session.undo(),
                 _ => Ok(()),
             };
-            if let Err(e) = result {
-                ui.colored_label(ui.visuals().error_fg_color, format!("not saved: {e}"));
+            match result {
+                // Without a name the app asks for one (`Session::pending`), then records it.
+                Ok(()) | Err(crate::review::ReviewError::NoAnnotator) => {}
+                Err(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("not saved: {e}"));
+                }
             }
         });
     }

@@ -2,6 +2,7 @@
 //! laid out, so 100,000 items scroll as smoothly as 100).
 
 use crate::gui::session::{Session, Show};
+use crate::gui::settings::Blind;
 use crate::gui::theme;
 use egui_extras::{Column, TableBuilder};
 
@@ -17,7 +18,7 @@ impl ItemList {
         ui: &mut egui::Ui,
         session: &mut Session,
         focus_search: &mut bool,
-        blind: bool,
+        blind: Blind,
     ) {
         let mut filter = session.filter.clone();
         ui.horizontal(|ui| {
@@ -84,7 +85,7 @@ impl ItemList {
         self.table(ui, session, blind);
     }
 
-    fn table(&mut self, ui: &mut egui::Ui, session: &mut Session, blind: bool) {
+    fn table(&mut self, ui: &mut egui::Ui, session: &mut Session, blind: Blind) {
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
         let scroll_to = if session.current != self.last_current {
             self.last_current = session.current;
@@ -120,6 +121,7 @@ impl ItemList {
                     let index = visible[row.index()];
                     let item = &session.review.items()[index];
                     let consensus = &session.review.consensus()[index];
+                    let (hide_decisions, hide_judges) = session.hidden(index, blind);
                     row.set_selected(Some(index) == current);
                     row.col(|ui| {
                         ui.label(&item.id);
@@ -128,7 +130,7 @@ impl ItemList {
                         ui.label(item.category.as_deref().unwrap_or(""));
                     });
                     row.col(|ui| {
-                        if !blind {
+                        if !blind.models {
                             ui.label(format!(
                                 "{} / {}",
                                 item.response_a.model, item.response_b.model
@@ -136,6 +138,9 @@ impl ItemList {
                         }
                     });
                     row.col(|ui| {
+                        if hide_judges {
+                            return;
+                        }
                         // One line: the badge never wraps under the label.
                         ui.horizontal(|ui| {
                             let label = consensus.outcome.map_or("—", |o| o.label());
@@ -149,9 +154,27 @@ impl ItemList {
                         });
                     });
                     row.col(|ui| {
-                        if let Some(d) = session.review.decision(&item.id) {
-                            ui.label(theme::outcome_text(d.verdict.label(), Some(d.verdict)));
-                        }
+                        // Blind review shows only this person's own decision.
+                        let shown = if hide_decisions {
+                            session.review.my_decision(&item.id)
+                        } else {
+                            session
+                                .review
+                                .decision(&item.id)
+                                .or_else(|| session.review.my_decision(&item.id))
+                        };
+                        ui.horizontal(|ui| {
+                            if let Some(d) = shown {
+                                ui.label(theme::outcome_text(d.verdict.label(), Some(d.verdict)));
+                            }
+                            if !hide_decisions
+                                && session.review.is_escalated(index)
+                                && !session.review.is_adjudicated(index)
+                            {
+                                ui.colored_label(theme::DISPUTE, "⚑")
+                                    .on_hover_text("escalated: the annotators disagree");
+                            }
+                        });
                     });
                     if row.response().clicked() {
                         clicked = Some(index);

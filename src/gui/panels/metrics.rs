@@ -1,7 +1,8 @@
 //! The judges scored against the final labels (human decisions first): accuracy, the
 //! JudgerBenchV2 score, the AlpacaEval win rate, agreement (Cohen's kappa as a heat map, Fleiss' kappa,
 //! Krippendorff's alpha), position
-//! consistency and the per-model win counts, as charts with the numbers beside them.
+//! consistency and the per-model win counts, as charts with the numbers beside them; and how
+//! far the annotators agree with each other.
 
 use crate::gui::session::Session;
 use crate::metrics::{Report, ScoreOptions};
@@ -82,6 +83,40 @@ fn judge_bench_grid(ui: &mut egui::Ui, jb: &crate::metrics::judge_bench::JudgeBe
     });
 }
 
+/// Agreement between the annotators: Cohen's kappa per pair on the items the pair shares,
+/// Krippendorff's alpha over everyone.
+fn humans_grid(ui: &mut egui::Ui, h: &crate::metrics::agreement::HumanAgreement) {
+    ui.heading("Agreement between annotators");
+    ui.label(
+        egui::RichText::new(format!(
+            "{} items decided by two or more people (adjudicators' decisions not counted)",
+            h.shared_items
+        ))
+        .weak(),
+    );
+    egui::Grid::new("humans").striped(true).show(ui, |ui| {
+        ui.strong("annotators");
+        ui.strong("shared items");
+        ui.strong("agreed");
+        ui.strong("Cohen's κ");
+        ui.end_row();
+        for p in &h.pairs {
+            ui.label(format!("{} / {}", p.judge_a, p.judge_b));
+            ui.label(p.items.to_string());
+            ui.label(p.agreed.to_string());
+            ui.colored_label(kappa_color(p.kappa), num(p.kappa));
+            ui.end_row();
+        }
+    });
+    ui.label(format!(
+        "Krippendorff's α of {}: {} over {} items",
+        h.annotators.join(", "),
+        num(h.alpha.alpha),
+        h.alpha.items
+    ));
+    ui.separator();
+}
+
 impl Metrics {
     fn report(&mut self, session: &Session) -> &Result<Report, String> {
         let generation = session.generation();
@@ -91,6 +126,10 @@ impl Metrics {
                 &session.review.final_labels(),
                 &ScoreOptions::default(),
             )
+            .map(|mut r| {
+                r.humans = session.review.human_agreement();
+                r
+            })
             .map_err(|e| e.to_string());
             self.cached = Some((generation, report));
         }
@@ -120,6 +159,9 @@ impl Metrics {
             ));
             for w in &report.warnings {
                 ui.label(egui::RichText::new(w).weak());
+            }
+            if let Some(h) = &report.humans {
+                humans_grid(ui, h);
             }
             if report.judges.is_empty() {
                 ui.label("No judges yet: run one from the judge panel.");
