@@ -31,7 +31,9 @@ pub enum AssignmentError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a readable assignment ({source}); run `arbiter assign` again to rewrite it")]
+    #[error(
+        "{path} is not a readable assignment ({source}); run `arbiter assign` again to rewrite it"
+    )]
     Parse {
         path: PathBuf,
         #[source]
@@ -184,10 +186,11 @@ impl Assignment {
             std::fs::create_dir_all(dir).map_err(io("create the folder of", &path))?;
         }
         let tmp = path.with_extension("json.tmp");
-        let mut text = serde_json::to_vec_pretty(self).map_err(|source| AssignmentError::Parse {
-            path: path.clone(),
-            source,
-        })?;
+        let mut text =
+            serde_json::to_vec_pretty(self).map_err(|source| AssignmentError::Parse {
+                path: path.clone(),
+                source,
+            })?;
         text.push(b'\n');
         let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
         file.write_all(&text).map_err(io("write", &tmp))?;

@@ -181,6 +181,11 @@ impl Review {
         &self.journal_path
     }
 
+    /// Where this annotator's decisions are recorded (`None` until someone is named).
+    pub fn decisions_path(&self) -> Option<&Path> {
+        self.own_path.as_deref()
+    }
+
     /// Replay warnings with the journal each came from.
     pub fn warnings_by_journal(&self) -> &[(PathBuf, ReplayWarning)] {
         &self.warned

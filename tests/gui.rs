@@ -59,7 +59,8 @@ fn keyboard_arbitration_lands_exactly_in_the_journal() {
     h.get_by_label("2 of 3 disputes decided");
     h.get_by_label_contains("saved: undo on p4");
 
-    let records = journal_file::records(&dir.path().join("panel.jsonl.arbiter/tester.journal.jsonl"));
+    let records =
+        journal_file::records(&dir.path().join("panel.jsonl.arbiter/tester.journal.jsonl"));
     let kinds: Vec<(String, String, String)> = records
         .iter()
         .filter(|r| r["type"] != "header")
@@ -260,9 +261,15 @@ fn three_annotators_overlap_in_the_app_and_the_adjudicator_settles() {
             h.key_press(key);
             h.run();
         }
-        assert!(!h.state_mut().session.as_mut().expect("open").next_undecided_dispute());
+        assert!(!h
+            .state_mut()
+            .session
+            .as_mut()
+            .expect("open")
+            .next_undecided_dispute());
         let records = journal_file::records(
-            &dir.path().join(format!("panel.jsonl.arbiter/{who}.journal.jsonl")),
+            &dir.path()
+                .join(format!("panel.jsonl.arbiter/{who}.journal.jsonl")),
         );
         let decided: Vec<&str> = records
             .iter()
@@ -319,8 +326,7 @@ fn three_annotators_overlap_in_the_app_and_the_adjudicator_settles() {
         Some(arbiter::verdict::Outcome::Tie)
     );
     assert_eq!(review.escalations().len(), 1);
-    let records =
-        journal_file::records(&dir.path().join("panel.jsonl.arbiter/lead.journal.jsonl"));
+    let records = journal_file::records(&dir.path().join("panel.jsonl.arbiter/lead.journal.jsonl"));
     let d = records
         .iter()
         .find(|r| r["type"] == "decision")
@@ -372,7 +378,10 @@ fn the_app_asks_who_is_deciding_once_then_saves_the_waiting_decision() {
     h.run();
     assert!(!h.state().ask_annotator);
     let records = journal_file::records(&dir.path().join("panel.jsonl.arbiter/zoe.journal.jsonl"));
-    assert_eq!(records.iter().filter(|r| r["type"] == "decision").count(), 2);
+    assert_eq!(
+        records.iter().filter(|r| r["type"] == "decision").count(),
+        2
+    );
 }
 
 #[test]
@@ -427,7 +436,11 @@ fn without_a_file_dialog_the_app_asks_for_the_path_and_says_why() {
     h.run();
     let banner = &h.state().banners[0].message;
     assert!(banner.contains("no portal and no zenity here"), "{banner}");
-    let prompt = h.state().path_prompt.clone().expect("the path window is open");
+    let prompt = h
+        .state()
+        .path_prompt
+        .clone()
+        .expect("the path window is open");
     assert_eq!(prompt.purpose, Purpose::OpenDataset);
     h.get_by_label("Open a dataset");
     h.state_mut().path_prompt.as_mut().expect("open").text = data.display().to_string();
@@ -442,8 +455,15 @@ fn without_a_file_dialog_the_app_asks_for_the_path_and_says_why() {
     let ctx = h.ctx.clone();
     h.state_mut().choose_path(Purpose::ExportLabels, &ctx);
     h.run();
-    let prompt = h.state().path_prompt.clone().expect("the path window is open");
-    assert_eq!(prompt.text, dir.path().join("labels.jsonl").display().to_string());
+    let prompt = h
+        .state()
+        .path_prompt
+        .clone()
+        .expect("the path window is open");
+    assert_eq!(
+        prompt.text,
+        dir.path().join("labels.jsonl").display().to_string()
+    );
     h.get_by_label("Save").click();
     h.run();
     let rows = std::fs::read_to_string(dir.path().join("labels.jsonl")).expect("labels written");

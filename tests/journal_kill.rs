@@ -210,7 +210,10 @@ fn killed_annotate_never_loses_a_saved_decision() {
             drop(journal);
             last_stderr = r.stderr;
             if let Some(torn) = &replay.torn_tail {
-                eprintln!("round {round}, {}: torn last line reported: {torn:?}", TEAM[who]);
+                eprintln!(
+                    "round {round}, {}: torn last line reported: {torn:?}",
+                    TEAM[who]
+                );
             }
             // Fragments left by earlier kills are expected; any other damage is a bug.
             assert!(

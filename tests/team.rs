@@ -2,8 +2,8 @@
 //! disputes with an overlap (`arbiter assign`), each decides their own queue into their own
 //! journal, `arbiter score` reports their agreement (checked against an independent Python
 //! statement of Cohen's kappa and Krippendorff's alpha), items they disagree on are escalated
-//! and have no final label until an adjudicator settles them, and a second process deciding as
-//! the same annotator is refused.
+//! and have no final label until an adjudicator settles them, a second process deciding as
+//! the same annotator is refused, and a journal from before teams is still read.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -98,7 +98,11 @@ fn index(id: &str) -> usize {
 fn export(who: Option<&str>, data: &Path, dir: &Path) -> BTreeMap<String, Value> {
     let out = dir.join("labels.jsonl");
     let data = data.to_str().expect("utf-8 path");
-    ok(who, &["export", data, "-o", out.to_str().expect("utf-8")], "");
+    ok(
+        who,
+        &["export", data, "-o", out.to_str().expect("utf-8")],
+        "",
+    );
     std::fs::read_to_string(&out)
         .expect("export written")
         .lines()
@@ -147,7 +151,11 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
             .collect();
         assert!(!ids.is_empty(), "{who} got nothing");
         for id in &ids {
-            assert!(dealt[id].as_array().expect("people").iter().any(|p| p == who));
+            assert!(dealt[id]
+                .as_array()
+                .expect("people")
+                .iter()
+                .any(|p| p == who));
         }
         let lines: String = ids
             .iter()
@@ -155,8 +163,13 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
             .collect();
         let out = ok(Some(who), &["annotate", d, "--stdin"], &lines);
         assert_eq!(out.matches("saved ").count(), ids.len(), "{out}");
-        let journal = dir.path().join(format!("team.jsonl.arbiter/{who}.journal.jsonl"));
-        assert!(journal.is_file(), "{who}'s decisions are in their own journal");
+        let journal = dir
+            .path()
+            .join(format!("team.jsonl.arbiter/{who}.journal.jsonl"));
+        assert!(
+            journal.is_file(),
+            "{who}'s decisions are in their own journal"
+        );
         decided.insert(
             who.to_string(),
             ids.iter()
@@ -205,7 +218,10 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
         })
         .map(|(id, _)| id.clone())
         .collect();
-    assert!(!expected.is_empty(), "the fixture must produce a disagreement");
+    assert!(
+        !expected.is_empty(),
+        "the fixture must produce a disagreement"
+    );
     let escalated: Vec<String> = json(None, &["disputes", d, "--escalated", "--json"])
         .as_array()
         .expect("list")
@@ -236,10 +252,21 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
     // The adjudicator settles it: their decision is the final label.
     let out = ok(
         Some("lead"),
-        &["annotate", d, "--adjudicate", "--item", target, "--verdict", "tie"],
+        &[
+            "annotate",
+            d,
+            "--adjudicate",
+            "--item",
+            target,
+            "--verdict",
+            "tie",
+        ],
         "",
     );
-    assert!(out.contains(&format!("settled {target}: tie by lead")), "{out}");
+    assert!(
+        out.contains(&format!("settled {target}: tie by lead")),
+        "{out}"
+    );
     let rows = export(None, &data, dir.path());
     assert_eq!(rows[target]["final_label"], "tie");
     assert_eq!(rows[target]["label_source"], "human");
@@ -255,7 +282,11 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
     assert_eq!(again["humans"]["annotators"], serde_json::json!(TEAM));
 
     // Undo is a record too: the item is escalated again, without a final label.
-    ok(Some("lead"), &["annotate", d, "--item", target, "--undo"], "");
+    ok(
+        Some("lead"),
+        &["annotate", d, "--item", target, "--undo"],
+        "",
+    );
     let rows = export(None, &data, dir.path());
     assert!(rows[target]["final_label"].is_null());
 }
@@ -267,7 +298,11 @@ fn deciding_needs_a_name_and_one_process_per_annotator() {
     let d = data.to_str().expect("utf-8 path");
 
     // No annotator anywhere: a clear error, nothing written.
-    let out = arbiter(None, &["annotate", d, "--item", "t01", "--verdict", "A"], "");
+    let out = arbiter(
+        None,
+        &["annotate", d, "--item", "t01", "--verdict", "A"],
+        "",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("who is deciding?"), "{err}");
@@ -277,7 +312,16 @@ fn deciding_needs_a_name_and_one_process_per_annotator() {
     // A name that cannot be a file name is refused, naming the rule.
     let out = arbiter(
         None,
-        &["annotate", d, "--annotator", "../x", "--item", "t01", "--verdict", "A"],
+        &[
+            "annotate",
+            d,
+            "--annotator",
+            "../x",
+            "--item",
+            "t01",
+            "--verdict",
+            "A",
+        ],
         "",
     );
     assert!(!out.status.success());
@@ -286,7 +330,16 @@ fn deciding_needs_a_name_and_one_process_per_annotator() {
     // --annotator wins over the environment.
     ok(
         Some("env-name"),
-        &["annotate", d, "--annotator", "flag-name", "--item", "t01", "--verdict", "A"],
+        &[
+            "annotate",
+            d,
+            "--annotator",
+            "flag-name",
+            "--item",
+            "t01",
+            "--verdict",
+            "A",
+        ],
         "",
     );
     assert!(dir
@@ -295,19 +348,67 @@ fn deciding_needs_a_name_and_one_process_per_annotator() {
         .is_file());
 
     // While another process holds ann's journal, ann cannot decide elsewhere; bo can.
-    ok(Some("ann"), &["annotate", d, "--item", "t01", "--verdict", "A"], "");
+    ok(
+        Some("ann"),
+        &["annotate", d, "--item", "t01", "--verdict", "A"],
+        "",
+    );
     let held = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.path().join("team.jsonl.arbiter/ann.journal.jsonl"))
         .expect("ann's journal exists");
     held.try_lock().expect("the test takes the lock");
-    let out = arbiter(Some("ann"), &["annotate", d, "--item", "t02", "--verdict", "B"], "");
+    let out = arbiter(
+        Some("ann"),
+        &["annotate", d, "--item", "t02", "--verdict", "B"],
+        "",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another Arbiter process"), "{err}");
-    ok(Some("bo"), &["annotate", d, "--item", "t02", "--verdict", "B"], "");
+    ok(
+        Some("bo"),
+        &["annotate", d, "--item", "t02", "--verdict", "B"],
+        "",
+    );
     drop(held);
-    ok(Some("ann"), &["annotate", d, "--item", "t02", "--verdict", "B"], "");
+    ok(
+        Some("ann"),
+        &["annotate", d, "--item", "t02", "--verdict", "B"],
+        "",
+    );
+
+    // A journal from before teams (one file, `--journal`) is still read beside the team's.
+    let old = dir.path().join("team.jsonl.arbiter-journal.jsonl");
+    let o = old.to_str().expect("utf-8");
+    ok(
+        Some("old-hand"),
+        &[
+            "annotate",
+            d,
+            "--journal",
+            o,
+            "--item",
+            "t03",
+            "--verdict",
+            "A",
+        ],
+        "",
+    );
+    ok(
+        Some("ann"),
+        &["annotate", d, "--item", "t03", "--verdict", "B"],
+        "",
+    );
+    let rows = export(None, &data, dir.path());
+    let who: Vec<&str> = rows["t03"]["decisions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| d["annotator"].as_str().expect("name"))
+        .collect();
+    assert_eq!(who, ["ann", "old-hand"]);
+    assert_eq!(rows["t03"]["escalated"], true);
 }
 
 fn assert_close(got: &Value, want: &Value, what: &str) {
@@ -325,7 +426,9 @@ fn python_reference(decided: &BTreeMap<String, BTreeMap<String, String>>) -> Opt
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        eprintln!("\n\n!!! SKIPPED the agreement reference check: python3 is not installed !!!\n\n");
+        eprintln!(
+            "\n\n!!! SKIPPED the agreement reference check: python3 is not installed !!!\n\n"
+        );
         return None;
     }
     let mut child = Command::new("python3")

@@ -62,15 +62,13 @@ fn annotator(data: &DatasetArgs) -> anyhow::Result<Option<String>> {
     if let Some(name) = &data.annotator {
         return Ok(Some(crate::journal::check_annotator(name)?));
     }
-    Ok(
-        crate::journal::env_annotator().and_then(|name| {
-            match crate::journal::check_annotator(&name) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    tracing::warn!("ignoring the annotator from the environment: {e}");
-                    None
-                }
+    Ok(crate::journal::env_annotator().and_then(|name| {
+        match crate::journal::check_annotator(&name) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!("ignoring the annotator from the environment: {e}");
+                None
             }
-        }),
-    )
+        }
+    }))
 }

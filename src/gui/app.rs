@@ -280,8 +280,8 @@ impl ArbiterApp {
             ..OpenOptions::default()
         };
         std::thread::spawn(move || {
-            let result = Session::open(&p, &opts)
-                .map_err(|e| format!("cannot open {}: {e}", p.display()));
+            let result =
+                Session::open(&p, &opts).map_err(|e| format!("cannot open {}: {e}", p.display()));
             let _ = tx.send(result);
             ctx.request_repaint();
         });
@@ -539,13 +539,8 @@ impl ArbiterApp {
                     });
                 let mut focus_note = std::mem::take(&mut self.focus_note);
                 egui::CentralPanel::default().show(ui, |ui| {
-                    self.compare.ui(
-                        ui,
-                        session,
-                        blind,
-                        &mut self.swapped_view,
-                        &mut focus_note,
-                    )
+                    self.compare
+                        .ui(ui, session, blind, &mut self.swapped_view, &mut focus_note)
                 });
             }
         }
@@ -788,11 +783,17 @@ impl ArbiterApp {
                         None => {}
                     }
                     ui.separator();
-                    let journal = s.review.journal_path();
-                    let name = journal.file_name().map_or_else(
-                        || journal.display().to_string(),
-                        |n| n.to_string_lossy().into_owned(),
-                    );
+                    // Where this person's decisions go, as a path from the dataset's folder.
+                    let journal = s
+                        .review
+                        .decisions_path()
+                        .unwrap_or_else(|| s.review.journal_path());
+                    let folder = s.review.dataset.path.parent().unwrap_or(Path::new(""));
+                    let name = journal
+                        .strip_prefix(folder)
+                        .unwrap_or(journal)
+                        .display()
+                        .to_string();
                     ui.label(format!("journal: {name}"))
                         .on_hover_text(journal.display().to_string());
                 }

@@ -161,6 +161,20 @@ pub fn check_annotator(name: &str) -> Result<String, JournalError> {
     {
         return Err(bad("only letters, digits, '.', '_' and '-' are allowed"));
     }
+    // Windows refuses these as file names whatever the extension, and a team folder may be
+    // shared with a Windows machine.
+    let stem = trimmed
+        .split('.')
+        .next()
+        .unwrap_or(trimmed)
+        .to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit());
+    if reserved {
+        return Err(bad("it is a device name on Windows"));
+    }
     Ok(trimmed.to_string())
 }
 

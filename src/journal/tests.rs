@@ -371,6 +371,61 @@ fn apply_adds_journal_judgments_once() {
 }
 
 #[test]
+fn annotator_names_must_name_a_file_anywhere() {
+    assert_eq!(check_annotator("  ann-b.2_x ").expect("fine"), "ann-b.2_x");
+    assert_eq!(
+        check_annotator("Zoë").expect("letters of any script"),
+        "Zoë"
+    );
+    for bad in [
+        "", "  ", "a/b", "..", ".hidden", "-rf", "a b", "con", "NUL.txt", "com3",
+    ] {
+        assert!(
+            matches!(check_annotator(bad), Err(JournalError::BadAnnotator { .. })),
+            "{bad:?} was accepted"
+        );
+    }
+    assert!(check_annotator(&"x".repeat(65)).is_err());
+    assert!(check_annotator("com10").is_ok());
+}
+
+#[test]
+fn annotator_journals_live_in_the_team_folder_and_one_process_holds_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = dataset(dir.path(), "d.jsonl", &["q1", "q2"]);
+    let path = annotator_path(&ds.path, "ann");
+    assert_eq!(path, dir.path().join("d.jsonl.arbiter/ann.journal.jsonl"));
+    assert!(annotator_journals(&ds.path).expect("lists").is_empty());
+
+    let (mut held, _) = Journal::open_exclusive(&ds, &path).expect("creates folder and file");
+    held.set_annotator("ann");
+    held.set_adjudicator(true);
+    held.record_decision("q1", Outcome::A, None).expect("saved");
+    // A second opener (another process, or this one through another file handle) is refused.
+    match Journal::open_exclusive(&ds, &path) {
+        Err(JournalError::Locked { path: p }) => assert_eq!(p, path),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    let msg = JournalError::Locked { path: path.clone() }.to_string();
+    assert!(msg.contains("another Arbiter process"), "{msg}");
+    drop(held);
+    let (_again, replay) = Journal::open_exclusive(&ds, &path).expect("free again");
+    let d = replay.decision("q1").expect("kept");
+    assert!(d.adjudicator);
+    assert_eq!(d.annotator, "ann");
+
+    // Listing finds annotator journals only.
+    fs::write(dir.path().join("d.jsonl.arbiter/assignments.json"), "{}").expect("write");
+    fs::write(
+        dir.path().join("d.jsonl.arbiter/bad name.journal.jsonl"),
+        "",
+    )
+    .expect("write");
+    let found = annotator_journals(&ds.path).expect("lists");
+    assert_eq!(found, vec![("ann".to_string(), path)]);
+}
+
+#[test]
 fn read_only_replay_creates_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ds = dataset(dir.path(), "d.jsonl", &["q1"]);

@@ -44,7 +44,11 @@ impl Compare {
             .cloned()
             .collect();
         let escalated = session.review.is_escalated(index);
-        let settled = session.review.decision(&item.id).filter(|d| d.adjudicator).cloned();
+        let settled = session
+            .review
+            .decision(&item.id)
+            .filter(|d| d.adjudicator)
+            .cloned();
         ui.horizontal_wrapped(|ui| {
             ui.heading(&item.id);
             if let Some(c) = &item.category {
