@@ -31,13 +31,13 @@ fn the_main_screens_look_as_committed() {
     // binary has this one test, so no other thread reads the environment meanwhile.
     std::env::set_var("HF_HUB_CACHE", dir.path().join("hub"));
     std::env::set_var("HF_HUB_OFFLINE", "1");
-    std::env::set_var("ARBITER_ANNOTATOR", "reviewer");
     let data = dir.path().join("review.jsonl");
     std::fs::write(&data, DATA).expect("write");
 
     let settings = Settings {
         theme: Theme::Dark,
         model: "cj2-7b".into(),
+        annotator: "reviewer".into(),
         ..Settings::default()
     };
     let mut h = Harness::builder()
