@@ -19,8 +19,10 @@ pub enum ReviewError {
     Journal(#[from] JournalError),
     #[error("{0}")]
     Panel(#[from] PanelError),
+    /// Boxed: the assignment's errors carry a journal error of their own, and an unboxed
+    /// one would make every `Result` of this module large.
     #[error(transparent)]
-    Assignment(#[from] AssignmentError),
+    Assignment(Box<AssignmentError>),
     #[error("judge {judge:?} is not in {dataset}; the judges there are: {known}")]
     UnknownJudge {
         judge: String,
@@ -31,6 +33,12 @@ pub enum ReviewError {
     UnknownItem { item: String, dataset: PathBuf },
     #[error("who is deciding? Every decision names its annotator: pass --annotator NAME or set ARBITER_ANNOTATOR (in the app: Settings, annotator)")]
     NoAnnotator,
+}
+
+impl From<AssignmentError> for ReviewError {
+    fn from(e: AssignmentError) -> Self {
+        ReviewError::Assignment(Box::new(e))
+    }
 }
 
 /// How to open a dataset for review.

@@ -79,10 +79,10 @@ fn json(who: Option<&str>, args: &[&str]) -> Value {
 /// is divisible by 4 and cy says tie on every seventh, so the overlap has real disagreement.
 fn verdict(who: &str, i: usize) -> &'static str {
     match who {
-        "bo" if i % 4 == 0 => "B",
-        "cy" if i % 7 == 0 => "tie",
+        "bo" if i.is_multiple_of(4) => "B",
+        "cy" if i.is_multiple_of(7) => "tie",
         _ => {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 "A"
             } else {
                 "B"

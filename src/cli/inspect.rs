@@ -218,6 +218,32 @@ fn dispute_row(review: &crate::review::Review, i: usize) -> DisputeRow<'_> {
     }
 }
 
+/// `disputes --mine` as text: the annotator's items and how many of them they have decided.
+fn print_mine(review: &crate::review::Review, queue: &[usize], rows: &[DisputeRow], all: bool) {
+    let mut t = Table::new(["item", "category", "why", "your decision"]);
+    for r in rows {
+        t.row([
+            r.item.to_string(),
+            r.category.unwrap_or("").to_string(),
+            describe(r.consensus),
+            review
+                .my_decision(r.item)
+                .map(|d| d.verdict.to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
+    let done = queue
+        .iter()
+        .filter(|&&i| review.my_decision(&review.items()[i].id).is_some())
+        .count();
+    println!(
+        "\n{done} of your {} item(s) decided{}",
+        queue.len(),
+        if all { "" } else { " (--all lists them too)" }
+    );
+}
+
 pub fn disputes(args: DisputesArgs) -> anyhow::Result<i32> {
     let review = open_reviewed(&args.data, &args.panel)?;
     if args.escalated {
@@ -255,6 +281,10 @@ pub fn disputes(args: DisputesArgs) -> anyhow::Result<i32> {
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if let Some(queue) = &mine {
+        print_mine(&review, queue, &rows, args.all);
         return Ok(0);
     }
     let total = review.consensus().iter().filter(|c| c.is_dispute()).count();

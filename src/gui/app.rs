@@ -848,7 +848,7 @@ impl ArbiterApp {
         let Some(session) = &self.session else {
             return;
         };
-        let result = std::fs::File::create(&path).and_then(|f| {
+        let result = std::fs::File::create(path).and_then(|f| {
             let mut w = std::io::BufWriter::new(f);
             session.review.export_labels(&mut w)?;
             std::io::Write::flush(&mut w)
