@@ -17,4 +17,5 @@ pub mod moj;
 pub mod prompts;
 pub mod remote;
 pub mod review;
+pub mod training;
 pub mod verdict;
