@@ -108,7 +108,10 @@ fn load_with_datasets(files: &[(&str, &Path)]) -> Option<Value> {
         !stderr.contains("No module named 'datasets'"),
         "Python's `datasets` is not installed: `pip install datasets` (.ci/run does)"
     );
-    assert!(out.status.success(), "the exports fail TRL's layout: {stderr}");
+    assert!(
+        out.status.success(),
+        "the exports fail TRL's layout: {stderr}"
+    );
     Some(serde_json::from_slice(&out.stdout).expect("the check prints JSON"))
 }
 
@@ -136,7 +139,13 @@ fn remote_judgments_export_with_the_request_s_messages_and_load_in_trl_s_layout(
     let server = FakeServer::start();
     let panel = write_panel(dir.path(), &server);
     let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args(["run", data, "--panel", panel.to_str().expect("utf-8"), "--swap"])
+        .args([
+            "run",
+            data,
+            "--panel",
+            panel.to_str().expect("utf-8"),
+            "--swap",
+        ])
         .env("FAKE_GOOD_KEY", GOOD_KEY)
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
@@ -148,10 +157,20 @@ fn remote_judgments_export_with_the_request_s_messages_and_load_in_trl_s_layout(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ok_text(&["annotate", data, "--item", "q-01", "--verdict", "B"], None);
-    ok_text(&["annotate", data, "--item", "q-03", "--verdict", "A"], None);
+    ok_text(
+        &["annotate", data, "--item", "q-01", "--verdict", "B"],
+        None,
+    );
+    ok_text(
+        &["annotate", data, "--item", "q-03", "--verdict", "A"],
+        None,
+    );
     let seen = server.seen();
-    assert_eq!(seen.len(), 2 * 2 * 8, "one request per judge, item and order");
+    assert_eq!(
+        seen.len(),
+        2 * 2 * 8,
+        "one request per judge, item and order"
+    );
     let request = |judge: &str, item: &str, order: &str| -> Value {
         let swapped = order == "swapped";
         seen.iter()
@@ -163,7 +182,11 @@ fn remote_judgments_export_with_the_request_s_messages_and_load_in_trl_s_layout(
 
     // SFT: every critique matching its label, after exactly the messages its request carried.
     let (sft, summary, sft_path) = export(&dataset, "sft", &[]);
-    assert_eq!(sft.len(), 20, "4 even items x 2 judges x 2 orders, q-01 by b, q-03 by a");
+    assert_eq!(
+        sft.len(),
+        20,
+        "4 even items x 2 judges x 2 orders, q-01 by b, q-03 by a"
+    );
     for row in &sft {
         let (judge, item, order) = (
             row["judge"].as_str().expect("judge"),
@@ -173,7 +196,11 @@ fn remote_judgments_export_with_the_request_s_messages_and_load_in_trl_s_layout(
         let messages = row["messages"].as_array().expect("messages");
         let (assistant, prompt) = messages.split_last().expect("a prompt and an answer");
         let sent = request(judge, item, order);
-        assert_eq!(Value::Array(prompt.to_vec()), sent, "{judge} {item} {order}");
+        assert_eq!(
+            Value::Array(prompt.to_vec()),
+            sent,
+            "{judge} {item} {order}"
+        );
         let (ours, theirs) = (prompt[0]["content"].as_str(), sent[0]["content"].as_str());
         assert_eq!(
             ours.map(str::as_bytes),
@@ -227,7 +254,11 @@ fn remote_judgments_export_with_the_request_s_messages_and_load_in_trl_s_layout(
         assert_eq!(row["chosen_judge"], good);
         assert_eq!(row["rejected_judge"], bad);
         assert_eq!(row["prompt"], request(good, item, order));
-        assert_eq!(row["prompt"], request(bad, item, order), "one prompt, two judges");
+        assert_eq!(
+            row["prompt"],
+            request(bad, item, order),
+            "one prompt, two judges"
+        );
         let side = |judge| {
             let v = common::fake_openai::verdict(judge, item, order == "swapped");
             serde_json::json!([{"role": "assistant", "content": format!("{{\"Choice\": \"{v}\"}}")}])
@@ -313,14 +344,15 @@ fn a_local_judgment_exports_the_prompt_the_model_was_given() {
         .find(|r| !r["judgment"]["swapped"].as_bool().unwrap_or(false))
         .expect("the original order was judged");
     let verdict = original["judgment"]["verdict"].as_str().expect("a verdict");
-    ok_text(&["annotate", data, "--item", item, "--verdict", verdict], None);
+    ok_text(
+        &["annotate", data, "--item", item, "--verdict", verdict],
+        None,
+    );
 
     let (rows, summary, sft_path) = export(&dataset, "sft", &["--human-only"]);
     let ours = rows
         .iter()
-        .find(|r| {
-            r["prompt_source"] == "recorded" && r["order"] == "original" && r["item"] == item
-        })
+        .find(|r| r["prompt_source"] == "recorded" && r["order"] == "original" && r["item"] == item)
         .unwrap_or_else(|| panic!("the new judgment is exported: {summary}"));
     let messages = ours["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 2);
@@ -339,9 +371,8 @@ fn a_local_judgment_exports_the_prompt_the_model_was_given() {
     // rendered again from the unchanged template, it must come out as the recorded prompt.
     // It is either kept (its verdict matches the decision) or paired with the new one in a
     // DPO pair, which only a byte-identical prompt allows.
-    let is_old = |r: &&Value| {
-        r["item"] == item && r["order"] == "original" && r["template"] == "cj2-quick"
-    };
+    let is_old =
+        |r: &&Value| r["item"] == item && r["order"] == "original" && r["template"] == "cj2-quick";
     let old = rows
         .iter()
         .filter(is_old)
@@ -390,7 +421,9 @@ fn a_local_judgment_exports_the_prompt_the_model_was_given() {
         text.strip_suffix('\n').unwrap_or(&text),
         original["judgment"]["output"].as_str().expect("output")
     );
-    let tokens = original["run"]["tokens"]["prompt"].as_u64().expect("tokens");
+    let tokens = original["run"]["tokens"]["prompt"]
+        .as_u64()
+        .expect("tokens");
     assert!(
         stderr.contains(&format!("{tokens} prompt tokens")),
         "the judge saw {tokens} prompt tokens: {stderr}"

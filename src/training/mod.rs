@@ -92,9 +92,7 @@ impl Skip {
             Skip::OtherOrderDisagrees => {
                 "its critique in the other order does not match the label (--both-orders)"
             }
-            Skip::NoCounterpart => {
-                "no critique of the same prompt on the other side of the label"
-            }
+            Skip::NoCounterpart => "no critique of the same prompt on the other side of the label",
         }
     }
 }
@@ -412,7 +410,11 @@ pub fn dpo(
 
 /// Reward-model pairs: each item with a final label for one side, its conversation as the
 /// prompt and the preferred response as `chosen`; ties are left out.
-pub fn preference(items: &[Item], labels: &[Label], filters: &Filters) -> (Vec<PreferenceRow>, Summary) {
+pub fn preference(
+    items: &[Item],
+    labels: &[Label],
+    filters: &Filters,
+) -> (Vec<PreferenceRow>, Summary) {
     let mut summary = Summary {
         layout: Layout::Preference,
         ..Summary::default()

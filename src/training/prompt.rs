@@ -81,8 +81,8 @@ pub fn recover_prompt(
         Order::Original
     };
     let preference = run.get("preference").and_then(Value::as_str);
-    let task = JudgeTask::new(template, item, order, preference)
-        .map_err(|_| Skip::TemplateUnavailable)?;
+    let task =
+        JudgeTask::new(template, item, order, preference).map_err(|_| Skip::TemplateUnavailable)?;
     let source = if template_confirmed(run, template_name, template.source_text()) {
         PromptSource::Rerendered
     } else {

@@ -77,7 +77,10 @@ fn fixture() -> (Vec<Item>, Vec<Label>) {
             ],
         ),
         item("q2", vec![judgment("good", "q2", Some(Verdict::A), false)]),
-        item("q3", vec![judgment("good", "q3", Some(Verdict::TIE), false)]),
+        item(
+            "q3",
+            vec![judgment("good", "q3", Some(Verdict::TIE), false)],
+        ),
         item(
             "q4",
             vec![
@@ -188,11 +191,15 @@ fn sft_filters_drop_what_they_name() {
         "flip's swapped critique matches, but its original one does not"
     );
     assert_eq!(
-        summary.judges["flip"].skipped.get(&Skip::OtherOrderDisagrees),
+        summary.judges["flip"]
+            .skipped
+            .get(&Skip::OtherOrderDisagrees),
         Some(&1)
     );
     assert_eq!(
-        summary.judges["cut"].skipped.get(&Skip::OtherOrderDisagrees),
+        summary.judges["cut"]
+            .skipped
+            .get(&Skip::OtherOrderDisagrees),
         Some(&1)
     );
 
@@ -242,9 +249,18 @@ fn dpo_pairs_a_matching_and_a_contradicting_critique_of_one_prompt() {
         ]
     );
     let r = &rows[0];
-    assert_eq!(r.prompt, vec![Message::new("user", "judge q1 swapped=false\n")]);
-    assert_eq!(r.chosen, vec![Message::new("assistant", "{\"Choice\": \"Model A\"}")]);
-    assert_eq!(r.rejected, vec![Message::new("assistant", "{\"Choice\": \"Model B\"}")]);
+    assert_eq!(
+        r.prompt,
+        vec![Message::new("user", "judge q1 swapped=false\n")]
+    );
+    assert_eq!(
+        r.chosen,
+        vec![Message::new("assistant", "{\"Choice\": \"Model A\"}")]
+    );
+    assert_eq!(
+        r.rejected,
+        vec![Message::new("assistant", "{\"Choice\": \"Model B\"}")]
+    );
     assert_eq!(r.label, Outcome::A);
     // q1 swapped: good and flip both match, nobody contradicts; q3: only good.
     assert_eq!(
