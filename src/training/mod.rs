@@ -340,17 +340,24 @@ pub fn dpo(
         ..Summary::default()
     };
     let found = candidates(items, labels, library, filters, &mut summary, true);
-    // Groups in first-seen order, so rows follow the dataset.
+    // Groups in first-seen order, so rows follow the dataset. Candidates come item by item,
+    // so a candidate's group can only be among those its item opened.
     let mut groups: Vec<Vec<&Candidate<'_>>> = Vec::new();
+    let mut item_start = 0;
     for c in &found {
-        let same_prompt = |g: &Vec<&Candidate<'_>>| {
+        if groups
+            .last()
+            .is_some_and(|g| !std::ptr::eq(g[0].item, c.item))
+        {
+            item_start = groups.len();
+        }
+        let same_prompt = |g: &&mut Vec<&Candidate<'_>>| {
             let first = g[0];
-            std::ptr::eq(first.item, c.item)
-                && first.prompt.template == c.prompt.template
+            first.prompt.template == c.prompt.template
                 && first.judgment.swapped == c.judgment.swapped
                 && first.prompt.messages == c.prompt.messages
         };
-        match groups.iter_mut().find(|g| same_prompt(g)) {
+        match groups[item_start..].iter_mut().find(same_prompt) {
             Some(g) => g.push(c),
             None => groups.push(vec![c]),
         }

@@ -339,3 +339,35 @@ fn rows_are_one_json_object_per_line_in_trl_s_column_names() {
     assert_eq!(first["label_source"], "human");
     assert_eq!(first["prompt_source"], "recorded");
 }
+
+#[test]
+fn a_prompt_that_cannot_be_confirmed_is_left_out_unless_asked_for() {
+    let mut legacy = judgment("old", "q1", Some(Verdict::A), false);
+    legacy.run.remove("messages");
+    legacy
+        .run
+        .insert("settings_key".into(), json!("0000000000000000"));
+    let items = vec![item("q1", vec![legacy])];
+    let labels = vec![Some((Outcome::A, LabelSource::Human))];
+    let (rows, summary) = sft(&items, &labels, &library(), &Filters::default());
+    assert!(rows.is_empty());
+    assert_eq!(
+        summary.judges["old"].skipped.get(&Skip::PromptUnverified),
+        Some(&1)
+    );
+    let allow = Filters {
+        allow_unverified_prompts: true,
+        ..Filters::default()
+    };
+    let (rows, summary) = sft(&items, &labels, &library(), &allow);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].prompt_source, PromptSource::RerenderedUnverified);
+    assert!(
+        rows[0].messages[0].content.contains("alpha answers q1"),
+        "rendered from the template for the item"
+    );
+    assert_eq!(
+        summary.prompts.get(&PromptSource::RerenderedUnverified),
+        Some(&1)
+    );
+}
