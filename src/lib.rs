@@ -2,7 +2,8 @@
 //! Judges and arbitrate the disputes by hand.
 //!
 //! Data flows one way: files -> `dataset` + `journal` -> judges -> `verdict`s -> `moj` ->
-//! review -> `metrics` / export. The CLI (`cli`) is a thin front end over this library.
+//! review -> `metrics` / export (`training`: the final labels as training data). The CLI
+//! (`cli`) is a thin front end over this library.
 
 pub mod assignment;
 pub mod batch;
@@ -18,4 +19,5 @@ pub mod moj;
 pub mod prompts;
 pub mod remote;
 pub mod review;
+pub mod training;
 pub mod verdict;

@@ -126,9 +126,13 @@ fn complete(template: &Template, task: &JudgeTask, text: &str, critique: &Critiq
                 }
             }
             _ => {
-                critique
-                    .field(EXPLANATION)
-                    .is_some_and(|f| !f.text.trim().is_empty())
+                // A template whose answer is the label alone (skywork-critic) asks for no
+                // explanation: the verdict is then every field there is.
+                let asks_text = task.answer.as_ref().is_none_or(|a| a.text_slots() > 0);
+                (!asks_text
+                    || critique
+                        .field(EXPLANATION)
+                        .is_some_and(|f| !f.text.trim().is_empty()))
                     && (critique.verdict.is_some() || critique.score.is_some())
             }
         },

@@ -370,6 +370,11 @@ pub struct ChatArgs {
     /// Feed standard input as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
+    /// Read standard input as a JSON list of `{"role", "content"}` messages and send them as
+    /// they are, nothing trimmed: e.g. the `prompt` of an `arbiter export --as dpo` row, to
+    /// replay what a judge was sent.
+    #[arg(long, conflicts_with_all = ["raw", "system"])]
+    pub messages: bool,
     /// Keep the reply inside a grammar: a template's name (its answer grammar, e.g. after
     /// `arbiter prompts render`), a `.lark` file (llguidance's Lark syntax) or a `.json` file
     /// (a JSON Schema).
@@ -389,6 +394,14 @@ pub fn chat(args: ChatArgs) -> anyhow::Result<i32> {
     let mut model = args.model.load()?;
     let prompt = if args.raw {
         Prompt::Raw(text)
+    } else if args.messages {
+        let messages: Vec<crate::dataset::Message> = serde_json::from_str(&text).context(
+            "--messages: standard input must be a JSON list of {\"role\": ..., \"content\": ...} messages",
+        )?;
+        if messages.is_empty() {
+            anyhow::bail!("--messages: the list of messages on standard input is empty");
+        }
+        Prompt::Chat(messages)
     } else {
         let mut messages = Vec::new();
         if let Some(s) = &args.system {

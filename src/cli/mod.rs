@@ -218,14 +218,14 @@ pub struct ExportArgs {
     pub data: DatasetArgs,
     #[command(flatten)]
     pub panel: PanelArgs,
-    /// Where to write the labels (JSON Lines).
+    /// Where to write (JSON Lines).
     #[arg(short, long, value_name = "OUT.jsonl")]
     pub output: PathBuf,
-    /// Write a dataset in Arbiter's native format instead of labels: every item with every
-    /// judgment, the journal's included with their run metadata (human decisions are not
-    /// judgments and stay in the journal).
-    #[arg(long)]
+    /// Same as `--as dataset`.
+    #[arg(long, conflicts_with = "layout")]
     pub as_dataset: bool,
+    #[command(flatten)]
+    pub training: report::TrainingArgs,
 }
 
 /// Runs the command line; returns the process exit code.

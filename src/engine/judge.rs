@@ -7,7 +7,7 @@ use super::generate::{FinishReason, Generation, Prompt, Timing};
 use super::loader::ModelInfo;
 use super::sampling::SamplingParams;
 use crate::critique::{Critique, CritiqueParser};
-use crate::dataset::{Item, Judgment, Problem, Provenance};
+use crate::dataset::{Item, Judgment, Message, Problem, Provenance};
 use crate::prompts::{AnswerGrammar, PromptError, RenderOptions, Template};
 use crate::verdict::{self, Order, OutputFormat, ParseError};
 use serde_json::{json, Map, Value};
@@ -134,9 +134,16 @@ impl JudgeTask {
         })
     }
 
-    /// The request's prompt: one user turn, rendered by the model's chat template.
+    /// The messages the judge is sent: one user turn holding the rendered template. The local
+    /// engine renders them with the model's chat template; a remote endpoint gets them as the
+    /// request's `messages`.
+    pub fn messages(&self) -> Vec<Message> {
+        vec![Message::new("user", self.prompt.clone())]
+    }
+
+    /// The request's prompt: `messages`, rendered by the model's chat template.
     pub fn chat_prompt(&self) -> Prompt {
-        Prompt::user(self.prompt.clone())
+        Prompt::Chat(self.messages())
     }
 
     /// A parser for the streamed output, in the template's format.
@@ -184,7 +191,7 @@ pub fn local_description(model: &ModelInfo) -> Map<String, Value> {
 
 /// Reads `generation`'s text as the template's format and builds the judgment: the verdict
 /// mapped back to the item's order, the raw output, and a run record with the model, template,
-/// order, sampling, timings, finish reason and the critique's fields.
+/// order, sampling, the messages sent, timings, finish reason and the critique's fields.
 pub fn conclude(
     spec: &JudgeSpec,
     settings_key: &str,
@@ -269,6 +276,10 @@ pub fn conclude_output(
         run.insert("preference".into(), json!(p));
     }
     run.insert("order".into(), json!(task.order));
+    // The prompt exactly as sent: a template can be overridden from the user's directory or
+    // edited later, so re-rendering it afterwards may not give back what the judge saw, and
+    // training data built from this judgment needs that prompt byte for byte.
+    run.insert("messages".into(), json!(task.messages()));
     run.insert("sampling".into(), json!(spec.sampling));
     run.insert("constrain".into(), json!(spec.constrain));
     run.insert("settings_key".into(), json!(settings_key));
@@ -387,5 +398,40 @@ mod tests {
         );
         assert_eq!(cj2.judgment.verdict, Some(Verdict::B));
         assert_eq!(cj2.run["critique"]["Reasoning"], "r");
+    }
+
+    #[test]
+    fn the_run_record_holds_the_messages_as_sent() {
+        let spec = JudgeSpec {
+            model: "m".into(),
+            template: "t".into(),
+            preference: None,
+            sampling: SamplingParams::default(),
+            constrain: ConstrainMode::None,
+        };
+        let task = JudgeTask {
+            item: "q1".into(),
+            language: None,
+            order: Order::Swapped,
+            prompt: "Compare A and B.\n  trailing space kept ".into(),
+            output: OutputFormat::Cj2Json,
+            template: "t".into(),
+            answer: None,
+        };
+        let output = JudgeOutput {
+            judge: "m:t",
+            text: r#"{"Choice": "Model A"}"#,
+            finish: FinishReason::Stop,
+            timing: Timing::default(),
+            runner: Map::new(),
+            critique: None,
+        };
+        let o = conclude_output(&spec, "k", &task, output);
+        let sent: Vec<Message> =
+            serde_json::from_value(o.run["messages"].clone()).expect("messages read back");
+        assert_eq!(sent, task.messages());
+        assert_eq!(sent[0].role, "user");
+        assert_eq!(sent[0].content, task.prompt);
+        assert_eq!(task.chat_prompt(), Prompt::Chat(sent));
     }
 }
