@@ -289,6 +289,51 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
     );
     let rows = export(None, &data, dir.path());
     assert!(rows[target]["final_label"].is_null());
+
+    // Training data reads the same final labels: an escalated item is left out, an item the
+    // annotators agree on is in, and one the adjudicator settles comes in with their label.
+    let prefs = preference(&data, dir.path());
+    assert!(
+        !prefs.contains_key(target),
+        "an escalated item has no label"
+    );
+    assert_eq!(prefs[agreed]["label"], verdict(first, index(agreed)));
+    ok(
+        Some("lead"),
+        &[
+            "annotate",
+            d,
+            "--adjudicate",
+            "--item",
+            target,
+            "--verdict",
+            "B",
+        ],
+        "",
+    );
+    let prefs = preference(&data, dir.path());
+    assert_eq!(prefs[target]["label"], "B");
+    assert_eq!(prefs[target]["chosen_model"], "m2");
+}
+
+/// `arbiter export --as preference --human-only`, by item.
+fn preference(data: &Path, dir: &Path) -> BTreeMap<String, Value> {
+    let out = dir.join("rm.jsonl");
+    let data = data.to_str().expect("utf-8 path");
+    let args = ["export", data, "--as", "preference", "--human-only", "-o"];
+    ok(
+        None,
+        &[&args[..], &[out.to_str().expect("utf-8")]].concat(),
+        "",
+    );
+    std::fs::read_to_string(&out)
+        .expect("export written")
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).expect("a JSON row");
+            (row["item"].as_str().expect("item").to_string(), row)
+        })
+        .collect()
 }
 
 #[test]
