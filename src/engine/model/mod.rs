@@ -14,10 +14,12 @@ mod cuda;
 pub mod family;
 mod layers;
 mod load;
+pub mod paged;
 pub(crate) mod quant;
 
 use candle_core::{DType, Device, Result, Tensor};
 use layers::{causal_mask, softmax_f32, KvCache, Mlp, Proj, RmsNorm, Rope};
+use paged::{PagedCache, SeqId};
 
 pub use family::Backend;
 pub use load::{load_gguf, load_safetensors};
@@ -131,31 +133,120 @@ impl Layer {
         let k = rope.apply(&heads(k, a.kv_heads)?, start)?;
         let v = heads(v, a.kv_heads)?;
         let (k, v) = self.cache.append(&k, &v)?;
+        a.o.forward(&a.attend(&q, &k, &v, mask)?)
+    }
+}
+
+impl Attention {
+    /// Attention of queries `q` (b, heads, seq, d), rotated, over keys and values `k`, `v`
+    /// (b, kv_heads, total, d) that end with the queries' own, masked by `mask` (seq, total)
+    /// when given; returns (b, seq, heads * d) before the output projection.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, _, seq, _) = q.dims4()?;
         if mask.is_none() {
-            if let Some(out) = attend::decode(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt())? {
-                return a.o.forward(&out);
+            if let Some(out) = attend::decode(q, k, v, 1.0 / (self.head_dim as f32).sqrt())? {
+                return Ok(out);
             }
         }
         let total = k.dim(2)?;
-        let group = a.heads / a.kv_heads;
+        let group = self.heads / self.kv_heads;
         // Query heads that share a kv head are adjacent, so (b, heads, seq, d) regroups as
         // (b, kv_heads, group*seq, d) and attends to each cached kv head directly.
-        let scale = 1.0 / (a.head_dim as f64).sqrt();
-        let q = (q * scale)?.reshape((b, a.kv_heads, group * seq, a.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let q = (q * scale)?.reshape((b, self.kv_heads, group * seq, self.head_dim))?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
             Some(mask) => scores
-                .reshape((b, a.kv_heads, group, seq, total))?
+                .reshape((b, self.kv_heads, group, seq, total))?
                 .broadcast_add(mask)?
-                .reshape((b, a.kv_heads, group * seq, total))?,
+                .reshape((b, self.kv_heads, group * seq, total))?,
             None => scores,
         };
         let probs = softmax_f32(&scores)?;
-        let out = probs.matmul(&v)?; // (b, kv_heads, group*seq, d)
-        let out = out
-            .reshape((b, a.heads, seq, a.head_dim))?
+        let out = probs.matmul(v)?; // (b, kv_heads, group*seq, d)
+        out.reshape((b, self.heads, seq, self.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, seq, a.heads * a.head_dim))?;
+            .reshape((b, seq, self.heads * self.head_dim))
+    }
+}
+
+/// Where the tokens of a batched step go: each input's first position and cache rows, and
+/// the rotation tables of every token, in step order.
+struct BatchStep<'a> {
+    inputs: &'a [StepInput<'a>],
+    starts: &'a [usize],
+    rows: &'a [Vec<u32>],
+    cos: &'a Tensor,
+    sin: &'a Tensor,
+}
+
+impl Layer {
+    /// The layer on a batched step: `x` (1, tokens, hidden), every input's tokens stacked,
+    /// so the projections and the MLP are one matrix product for the whole batch; attention
+    /// runs per sequence over its own blocks of `cache` (layer `index`).
+    fn forward_batch(
+        &self,
+        x: &Tensor,
+        delta: Option<&Tensor>,
+        index: usize,
+        cache: &PagedCache,
+        step: &BatchStep<'_>,
+        rope: &Rope,
+    ) -> Result<(Tensor, Tensor)> {
+        let (x, h) = self.attn_norm.add_forward(x, delta)?;
+        let h = self.attention_batch(&h, index, cache, step, rope)?;
+        let (x, h) = self.mlp_norm.add_forward(&x, Some(&h))?;
+        Ok((x, self.mlp.forward(&h)?))
+    }
+
+    fn attention_batch(
+        &self,
+        x: &Tensor,
+        index: usize,
+        cache: &PagedCache,
+        step: &BatchStep<'_>,
+        rope: &Rope,
+    ) -> Result<Tensor> {
+        let a = &self.attn;
+        let (_, total, _) = x.dims3()?;
+        let d = a.head_dim;
+        let (q, k, v) = a.project(x)?;
+        let q = q.reshape((1, total, a.heads, d))?.transpose(1, 2)?;
+        let q = rope.apply_with(&q, step.cos, step.sin)?;
+        let k = k.reshape((1, total, a.kv_heads, d))?.transpose(1, 2)?;
+        let k = rope.apply_with(&k, step.cos, step.sin)?;
+        let k_rows = k.squeeze(0)?.transpose(0, 1)?; // (tokens, kv_heads, d)
+        let v_rows = v.reshape((total, a.kv_heads, d))?;
+        let mut at = 0;
+        for (input, rows) in step.inputs.iter().zip(step.rows) {
+            let n = input.tokens.len();
+            cache.write(
+                index,
+                rows,
+                &k_rows.narrow(0, at, n)?,
+                &v_rows.narrow(0, at, n)?,
+            )?;
+            at += n;
+        }
+        let mut outs = Vec::with_capacity(step.inputs.len());
+        let mut at = 0;
+        for (input, &start) in step.inputs.iter().zip(step.starts) {
+            let n = input.tokens.len();
+            let q = q.narrow(2, at, n)?;
+            let (k, v) = cache.gather(index, input.seq)?;
+            let mask = if n > 1 {
+                Some(causal_mask(n, start, x.dtype(), x.device())?)
+            } else {
+                None
+            };
+            outs.push(a.attend(&q, &k, &v, mask.as_ref())?);
+            at += n;
+        }
+        let out = if outs.len() == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(&outs, 1)?
+        };
         a.o.forward(&out)
     }
 }
@@ -247,7 +338,17 @@ pub(crate) fn argmax(logits: &Tensor) -> Result<u32> {
     logits.argmax(0)?.to_scalar::<u32>()
 }
 
-/// A loaded decoder with its KV cache: one sequence at a time.
+/// One sequence's share of a batched step (`Decoder::forward_batch`): its new tokens (a
+/// piece of its prompt, or the one token it decodes next), run after what the paged cache
+/// holds for it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    pub seq: SeqId,
+    pub tokens: &'a [u32],
+}
+
+/// A loaded decoder with its KV cache: one sequence at a time, or several through
+/// [`forward_batch`](Decoder::forward_batch) and a [`PagedCache`].
 #[derive(Debug, Clone)]
 pub struct Decoder {
     config: ModelConfig,
@@ -331,6 +432,81 @@ impl Decoder {
         self.lm_head
             .forward(&hidden.reshape((1, s, h))?)?
             .reshape((s, ()))?
+            .to_dtype(DType::F32)
+    }
+
+    /// An empty paged cache for this model: blocks of `block_size` tokens, up to `max_blocks`.
+    pub fn paged_cache(&self, block_size: usize, max_blocks: usize) -> PagedCache {
+        PagedCache::new(
+            self.layers.len(),
+            self.config.kv_heads,
+            self.config.head_dim,
+            block_size,
+            max_blocks,
+            self.dtype,
+            &self.device,
+        )
+    }
+
+    /// One step of several sequences at once: every input's tokens run after what `cache`
+    /// holds for its sequence (admitted there first), and the f32 logits of each input's last
+    /// token come back, (inputs, vocab), in input order. The tokens of all inputs go through
+    /// the projections and the MLP as one matrix; attention reads each sequence's own blocks.
+    /// A sequence gives the same logits here as alone through [`forward`](Self::forward).
+    /// On an error the inputs' sequences are left holding tokens whose keys may not be
+    /// written: release them.
+    pub fn forward_batch(
+        &mut self,
+        cache: &mut PagedCache,
+        inputs: &[StepInput<'_>],
+    ) -> Result<Tensor> {
+        if inputs.is_empty() {
+            candle_core::bail!("a batched step needs at least one sequence");
+        }
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut starts = Vec::with_capacity(inputs.len());
+        let mut last = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            check_tokens(input.tokens, self.config.vocab_size)?;
+            let start = cache.len(input.seq)?;
+            let end = start + input.tokens.len();
+            if end > self.config.max_position {
+                candle_core::bail!(
+                    "sequence {} would reach {end} tokens, past the model's context of {}",
+                    input.seq,
+                    self.config.max_position
+                );
+            }
+            starts.push(start);
+            tokens.extend_from_slice(input.tokens);
+            positions.extend((start..end).map(|p| p as u32));
+            last.push(tokens.len() as u32 - 1);
+        }
+        let grow: Vec<(SeqId, usize)> = inputs.iter().map(|i| (i.seq, i.tokens.len())).collect();
+        let rows = cache.extend(&grow)?;
+        let (cos, sin) = self.rope.tables_at(&positions)?;
+        let step = BatchStep {
+            inputs,
+            starts: &starts,
+            rows: &rows,
+            cos: &cos,
+            sin: &sin,
+        };
+        let ids = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
+        let mut delta = None;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let (next, mlp_out) =
+                layer.forward_batch(&x, delta.as_ref(), index, cache, &step, &self.rope)?;
+            x = next;
+            delta = Some(mlp_out);
+        }
+        let hidden = self.norm.add_forward(&x, delta.as_ref())?.1;
+        let last = Tensor::new(last.as_slice(), &self.device)?;
+        self.lm_head
+            .forward(&hidden.index_select(&last, 1)?)?
+            .squeeze(0)?
             .to_dtype(DType::F32)
     }
 
