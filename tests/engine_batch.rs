@@ -419,3 +419,73 @@ fn the_engine_thread_batches_queued_generations_and_reports_each_as_alone() {
     assert_eq!(done[&cancelled].finish, FinishReason::Cancelled);
     assert!(done[&cancelled].tokens.len() < 4000);
 }
+
+/// `arbiter run` with the tiny model as a local judge over `dataset`, both orders, batches of
+/// `width`; returns each judgment's output by (item, swapped).
+fn run_local(
+    dataset: &std::path::Path,
+    model: &std::path::Path,
+    width: usize,
+) -> HashMap<(String, bool), String> {
+    let dir = dataset.parent().expect("dir");
+    let panel = dir.join(format!("panel-{width}.toml"));
+    std::fs::write(
+        &panel,
+        format!(
+            "[[judge]]\nname = \"tiny\"\nkind = \"local\"\nmodel = {:?}\ndevice = \"cpu\"\ntemplate = \"cj2-quick\"\nconstrain = \"none\"\nmax_tokens = 24\nmax_concurrency = {width}\n",
+            model.display().to_string()
+        ),
+    )
+    .expect("panel");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args([
+            "run",
+            dataset.to_str().expect("utf-8"),
+            "--panel",
+            panel.to_str().expect("utf-8"),
+            "--swap",
+        ])
+        .output()
+        .expect("arbiter runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let journal = dataset.with_file_name("items.jsonl.arbiter-journal.jsonl");
+    let mut seen = HashMap::new();
+    for j in common::journal_file::judgments(&journal) {
+        let key = (
+            j["item"].as_str().expect("item").to_string(),
+            j["judgment"]["swapped"].as_bool().unwrap_or(false),
+        );
+        let text = j["judgment"]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            seen.insert(key.clone(), text).is_none(),
+            "{key:?} judged twice"
+        );
+    }
+    seen
+}
+
+#[test]
+fn arbiter_run_batches_a_local_judge_with_the_same_judgments_and_resume() {
+    let model = tempfile::tempdir().expect("dir");
+    common::tiny_model::write(model.path());
+    let one = tempfile::tempdir().expect("dir");
+    let four = tempfile::tempdir().expect("dir");
+    let a = common::fake_openai::write_dataset(one.path(), 6);
+    let b = common::fake_openai::write_dataset(four.path(), 6);
+    let alone = run_local(&a, model.path(), 1);
+    let batched = run_local(&b, model.path(), 4);
+    assert_eq!(alone.len(), 12, "6 items in both orders");
+    assert_eq!(
+        batched, alone,
+        "batches of 4 write the judgments one at a time writes"
+    );
+    // Run again: everything is judged, nothing is added.
+    assert_eq!(run_local(&b, model.path(), 4), alone);
+}
