@@ -81,6 +81,16 @@ impl BatchSettings {
     }
 }
 
+/// What the last step ran: for benchmarks, which count decode throughput over the steps
+/// that prefilled nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepStats {
+    /// Sequences that decoded one token.
+    pub decode_rows: usize,
+    /// Prompt tokens prefilled.
+    pub prefill_tokens: usize,
+}
+
 /// What the scheduler reports for each sequence.
 #[derive(Debug)]
 pub enum SeqEvent {
@@ -141,6 +151,7 @@ pub struct Scheduler<'t> {
     cache: PagedCache,
     waiting: VecDeque<Waiting>,
     running: Vec<Sequence<'t>>,
+    last_step: StepStats,
 }
 
 impl<'t> Scheduler<'t> {
@@ -158,6 +169,7 @@ impl<'t> Scheduler<'t> {
             settings,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            last_step: StepStats::default(),
         }
     }
 
@@ -227,6 +239,11 @@ impl<'t> Scheduler<'t> {
         &self.cache
     }
 
+    /// What the last step ran (nothing, if it had nothing to run).
+    pub fn last_step(&self) -> StepStats {
+        self.last_step
+    }
+
     /// Runs one step: drops cancelled sequences, admits waiting ones while there is room,
     /// runs every sequence's next tokens together, and reports text, finished generations and
     /// failures through `out`.
@@ -234,6 +251,14 @@ impl<'t> Scheduler<'t> {
         self.drop_cancelled(out);
         self.admit();
         let plan = self.plan();
+        self.last_step = StepStats::default();
+        for (i, tokens) in &plan {
+            if self.running[*i].pending.is_some() {
+                self.last_step.decode_rows += 1;
+            } else {
+                self.last_step.prefill_tokens += tokens.len();
+            }
+        }
         if plan.is_empty() {
             return;
         }
