@@ -35,6 +35,11 @@ pub struct BenchArgs {
     /// With --batch: prompt tokens prefilled per step beside the decode tokens.
     #[arg(long, default_value_t = crate::engine::schedule::DEFAULT_STEP_TOKENS)]
     pub step_tokens: usize,
+    /// With --batch: instead of timing, check that every sequence of the batch (prompts of
+    /// different lengths, prefixes of the synthetic prompt) gets the greedy tokens and logits
+    /// it gets alone, for --new-tokens steps. Exits 1 on an f32 disagreement.
+    #[arg(long, requires = "batch")]
+    pub check: bool,
 }
 
 /// Text for the synthetic prompt: ordinary prose and code, so tokenization is typical.
@@ -75,6 +80,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let mut request = GenerateRequest::new(Prompt::Raw(String::new()), sampling);
     request.ignore_stop = true;
     request.prefill_chunk = args.chunk.max(1);
+    if args.check {
+        return batch_check(&args, &mut model, &ids);
+    }
     if args.batch > 1 {
         return bench_batch(&args, &mut model, &ids, &request);
     }
@@ -251,6 +259,95 @@ fn bench_batch(
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
+}
+
+/// `arbiter bench --batch N --check`: each sequence alone through the single-stream path,
+/// then all together through batched steps fed the same tokens, logits compared on the
+/// device.
+fn batch_check(args: &BenchArgs, model: &mut LoadedModel, ids: &[u32]) -> anyhow::Result<i32> {
+    use candle_core::{DType, Tensor};
+    let f32 = model.decoder.dtype() == DType::F32;
+    let Backend::Arbiter(decoder) = &mut model.decoder else {
+        anyhow::bail!("--batch runs on Arbiter's own decoder (Qwen2 and Llama models)");
+    };
+    let n = args.batch.max(1);
+    let steps = args.new_tokens.max(1);
+    let prompts: Vec<Vec<u32>> = (0..n)
+        .map(|i| ids[..(ids.len() * (i + 1) / n).max(1)].to_vec())
+        .collect();
+    let argmax = |t: &Tensor| -> anyhow::Result<u32> { Ok(t.argmax(0)?.to_scalar::<u32>()?) };
+    // Alone: every step's logits, kept on the device.
+    let mut alone: Vec<(Vec<Tensor>, Vec<u32>)> = Vec::with_capacity(n);
+    for p in &prompts {
+        decoder.reset();
+        let mut logits = decoder.forward(p)?;
+        let (mut all, mut tokens) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+        for _ in 0..steps {
+            let t = argmax(&logits)?;
+            tokens.push(t);
+            all.push(logits);
+            logits = decoder.forward(&[t])?;
+        }
+        alone.push((all, tokens));
+    }
+    decoder.clear_cache();
+    let block = crate::engine::model::paged::DEFAULT_BLOCK_SIZE;
+    let blocks: usize = prompts
+        .iter()
+        .map(|p| (p.len() + steps).div_ceil(block))
+        .sum();
+    let mut cache = decoder.paged_cache(block, blocks);
+    for (i, p) in prompts.iter().enumerate() {
+        cache.admit(i as u64, p.len() + steps)?;
+    }
+    let (mut agree, mut max_diff) = (vec![0usize; n], vec![0f32; n]);
+    let mut feed = prompts.clone();
+    for step in 0..steps {
+        let inputs: Vec<crate::engine::model::StepInput<'_>> = feed
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::engine::model::StepInput {
+                seq: i as u64,
+                tokens: t,
+            })
+            .collect();
+        let rows = decoder.forward_batch(&mut cache, &inputs)?;
+        let best = rows.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+        for i in 0..n {
+            let diff = (rows.get(i)? - &alone[i].0[step])?
+                .abs()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            max_diff[i] = max_diff[i].max(diff);
+            if best[i] == alone[i].1[step] {
+                agree[i] += 1;
+            }
+        }
+        // Fed the tokens alone chose, so one disagreement does not carry into the next steps.
+        feed = alone.iter().map(|(_, t)| vec![t[step]]).collect();
+    }
+    let identical = agree.iter().filter(|a| **a == steps).count();
+    let worst = max_diff.iter().copied().fold(0f32, f32::max);
+    let report = serde_json::json!({
+        "engine": "arbiter",
+        "check": "batch",
+        "model": model.info.name,
+        "device": model.info.device,
+        "precision": model.info.precision,
+        "sequences": n,
+        "prompt_tokens": prompts.iter().map(Vec::len).collect::<Vec<_>>(),
+        "steps": steps,
+        "identical_sequences": identical,
+        "token_agreement": agree.iter().sum::<usize>() as f64 / (n * steps) as f64,
+        "max_logit_diff": worst,
+        "per_sequence_max_logit_diff": max_diff,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if f32 && (identical < n || worst > 1e-3) {
+        1
+    } else {
+        0
+    })
 }
 
 #[derive(clap::Args, Debug)]
