@@ -3,6 +3,8 @@
 //! generates alone, whatever joins, leaves, is cancelled or waits for memory beside it.
 
 mod common;
+#[path = "common/real_model.rs"]
+mod real_model;
 
 use arbiter::engine::catalogue::ModelSource;
 use arbiter::engine::hub::{Hub, HubSettings};
@@ -10,8 +12,8 @@ use arbiter::engine::loader::load_dir;
 use arbiter::engine::model::{Backend, Decoder, StepInput};
 use arbiter::engine::schedule::{BatchSettings, Scheduler, SeqEvent};
 use arbiter::engine::{
-    Engine, EngineError, EngineEvent, FinishReason, GenerateRequest, Generation, LoadOptions,
-    LoadedModel, Prompt, SamplingParams,
+    Engine, EngineError, EngineEvent, FinishReason, GenerateRequest, Generation, GrammarSpec,
+    LoadOptions, LoadedModel, Prompt, SamplingParams,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -488,4 +490,80 @@ fn arbiter_run_batches_a_local_judge_with_the_same_judgments_and_resume() {
     );
     // Run again: everything is judged, nothing is added.
     assert_eq!(run_local(&b, model.path(), 4), alone);
+}
+
+#[test]
+fn constrained_sequences_in_a_batch_generate_what_they_generate_alone() {
+    let Some(path) = real_model::gguf("the batched constrained-decoding test") else {
+        return;
+    };
+    let mut model =
+        arbiter::engine::loader::load_gguf_file(&path, &LoadOptions::default(), &mut |_| {})
+            .expect("loads");
+    let library = arbiter::prompts::Library::with_user_dir(None).expect("built-in templates");
+    let quick = library
+        .get("cj2-quick")
+        .expect("template")
+        .answer_for(None)
+        .expect("declares one")
+        .clone();
+    let grammars = [
+        Some(GrammarSpec::Answer {
+            what: "template cj2-quick".into(),
+            grammar: quick,
+        }),
+        Some(GrammarSpec::Lark {
+            what: "the test grammar".into(),
+            text: "start: \"The better answer is \" (\"A\" | \"B\") \", because \" /[a-z ]+/ \".\"".into(),
+        }),
+        None,
+    ];
+    let work: Vec<(Vec<u32>, GenerateRequest)> = (0..6usize)
+        .map(|i| {
+            let mut r = GenerateRequest::new(
+                Prompt::user(format!(
+                    "Question {i}: is answer A or answer B better? {}",
+                    "Explain. ".repeat(i)
+                )),
+                SamplingParams {
+                    max_new_tokens: 40,
+                    temperature: if i % 2 == 1 { 0.8 } else { 0.0 },
+                    seed: i as u64,
+                    ..SamplingParams::default()
+                },
+            )
+            .with_grammar(grammars[i % 3].clone());
+            r.prefill_chunk = 32;
+            (model.prompt_tokens(&r.prompt).expect("tokens"), r)
+        })
+        .collect();
+    let expected: Vec<Generation> = work
+        .iter()
+        .map(|(p, r)| generate_alone(&mut model, p, r))
+        .collect();
+    let vocab = model.grammar_vocab().expect("vocabulary");
+    let (done, streamed, _) = drive(&mut model, BatchSettings::new(4, 2048), |step, s| {
+        if step == 0 {
+            s.set_grammar_vocab(vocab.clone());
+            for (i, (p, r)) in work.iter().enumerate() {
+                s.submit(i as u64, p.clone(), r, flag(), Instant::now())
+                    .expect("submits");
+            }
+        }
+    });
+    for (i, want) in expected.iter().enumerate() {
+        let got = &done[&(i as u64)];
+        assert_eq!(got.text, want.text, "sequence {i}");
+        assert_eq!(got.tokens, want.tokens, "sequence {i}");
+        assert_eq!(got.finish, want.finish, "sequence {i}");
+        assert_eq!(
+            streamed.get(&(i as u64)).cloned().unwrap_or_default(),
+            got.text
+        );
+    }
+    assert!(
+        done[&1].text.starts_with("The better answer is "),
+        "{:?}",
+        done[&1].text
+    );
 }

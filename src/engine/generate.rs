@@ -414,7 +414,7 @@ fn feed(
 
 /// The next token among those `mask` allows. Greedy decoding takes the plain argmax when it is
 /// allowed (most steps of free text), and masks the logits on their device only when not.
-fn sample_allowed(
+pub(crate) fn sample_allowed(
     sampler: &mut Sampler,
     guide: &Guide,
     mask: &Mask,

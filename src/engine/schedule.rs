@@ -8,11 +8,15 @@
 //! until then, so no sequence ever runs out of memory mid-answer.
 //!
 //! Each sequence produces the tokens it would produce alone through
-//! `LoadedModel::generate_tokens` (tested on the tiny model). Constrained decoding is not
-//! batched: requests with a grammar take the single-stream path (see `worker`).
+//! `LoadedModel::generate_tokens` (tested on the tiny model), constrained ones included: a
+//! sequence with a grammar feeds the tokens its grammar forces as one input of a step, like a
+//! piece of prompt, and samples among the tokens it allows.
 
+use super::constrain::{GrammarVocab, Guide, Mask};
 use super::error::{compute, EngineError};
-use super::generate::{finish_timing, ms, settle_stream, FinishReason, GenerateRequest};
+use super::generate::{
+    finish_timing, ms, sample_allowed, settle_stream, FinishReason, GenerateRequest,
+};
 use super::generate::{Generation, Timing};
 use super::model::paged::{PagedCache, SeqId, DEFAULT_BLOCK_SIZE};
 use super::model::{Decoder, StepInput};
@@ -117,6 +121,7 @@ struct Waiting {
     cancel: Arc<AtomicBool>,
     started: Instant,
     budget: usize,
+    guide: Option<Guide>,
 }
 
 /// A sequence in the batch.
@@ -136,10 +141,37 @@ struct Sequence<'t> {
     timing: Timing,
     started: Instant,
     first_at: Option<Instant>,
-    /// The token sampled last, which the next step runs through the model.
-    pending: Option<u32>,
+    /// The tokens the next step runs through the model: the one sampled last, or those a
+    /// grammar forced.
+    pending: Option<Vec<u32>>,
+    /// Keeps the answer inside the request's grammar.
+    guide: Option<Guide>,
+    /// After forced tokens were fed: the mask their step gave for the token after them.
+    after_forced: Option<Option<Mask>>,
     /// Set when the sequence ends this step.
     done: Option<FinishReason>,
+    /// Why it ended, when it failed.
+    failed: Option<EngineError>,
+}
+
+impl Sequence<'_> {
+    /// Appends `token` to the answer and streams its text.
+    fn emit(&mut self, token: u32, out: &mut dyn FnMut(SeqEvent)) -> Result<(), EngineError> {
+        self.tokens.push(token);
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+            self.timing.time_to_first_token_ms = ms(self.started.elapsed());
+        }
+        let piece = self
+            .stream
+            .step(token)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
+        if let Some(text) = piece {
+            self.text.push_str(&text);
+            out(SeqEvent::Text { id: self.id, text });
+        }
+        Ok(())
+    }
 }
 
 /// The running batch of one loaded model.
@@ -152,6 +184,9 @@ pub struct Scheduler<'t> {
     waiting: VecDeque<Waiting>,
     running: Vec<Sequence<'t>>,
     last_step: StepStats,
+    device: candle_core::Device,
+    /// The vocabulary guides are built from, for requests with a grammar.
+    grammar: Option<std::sync::Arc<GrammarVocab>>,
 }
 
 impl<'t> Scheduler<'t> {
@@ -170,12 +205,20 @@ impl<'t> Scheduler<'t> {
             waiting: VecDeque::new(),
             running: Vec::new(),
             last_step: StepStats::default(),
+            device: decoder.device().clone(),
+            grammar: None,
         }
     }
 
-    /// Whether `request` can be batched: constrained decoding runs alone.
-    pub fn supports(request: &GenerateRequest) -> bool {
-        request.grammar.is_none()
+    /// Whether `request` can be batched (every generation can, given the grammar vocabulary
+    /// for a constrained one: see [`set_grammar_vocab`](Self::set_grammar_vocab)).
+    pub fn supports(_request: &GenerateRequest) -> bool {
+        true
+    }
+
+    /// The vocabulary constrained requests build their guides from.
+    pub fn set_grammar_vocab(&mut self, vocab: std::sync::Arc<GrammarVocab>) {
+        self.grammar = Some(vocab);
     }
 
     /// Queues a generation of `request` after `prompt` (token ids). It joins the batch at a
@@ -196,11 +239,6 @@ impl<'t> Scheduler<'t> {
                 max,
             });
         }
-        if !Self::supports(request) {
-            return Err(EngineError::Decode(
-                "constrained decoding runs one sequence at a time, not in a batch".into(),
-            ));
-        }
         let budget = request.sampling.max_new_tokens.min(max - prompt.len());
         let need = prompt.len() + budget;
         if !self.cache.could_ever_admit(need) {
@@ -209,6 +247,16 @@ impl<'t> Scheduler<'t> {
                 capacity: self.cache.max_blocks() * self.cache.block_size(),
             });
         }
+        // Built now, so that the guide computes its first step while the request waits.
+        let guide = match (&request.grammar, &self.grammar) {
+            (None, _) => None,
+            (Some(spec), Some(vocab)) => Some(vocab.guide(spec, budget, &self.device)?),
+            (Some(_), None) => {
+                return Err(EngineError::Decode(
+                    "a constrained request reached a batch without the grammar vocabulary".into(),
+                ))
+            }
+        };
         self.waiting.push_back(Waiting {
             id,
             prompt,
@@ -216,6 +264,7 @@ impl<'t> Scheduler<'t> {
             cancel,
             started,
             budget,
+            guide,
         });
         Ok(())
     }
@@ -389,7 +438,10 @@ impl<'t> Scheduler<'t> {
                 started: w.started,
                 first_at: None,
                 pending: None,
+                guide: w.guide,
+                after_forced: None,
                 done: None,
+                failed: None,
                 prompt: w.prompt,
             });
         }
@@ -400,8 +452,8 @@ impl<'t> Scheduler<'t> {
     fn plan(&self) -> Vec<(usize, Vec<u32>)> {
         let mut plan = Vec::with_capacity(self.running.len());
         for (i, seq) in self.running.iter().enumerate() {
-            if let Some(t) = seq.pending {
-                plan.push((i, vec![t]));
+            if let Some(t) = &seq.pending {
+                plan.push((i, t.clone()));
             }
         }
         let mut room = self.settings.step_tokens.max(1);
@@ -431,7 +483,8 @@ impl<'t> Scheduler<'t> {
         if sampled.is_empty() {
             return Ok(());
         }
-        // Greedy rows take one argmax over the whole batch: a single copy off the device.
+        // Greedy rows take one argmax over the whole batch: a single copy off the device (a
+        // constrained row keeps it when its grammar allows it, as the single stream does).
         let greedy = sampled
             .iter()
             .all(|&(_, i)| self.running[i].sampler.is_plain_greedy());
@@ -446,37 +499,11 @@ impl<'t> Scheduler<'t> {
             None
         };
         for &(row, i) in sampled {
+            let best = argmax.as_ref().map(|a| a[row]);
             let seq = &mut self.running[i];
-            let next = match &argmax {
-                Some(best) => best[row],
-                None => {
-                    let row = logits.get(row).map_err(compute("sampling"))?;
-                    seq.sampler
-                        .sample(&row, &seq.tokens)
-                        .map_err(compute("sampling"))?
-                }
-            };
-            if !seq.ignore_stop && self.stop_ids.contains(&next) {
+            if let Err(error) = advance(seq, row, best, logits, &self.stop_ids, out) {
+                seq.failed = Some(error);
                 seq.done = Some(FinishReason::Stop);
-                continue;
-            }
-            seq.tokens.push(next);
-            if seq.first_at.is_none() {
-                seq.first_at = Some(Instant::now());
-                seq.timing.time_to_first_token_ms = ms(seq.started.elapsed());
-            }
-            let piece = seq
-                .stream
-                .step(next)
-                .map_err(|e| EngineError::Decode(e.to_string()))?;
-            if let Some(text) = piece {
-                seq.text.push_str(&text);
-                out(SeqEvent::Text { id: seq.id, text });
-            }
-            if seq.tokens.len() >= seq.budget {
-                seq.done = Some(FinishReason::Length);
-            } else {
-                seq.pending = Some(next);
             }
         }
         Ok(())
@@ -492,6 +519,10 @@ impl<'t> Scheduler<'t> {
         self.running = running;
         for mut seq in done {
             self.cache.release(seq.id);
+            if let Some(error) = seq.failed.take() {
+                out(SeqEvent::Failed { id: seq.id, error });
+                continue;
+            }
             let finish = seq.done.unwrap_or(FinishReason::Stop);
             seq.timing.generated_tokens = seq.tokens.len();
             let id = seq.id;
@@ -515,4 +546,80 @@ impl<'t> Scheduler<'t> {
             }
         }
     }
+}
+
+/// Moves `seq` on from its logits (`row` of `logits`; `best`, that row's argmax when every
+/// row is plain greedy): the grammar's forced tokens, or the next sampled token, streamed.
+fn advance(
+    seq: &mut Sequence<'_>,
+    row: usize,
+    best: Option<u32>,
+    logits: &candle_core::Tensor,
+    stop_ids: &[u32],
+    out: &mut dyn FnMut(SeqEvent),
+) -> Result<(), EngineError> {
+    // The grammar's step, as the single stream takes it: forced tokens go out and are
+    // fed; the token after them is sampled among those its mask allows.
+    let mut mask = None;
+    if let Some(guide) = seq.guide.as_mut() {
+        match seq.after_forced.take() {
+            Some(m) => mask = m,
+            None => {
+                let step = guide.next_step()?;
+                if !step.forced.is_empty() {
+                    let room = seq.budget - seq.tokens.len();
+                    let forced = step.forced[..step.forced.len().min(room)].to_vec();
+                    for &t in &forced {
+                        seq.emit(t, out)?;
+                    }
+                    if step.finished {
+                        seq.done = Some(FinishReason::Stop);
+                    } else if seq.tokens.len() >= seq.budget {
+                        seq.done = Some(FinishReason::Length);
+                    } else {
+                        seq.after_forced = Some(step.mask);
+                        seq.pending = Some(forced);
+                    }
+                    return Ok(());
+                }
+                if step.finished {
+                    seq.done = Some(FinishReason::Stop);
+                    return Ok(());
+                }
+                mask = step.mask;
+            }
+        }
+    }
+    let next = match (&seq.guide, &mask) {
+        (Some(guide), Some(mask)) => match best.filter(|b| mask.allows(*b)) {
+            Some(b) => b,
+            None => {
+                let row = logits.get(row).map_err(compute("sampling"))?;
+                sample_allowed(&mut seq.sampler, guide, mask, &row, &seq.tokens)?
+            }
+        },
+        _ => match best {
+            Some(b) => b,
+            None => {
+                let row = logits.get(row).map_err(compute("sampling"))?;
+                seq.sampler
+                    .sample(&row, &seq.tokens)
+                    .map_err(compute("sampling"))?
+            }
+        },
+    };
+    if !seq.ignore_stop && stop_ids.contains(&next) {
+        seq.done = Some(FinishReason::Stop);
+        return Ok(());
+    }
+    if let Some(guide) = seq.guide.as_mut() {
+        guide.commit(next)?;
+    }
+    seq.emit(next, out)?;
+    if seq.tokens.len() >= seq.budget {
+        seq.done = Some(FinishReason::Length);
+    } else {
+        seq.pending = Some(vec![next]);
+    }
+    Ok(())
 }

@@ -4,11 +4,12 @@
 //! `request_repaint`) is called after every event.
 //!
 //! With a batch size above one ([`Engine::set_max_batch`]), generations queued together run
-//! at once through continuous batching (`schedule`) on the project's decoder: each is
-//! reported exactly as if alone. Constrained generations, other decoders and a batch size of
+//! at once through continuous batching (`schedule`) on the project's decoder, constrained
+//! ones included: each is reported exactly as if alone. Other decoders and a batch size of
 //! one (the default, the Run box) take the single-stream path.
 
 use super::catalogue::ModelSource;
+use super::constrain::GrammarVocab;
 use super::error::EngineError;
 use super::generate::{GenerateRequest, Generation};
 use super::hub::Hub;
@@ -362,7 +363,7 @@ fn run_batch(
         template,
         info,
         cached_tokens,
-        ..
+        grammar_vocab,
     } = m;
     let Backend::Arbiter(decoder) = decoder else {
         return;
@@ -371,10 +372,11 @@ fn run_batch(
     decoder.clear_cache();
     cached_tokens.clear();
     let settings = BatchSettings::new(max_batch, decoder.config().max_position);
+    let vocab_size = decoder.config().vocab_size;
     let mut scheduler = Scheduler::new(decoder, tokenizer, stop_ids, settings);
     let mut in_flight: Vec<RequestId> = Vec::new();
     let mut closed = false;
-    let join =
+    let mut join =
         |scheduler: &mut Scheduler<'_>,
          in_flight: &mut Vec<RequestId>,
          (id, request, cancel): (RequestId, Box<GenerateRequest>, Arc<AtomicBool>)| {
@@ -385,6 +387,27 @@ fn run_batch(
                 &info.name,
                 &request.prompt,
             );
+            if request.grammar.is_some() {
+                // The vocabulary for constrained decoding, read on first use as the single stream
+                // reads it, and kept with the model.
+                let vocab = match grammar_vocab {
+                    Some(v) => Ok(v.clone()),
+                    None => GrammarVocab::new(tokenizer, vocab_size, stop_ids).map(Arc::new),
+                };
+                match vocab {
+                    Ok(v) => {
+                        *grammar_vocab = Some(v.clone());
+                        scheduler.set_grammar_vocab(v);
+                    }
+                    Err(e) => {
+                        out.send(EngineEvent::Failed {
+                            id,
+                            error: e.into(),
+                        });
+                        return;
+                    }
+                }
+            }
             let submitted = prompt.and_then(|prompt| {
                 out.send(EngineEvent::Started {
                     id,
