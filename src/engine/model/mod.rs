@@ -178,6 +178,93 @@ struct BatchStep<'a> {
     rows: &'a [Vec<u32>],
     cos: &'a Tensor,
     sin: &'a Tensor,
+    /// What the CUDA kernels need, uploaded once a step for every layer; `None` elsewhere.
+    #[cfg(feature = "cuda")]
+    cuda: Option<CudaStep>,
+}
+
+/// A batched step's slots and block tables on the GPU.
+#[cfg(feature = "cuda")]
+struct CudaStep {
+    /// Every token's pool slot, in step order (u32).
+    slots: Tensor,
+    /// The inputs of one token (decode steps, and a prompt's last single token), attended
+    /// in one launch over their blocks.
+    single: Option<SingleTokens>,
+}
+
+#[cfg(feature = "cuda")]
+struct SingleTokens {
+    /// Their indices among the inputs, in order.
+    inputs: Vec<usize>,
+    /// Their tokens' rows among the step's tokens (u32); `None` when every input is one.
+    rows: Option<Tensor>,
+    /// (inputs, max_blocks) u32 block tables, padded with block 0.
+    tables: Tensor,
+    /// Positions each holds, its new token included (u32).
+    lens: Tensor,
+    max_len: usize,
+}
+
+#[cfg(feature = "cuda")]
+impl CudaStep {
+    /// `None` unless the fused kernels run this model here.
+    fn new(
+        cache: &PagedCache,
+        inputs: &[StepInput<'_>],
+        rows: &[Vec<u32>],
+        dtype: DType,
+        head_dim: usize,
+        device: &Device,
+    ) -> Result<Option<CudaStep>> {
+        if !device.is_cuda() || !cuda::enabled() || !cuda::supports(dtype, head_dim) {
+            return Ok(None);
+        }
+        let slots: Vec<u32> = rows.concat();
+        let ones: Vec<usize> = (0..inputs.len())
+            .filter(|&i| inputs[i].tokens.len() == 1)
+            .collect();
+        let single = if ones.is_empty() {
+            None
+        } else {
+            // Each input's first token among the step's tokens.
+            let mut offsets = Vec::with_capacity(inputs.len());
+            let mut at = 0u32;
+            for input in inputs {
+                offsets.push(at);
+                at += input.tokens.len() as u32;
+            }
+            let offsets: Vec<u32> = ones.iter().map(|&i| offsets[i]).collect();
+            let mut width = 1;
+            for &i in &ones {
+                width = width.max(cache.blocks(inputs[i].seq)?.len());
+            }
+            let mut tables = vec![0u32; ones.len() * width];
+            let mut lens = Vec::with_capacity(ones.len());
+            for (j, &i) in ones.iter().enumerate() {
+                let blocks = cache.blocks(inputs[i].seq)?;
+                tables[j * width..j * width + blocks.len()].copy_from_slice(blocks);
+                lens.push(cache.len(inputs[i].seq)? as u32);
+            }
+            let max_len = lens.iter().copied().max().unwrap_or(1) as usize;
+            let rows = if ones.len() < inputs.len() {
+                Some(Tensor::new(offsets.as_slice(), device)?)
+            } else {
+                None
+            };
+            Some(SingleTokens {
+                rows,
+                tables: Tensor::from_vec(tables, (ones.len(), width), device)?,
+                lens: Tensor::new(lens.as_slice(), device)?,
+                inputs: ones,
+                max_len,
+            })
+        };
+        Ok(Some(CudaStep {
+            slots: Tensor::new(slots.as_slice(), device)?,
+            single,
+        }))
+    }
 }
 
 impl Layer {
@@ -217,31 +304,74 @@ impl Layer {
         let k = rope.apply_with(&k, step.cos, step.sin)?;
         let k_rows = k.squeeze(0)?.transpose(0, 1)?; // (tokens, kv_heads, d)
         let v_rows = v.reshape((total, a.kv_heads, d))?;
+        let mut outs: Vec<Option<Tensor>> = vec![None; step.inputs.len()];
+        #[cfg(feature = "cuda")]
+        let written = match &step.cuda {
+            Some(fast) => {
+                let (k_pool, v_pool) = cache.pools(index)?;
+                cuda::paged_write(
+                    &k_rows.contiguous()?,
+                    &v_rows.contiguous()?,
+                    &fast.slots,
+                    k_pool,
+                    v_pool,
+                )?;
+                if let Some(one) = &fast.single {
+                    // (tokens, heads, d): the single-token inputs' query rows.
+                    let q_rows = q.squeeze(0)?.transpose(0, 1)?.contiguous()?;
+                    let q_rows = match &one.rows {
+                        Some(rows) => q_rows.index_select(rows, 0)?,
+                        None => q_rows,
+                    };
+                    let out = cuda::attend_paged(
+                        &q_rows,
+                        k_pool,
+                        v_pool,
+                        &one.tables,
+                        &one.lens,
+                        cache.block_size(),
+                        one.max_len,
+                        1.0 / (d as f32).sqrt(),
+                    )?;
+                    if one.rows.is_none() {
+                        return a.o.forward(&out.unsqueeze(0)?);
+                    }
+                    for (j, &i) in one.inputs.iter().enumerate() {
+                        outs[i] = Some(out.narrow(0, j, 1)?.unsqueeze(0)?);
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+        #[cfg(not(feature = "cuda"))]
+        let written = false;
+        if !written {
+            let mut at = 0;
+            for (input, rows) in step.inputs.iter().zip(step.rows) {
+                let n = input.tokens.len();
+                let (k, v) = (k_rows.narrow(0, at, n)?, v_rows.narrow(0, at, n)?);
+                cache.write(index, rows, &k, &v)?;
+                at += n;
+            }
+        }
         let mut at = 0;
-        for (input, rows) in step.inputs.iter().zip(step.rows) {
+        for ((input, &start), slot) in step.inputs.iter().zip(step.starts).zip(outs.iter_mut()) {
             let n = input.tokens.len();
-            cache.write(
-                index,
-                rows,
-                &k_rows.narrow(0, at, n)?,
-                &v_rows.narrow(0, at, n)?,
-            )?;
+            if slot.is_none() {
+                // The general path: this sequence's keys and values gathered out of its blocks.
+                let q = q.narrow(2, at, n)?;
+                let (k, v) = cache.gather(index, input.seq)?;
+                let mask = if n > 1 {
+                    Some(causal_mask(n, start, x.dtype(), x.device())?)
+                } else {
+                    None
+                };
+                *slot = Some(a.attend(&q, &k, &v, mask.as_ref())?);
+            }
             at += n;
         }
-        let mut outs = Vec::with_capacity(step.inputs.len());
-        let mut at = 0;
-        for (input, &start) in step.inputs.iter().zip(step.starts) {
-            let n = input.tokens.len();
-            let q = q.narrow(2, at, n)?;
-            let (k, v) = cache.gather(index, input.seq)?;
-            let mask = if n > 1 {
-                Some(causal_mask(n, start, x.dtype(), x.device())?)
-            } else {
-                None
-            };
-            outs.push(a.attend(&q, &k, &v, mask.as_ref())?);
-            at += n;
-        }
+        let mut outs: Vec<Tensor> = outs.into_iter().flatten().collect();
         let out = if outs.len() == 1 {
             outs.remove(0)
         } else {
@@ -492,6 +622,15 @@ impl Decoder {
             rows: &rows,
             cos: &cos,
             sin: &sin,
+            #[cfg(feature = "cuda")]
+            cuda: CudaStep::new(
+                cache,
+                inputs,
+                &rows,
+                self.dtype,
+                self.config.head_dim,
+                &self.device,
+            )?,
         };
         let ids = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
         let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
