@@ -125,17 +125,21 @@ fn a_batched_step_gives_each_of_16_sequences_its_logits_alone() {
     assert!(cache.used_blocks() * 16 < held + 16 * 16);
 }
 
+/// What `drive` saw: generations by id, the text each streamed, and (running, waiting)
+/// after every step.
+type Driven = (
+    HashMap<u64, Generation>,
+    HashMap<u64, String>,
+    Vec<(usize, usize)>,
+);
+
 /// Runs the scheduler until every submitted request has finished; the generations by id and
 /// the text each streamed. `between` runs before every step with the step's number.
 fn drive(
     model: &mut LoadedModel,
     settings: BatchSettings,
     mut between: impl FnMut(usize, &mut Scheduler<'_>),
-) -> (
-    HashMap<u64, Generation>,
-    HashMap<u64, String>,
-    Vec<(usize, usize)>,
-) {
+) -> Driven {
     let LoadedModel {
         decoder,
         tokenizer,
@@ -514,7 +518,8 @@ fn constrained_sequences_in_a_batch_generate_what_they_generate_alone() {
         }),
         Some(GrammarSpec::Lark {
             what: "the test grammar".into(),
-            text: "start: \"The better answer is \" (\"A\" | \"B\") \", because \" /[a-z ]+/ \".\"".into(),
+            text: "start: \"The better answer is \" (\"A\" | \"B\") \", because \" /[a-z ]+/ \".\""
+                .into(),
         }),
         None,
     ];
