@@ -170,14 +170,16 @@ impl Attention {
     }
 }
 
-/// Where the tokens of a batched step go: each input's first position and cache rows, and
-/// the rotation tables of every token, in step order.
+/// Where the tokens of a batched step go: each input's cache rows and mask, and the rotation
+/// tables of every token, in step order.
 struct BatchStep<'a> {
     inputs: &'a [StepInput<'a>],
-    starts: &'a [usize],
     rows: &'a [Vec<u32>],
     cos: &'a Tensor,
     sin: &'a Tensor,
+    /// Each input's causal mask over its cache, for inputs of several tokens: built once a
+    /// step rather than once a layer (on a GPU, each is an upload).
+    masks: &'a [Option<Tensor>],
     /// What the CUDA kernels need, uploaded once a step for every layer; `None` elsewhere.
     #[cfg(feature = "cuda")]
     cuda: Option<CudaStep>,
@@ -356,17 +358,12 @@ impl Layer {
             }
         }
         let mut at = 0;
-        for ((input, &start), slot) in step.inputs.iter().zip(step.starts).zip(outs.iter_mut()) {
+        for ((input, mask), slot) in step.inputs.iter().zip(step.masks).zip(outs.iter_mut()) {
             let n = input.tokens.len();
             if slot.is_none() {
                 // The general path: this sequence's keys and values gathered out of its blocks.
                 let q = q.narrow(2, at, n)?;
                 let (k, v) = cache.gather(index, input.seq)?;
-                let mask = if n > 1 {
-                    Some(causal_mask(n, start, x.dtype(), x.device())?)
-                } else {
-                    None
-                };
                 *slot = Some(a.attend(&q, &k, &v, mask.as_ref())?);
             }
             at += n;
@@ -616,12 +613,21 @@ impl Decoder {
         let grow: Vec<(SeqId, usize)> = inputs.iter().map(|i| (i.seq, i.tokens.len())).collect();
         let rows = cache.extend(&grow)?;
         let (cos, sin) = self.rope.tables_at(&positions)?;
+        let masks = inputs
+            .iter()
+            .zip(&starts)
+            .map(|(input, &start)| {
+                (input.tokens.len() > 1)
+                    .then(|| causal_mask(input.tokens.len(), start, self.dtype, &self.device))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
         let step = BatchStep {
             inputs,
-            starts: &starts,
             rows: &rows,
             cos: &cos,
             sin: &sin,
+            masks: &masks,
             #[cfg(feature = "cuda")]
             cuda: CudaStep::new(
                 cache,
