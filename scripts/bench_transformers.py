@@ -16,7 +16,8 @@ JSON fields as `arbiter bench`, so one device run gives both rows:
 Medians of --runs runs after one warm-up.
 
 With --batch N the prompt is repeated N times (no padding: every row the same length) and
-`generate` runs the whole batch: aggregate_decode_tokens_per_s counts every row's tokens,
+`generate` runs the whole batch, timed as a run of N new tokens less a run of one (the
+prefill and first choice): aggregate_decode_tokens_per_s counts every row's tokens,
 per_sequence_decode_tokens_per_s one row's, and time_to_first_token_ms is the batched prefill
 plus the first choice, the fields `arbiter bench --batch N` prints.
 """
@@ -111,7 +112,26 @@ def main():
         del out
         return prefill_ms, ttft_ms
 
+    def timed(k):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.generate(
+            ids,
+            max_new_tokens=k,
+            min_new_tokens=k,
+            do_sample=False,
+            pad_token_id=0,
+            attention_mask=torch.ones_like(ids),
+        )
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+
     def decode():
+        if batch > 1:
+            # No streamer for a batch (not every version takes one): the decode time is a run
+            # of n tokens less a run of one (the prefill and the first choice).
+            one, full = timed(1), timed(n)
+            return n, (n - 1) / (full - one)
         stamps = Stamps()
         model.generate(
             ids,
