@@ -27,7 +27,8 @@ skip="${SKIP:-}"
 export LD_LIBRARY_PATH="${CUDA_LIBS:-/usr/local/cuda-13.0/targets/x86_64-linux/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1
 status=0
-[ -x "$arbiter" ] || { [ -f "$arbiter.xz" ] && xz -dk "$arbiter.xz"; }
+# The carried binary is compressed; a stale one from an earlier run must not be used instead.
+if [ -f "$arbiter.xz" ]; then xz -dkf "$arbiter.xz" || exit 1; fi
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 if [ ! -f "$model/config.json" ]; then
