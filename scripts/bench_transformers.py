@@ -14,6 +14,12 @@ JSON fields as `arbiter bench`, so one device run gives both rows:
   highest of readings every 2 ms over the warm-up and the timed runs: the same reading
   `arbiter bench` takes.
 Medians of --runs runs after one warm-up.
+
+With --batch N the prompt is repeated N times (no padding: every row the same length) and
+`generate` runs the whole batch, timed as a run of N new tokens less a run of one (the
+prefill and first choice): aggregate_decode_tokens_per_s counts every row's tokens,
+per_sequence_decode_tokens_per_s one row's, and time_to_first_token_ms is the batched prefill
+plus the first choice, the fields `arbiter bench --batch N` prints.
 """
 import argparse
 import json
@@ -65,6 +71,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
+    ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args()
 
     import torch
@@ -79,7 +86,8 @@ def main():
     model.eval()
     torch.cuda.synchronize()
     load_s = time.perf_counter() - t0
-    ids = torch.tensor([tokens(args.model, args.prompt_tokens)], device="cuda")
+    batch = max(args.batch, 1)
+    ids = torch.tensor([tokens(args.model, args.prompt_tokens)] * batch, device="cuda")
     n = args.new_tokens
 
     class Stamps(BaseStreamer):
@@ -99,12 +107,31 @@ def main():
         out = model(ids, use_cache=True, logits_to_keep=1)
         torch.cuda.synchronize()
         prefill_ms = (time.perf_counter() - start) * 1000
-        int(out.logits[0, -1].argmax().item())
+        out.logits[:, -1].argmax(-1).tolist()
         ttft_ms = (time.perf_counter() - start) * 1000
         del out
         return prefill_ms, ttft_ms
 
+    def timed(k):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.generate(
+            ids,
+            max_new_tokens=k,
+            min_new_tokens=k,
+            do_sample=False,
+            pad_token_id=0,
+            attention_mask=torch.ones_like(ids),
+        )
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+
     def decode():
+        if batch > 1:
+            # No streamer for a batch (not every version takes one): the decode time is a run
+            # of n tokens less a run of one (the prefill and the first choice).
+            one, full = timed(1), timed(n)
+            return n, (n - 1) / (full - one)
         stamps = Stamps()
         model.generate(
             ids,
@@ -113,6 +140,7 @@ def main():
             do_sample=False,
             streamer=stamps,
             pad_token_id=0,
+            attention_mask=torch.ones_like(ids),
         )
         # The first put is the prompt; then one per generated token.
         generated = stamps.times[1:]
@@ -131,6 +159,27 @@ def main():
             generated, r = decode()
             rate.append(r)
     peak = watch.finish()
+    if batch > 1:
+        report = {
+            "engine": f"transformers {__import__('transformers').__version__} ({args.attn})",
+            "model": os.path.basename(os.path.abspath(args.model)),
+            "device": torch.cuda.get_device_name(0),
+            "precision": args.dtype,
+            "torch": torch.__version__,
+            "batch": batch,
+            "prompt_tokens": ids.shape[1],
+            "new_tokens": generated,
+            "runs": max(args.runs, 1),
+            "prefill_ms": statistics.median(pre),
+            "time_to_first_token_ms": statistics.median(ttft),
+            "aggregate_decode_tokens_per_s": statistics.median(rate) * batch,
+            "per_sequence_decode_tokens_per_s": statistics.median(rate),
+            "load_s": load_s,
+            "peak_gpu_bytes": peak,
+            "max_allocated_bytes": torch.cuda.max_memory_allocated(),
+        }
+        print(json.dumps(report, indent=2), flush=True)
+        return
     report = {
         "engine": f"transformers {__import__('transformers').__version__} ({args.attn})",
         "model": os.path.basename(os.path.abspath(args.model)),

@@ -87,7 +87,8 @@ pub struct PanelJudge {
     /// How answers are kept inside the template's grammar; `None`: the default for the
     /// template (see `plan`).
     pub constrain: Option<ConstrainMode>,
-    /// Requests in flight at once (always 1 for a local judge).
+    /// Requests in flight at once; for a local judge, the batch size of the engine's
+    /// continuous batching (1, the default: one generation at a time).
     pub max_concurrency: usize,
     pub retry: RetryPolicy,
 }
@@ -237,9 +238,6 @@ fn check(raw: JudgeToml, name: &str, line: usize, library: &Library) -> Result<P
                     ));
                 }
             }
-            if raw.max_concurrency.is_some_and(|n| n != 1) {
-                return Err("a local judge runs one request at a time: drop `max_concurrency` or set it to 1".into());
-            }
             let model = model.ok_or(
                 "a local judge needs `model`: a catalogue name (`arbiter models list`), a hub id, a folder or a .gguf file",
             )?;
@@ -370,7 +368,7 @@ fn check(raw: JudgeToml, name: &str, line: usize, library: &Library) -> Result<P
         sampling.seed = s;
     }
     let max_concurrency = match &kind {
-        JudgeKind::Local { .. } => 1,
+        JudgeKind::Local { .. } => raw.max_concurrency.unwrap_or(1),
         JudgeKind::Remote { .. } => raw.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
     };
     if max_concurrency == 0 || max_concurrency > 256 {
@@ -481,9 +479,9 @@ device = "cpu"
         let e = error("[[judge]]\nname = \"x\"\nkind = \"remote\"\nmodel = \"m\"\nbase_url = \"http://h\"\napi_key_env = \"sk-abcdef0123456789\"\n");
         assert!(e.contains("NAME") && !e.contains("abcdef"), "{e}");
         let e = error(
-            "[[judge]]\nname = \"x\"\nkind = \"local\"\nmodel = \"m\"\nmax_concurrency = 4\n",
+            "[[judge]]\nname = \"x\"\nkind = \"local\"\nmodel = \"m\"\nmax_concurrency = 0\n",
         );
-        assert!(e.contains("one request at a time"), "{e}");
+        assert!(e.contains("between 1 and 256"), "{e}");
         let e = error(
             "[[judge]]\nname = \"x\"\nkind = \"local\"\nmodel = \"m\"\ntemplate = \"nope\"\n",
         );

@@ -1,12 +1,13 @@
 //! The workers of a run: per judge, a queue of tasks and as many workers as its
 //! `max_concurrency`: for a remote judge, tasks on the remote runtime (a request in flight
-//! costs a task, not a thread); for a local judge, one thread, which goes through the engine
-//! thread. Workers
+//! costs a task, not a thread); for a local judge, one thread, which keeps `max_concurrency`
+//! requests queued on the engine thread, and the engine batches them. Workers
 //! only report; the caller owns the journal and writes each judgment as its event arrives, so
 //! a judgment is on disk exactly once or not at all.
 
 use super::panel_file::JudgeKind;
 use super::plan::{JudgePlan, Plan};
+use crate::critique::CritiqueParser;
 use crate::engine::catalogue;
 use crate::engine::device::DeviceChoice;
 use crate::engine::hub::{Hub, HubSettings};
@@ -16,13 +17,14 @@ use crate::engine::judge::{
 use crate::engine::ConstrainMode;
 use crate::engine::{
     Engine, EngineEvent, FinishReason, GenerateRequest, LoadEvent, LoadOptions, ModelInfo,
+    RequestId,
 };
 use crate::remote::{
     ChatRequest, Completion, Endpoint, EndpointSettings, ErrorScope, RemoteConstraint, RemoteError,
 };
 use crate::verdict::Order;
 use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -475,49 +477,81 @@ fn local_worker(pool: &Pool, model: &str, options: LoadOptions) {
     };
     status(format!("loaded {} on {}", info.name, info.device));
     let judge = &pool.plan.judge;
-    while let Some(task) = pool.next() {
-        pool.send(BatchEvent::Started {
-            judge: pool.index,
-            item: task.item.clone(),
-            order: task.order,
-        });
-        let request = GenerateRequest::new(task.chat_prompt(), pool.plan.spec.sampling.clone())
-            .with_grammar(task.grammar(pool.plan.spec.constrain));
-        let id = match engine.generate(request) {
-            Ok(id) => id,
-            Err(e) => return pool.stop(e.to_string()),
-        };
-        let mut parser = task.parser();
-        let generation = loop {
-            match engine.recv_timeout(Duration::from_millis(100)) {
-                Ok(EngineEvent::Text { id: i, text }) if i == id => parser.feed(text.as_bytes()),
-                Ok(EngineEvent::Finished { id: i, generation }) if i == id => break Ok(generation),
-                Ok(EngineEvent::Failed { id: i, error }) if i == id => break Err(error),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    if pool.cancelled() {
-                        engine.cancel(id);
-                    }
+    // `max_concurrency` is the engine's batch size: that many requests are kept queued on the
+    // engine thread, which runs them at once (see `engine::schedule`); 1 runs them in turn.
+    let width = judge.max_concurrency.max(1);
+    if width > 1 {
+        if let Err(e) = engine.set_max_batch(width) {
+            return pool.stop(e.to_string());
+        }
+    }
+    let mut in_flight: HashMap<RequestId, (JudgeTask, CritiqueParser)> = HashMap::new();
+    let mut draining = false;
+    loop {
+        while !draining && in_flight.len() < width {
+            let Some(task) = pool.next() else {
+                break;
+            };
+            pool.send(BatchEvent::Started {
+                judge: pool.index,
+                item: task.item.clone(),
+                order: task.order,
+            });
+            let request = GenerateRequest::new(task.chat_prompt(), pool.plan.spec.sampling.clone())
+                .with_grammar(task.grammar(pool.plan.spec.constrain));
+            match engine.generate(request) {
+                Ok(id) => {
+                    let parser = task.parser();
+                    in_flight.insert(id, (task, parser));
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return pool.stop("the engine thread has exited".into())
+                Err(e) => return pool.stop(e.to_string()),
+            }
+        }
+        if in_flight.is_empty() {
+            return;
+        }
+        match engine.recv_timeout(Duration::from_millis(100)) {
+            Ok(EngineEvent::Text { id, text }) => {
+                if let Some((_, parser)) = in_flight.get_mut(&id) {
+                    parser.feed(text.as_bytes());
                 }
             }
-        };
-        match generation {
-            Ok(g) if g.finish == FinishReason::Cancelled => return,
-            Ok(g) => pool.judged(
-                &task,
-                JudgeOutput {
-                    judge: &judge.name,
-                    text: &g.text,
-                    finish: g.finish,
-                    timing: g.timing,
-                    runner: local_description(&info),
-                    critique: Some(parser.finish()),
-                },
-            ),
-            Err(e) => pool.failed(&task, e.to_string()),
+            Ok(EngineEvent::Finished { id, generation }) => {
+                let Some((task, parser)) = in_flight.remove(&id) else {
+                    continue;
+                };
+                if generation.finish == FinishReason::Cancelled {
+                    // The run was cancelled: what it had is not reported.
+                    draining = true;
+                    continue;
+                }
+                pool.judged(
+                    &task,
+                    JudgeOutput {
+                        judge: &judge.name,
+                        text: &generation.text,
+                        finish: generation.finish,
+                        timing: generation.timing,
+                        runner: local_description(&info),
+                        critique: Some(parser.finish()),
+                    },
+                );
+            }
+            Ok(EngineEvent::Failed { id, error }) => {
+                if let Some((task, _)) = in_flight.remove(&id) {
+                    pool.failed(&task, error.to_string());
+                }
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if pool.cancelled() {
+                    draining = true;
+                    engine.cancel_all();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return pool.stop("the engine thread has exited".into())
+            }
         }
     }
 }

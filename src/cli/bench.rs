@@ -3,8 +3,11 @@
 //! fields for transformers or llama.cpp on the same checkpoint, so rows can be compared).
 
 use super::judge::ModelArgs;
-use crate::engine::{GenerateRequest, Prompt, SamplingParams};
+use crate::engine::model::Backend;
+use crate::engine::schedule::{BatchSettings, Scheduler, SeqEvent};
+use crate::engine::{GenerateRequest, LoadedModel, Prompt, SamplingParams};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -24,6 +27,19 @@ pub struct BenchArgs {
     /// prefill; a size at least the prompt's runs it in one pass).
     #[arg(long, default_value_t = crate::engine::DEFAULT_PREFILL_CHUNK)]
     pub chunk: usize,
+    /// Run this many sequences at once through continuous batching (the same prompt each):
+    /// reports aggregate and per-sequence decode, time to first token under load, and the KV
+    /// cache's peak against what the tokens need.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// With --batch: prompt tokens prefilled per step beside the decode tokens.
+    #[arg(long, default_value_t = crate::engine::schedule::DEFAULT_STEP_TOKENS)]
+    pub step_tokens: usize,
+    /// With --batch: instead of timing, check that every sequence of the batch (prompts of
+    /// different lengths, prefixes of the synthetic prompt) gets the greedy tokens and logits
+    /// it gets alone, for --new-tokens steps. Exits 1 on an f32 disagreement.
+    #[arg(long, requires = "batch")]
+    pub check: bool,
 }
 
 /// Text for the synthetic prompt: ordinary prose and code, so tokenization is typical.
@@ -64,6 +80,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let mut request = GenerateRequest::new(Prompt::Raw(String::new()), sampling);
     request.ignore_stop = true;
     request.prefill_chunk = args.chunk.max(1);
+    if args.check {
+        return batch_check(&args, &mut model, &ids);
+    }
+    if args.batch > 1 {
+        return bench_batch(&args, &mut model, &ids, &request);
+    }
     let never = AtomicBool::new(false);
     let watch = crate::engine::device::GpuMemoryWatch::start(model.decoder.device());
     // Warm-up: first-touch of weights, kernel selection, allocator pools.
@@ -99,6 +121,233 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
+}
+
+/// What one batched run measured.
+struct BatchRun {
+    wall_s: f64,
+    generated: usize,
+    /// Decode tokens over the time of the steps that prefilled nothing.
+    aggregate_decode: f64,
+    per_sequence_decode: Vec<f64>,
+    ttft_ms: Vec<f64>,
+    kv_peak_bytes: usize,
+    kv_needed_bytes: usize,
+    pool_bytes: usize,
+}
+
+/// `args.batch` copies of `request` on `ids` at once through the scheduler, timed per step.
+fn batch_once(
+    args: &BenchArgs,
+    model: &mut LoadedModel,
+    ids: &[u32],
+    request: &GenerateRequest,
+) -> anyhow::Result<BatchRun> {
+    let LoadedModel {
+        decoder,
+        tokenizer,
+        stop_ids,
+        ..
+    } = model;
+    let Backend::Arbiter(decoder) = decoder else {
+        anyhow::bail!("--batch runs on Arbiter's own decoder (Qwen2 and Llama models)");
+    };
+    let mut settings = BatchSettings::new(args.batch, decoder.config().max_position);
+    settings.step_tokens = args.step_tokens.max(1);
+    let mut scheduler = Scheduler::new(decoder, tokenizer, stop_ids, settings);
+    let started = Instant::now();
+    for seq in 0..args.batch {
+        scheduler.submit(
+            seq as u64,
+            ids.to_vec(),
+            request,
+            Arc::new(AtomicBool::new(false)),
+            started,
+        )?;
+    }
+    let (mut decode_tokens, mut decode_s) = (0usize, 0f64);
+    let mut generations = Vec::with_capacity(args.batch);
+    let mut failure = None;
+    let mut peak_tokens = 0;
+    while !scheduler.is_idle() {
+        let step = Instant::now();
+        scheduler.step(decoder, &mut |event| match event {
+            SeqEvent::Finished { generation, .. } => generations.push(generation),
+            SeqEvent::Failed { error, .. } => failure = Some(error),
+            SeqEvent::Text { .. } => {}
+        });
+        // The step ends with its tokens copied to the host: the time is the device's.
+        let took = step.elapsed().as_secs_f64();
+        let stats = scheduler.last_step();
+        if stats.prefill_tokens == 0 && stats.decode_rows > 0 {
+            decode_tokens += stats.decode_rows;
+            decode_s += took;
+        }
+        peak_tokens = peak_tokens.max(scheduler.cache().held_tokens());
+        if let Some(error) = failure.take() {
+            return Err(error.into());
+        }
+    }
+    let cache = scheduler.cache();
+    Ok(BatchRun {
+        wall_s: started.elapsed().as_secs_f64(),
+        generated: generations.iter().map(|g| g.tokens.len()).sum(),
+        aggregate_decode: if decode_s > 0.0 {
+            decode_tokens as f64 / decode_s
+        } else {
+            0.0
+        },
+        per_sequence_decode: generations
+            .iter()
+            .map(|g| g.timing.decode_tokens_per_s)
+            .collect(),
+        ttft_ms: generations
+            .iter()
+            .map(|g| g.timing.time_to_first_token_ms)
+            .collect(),
+        kv_peak_bytes: cache.peak_used_blocks() * cache.block_bytes(),
+        kv_needed_bytes: cache.token_bytes(peak_tokens),
+        pool_bytes: cache.capacity() * cache.block_bytes(),
+    })
+}
+
+/// `arbiter bench --batch N`: one warm-up batch (two tokens each), then `runs` timed ones.
+fn bench_batch(
+    args: &BenchArgs,
+    model: &mut LoadedModel,
+    ids: &[u32],
+    request: &GenerateRequest,
+) -> anyhow::Result<i32> {
+    model.decoder.clear_cache();
+    let watch = crate::engine::device::GpuMemoryWatch::start(model.decoder.device());
+    let mut warm = request.clone();
+    warm.sampling.max_new_tokens = 2;
+    batch_once(args, model, ids, &warm)?;
+    let mut runs = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        runs.push(batch_once(args, model, ids, request)?);
+    }
+    let peak_gpu = watch.finish();
+    let pick = |f: &dyn Fn(&BatchRun) -> f64| median(runs.iter().map(f).collect());
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let last = runs.last().ok_or_else(|| anyhow::anyhow!("no run"))?;
+    let report = serde_json::json!({
+        "engine": "arbiter",
+        "model": model.info.name,
+        "device": model.info.device,
+        "precision": model.info.precision,
+        "threads": candle_core::utils::get_num_threads(),
+        "batch": args.batch,
+        "step_tokens": args.step_tokens,
+        "prompt_tokens": ids.len(),
+        "prefill_chunk": args.chunk.min(ids.len()),
+        "new_tokens": last.generated / args.batch.max(1),
+        "runs": runs.len(),
+        "aggregate_decode_tokens_per_s": pick(&|r| r.aggregate_decode),
+        "per_sequence_decode_tokens_per_s": pick(&|r| mean(&r.per_sequence_decode)),
+        "time_to_first_token_ms": pick(&|r| mean(&r.ttft_ms)),
+        "max_time_to_first_token_ms": pick(&|r| max(&r.ttft_ms)),
+        "throughput_tokens_per_s": pick(&|r| r.generated as f64 / r.wall_s),
+        "wall_s": pick(&|r| r.wall_s),
+        "kv_peak_bytes": last.kv_peak_bytes,
+        "kv_needed_bytes": last.kv_needed_bytes,
+        "kv_pool_bytes": last.pool_bytes,
+        "load_s": model.info.load_seconds,
+        "peak_rss_bytes": proc_status_kib("VmHWM:").map(|k| k * 1024),
+        "peak_gpu_bytes": peak_gpu,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(0)
+}
+
+/// `arbiter bench --batch N --check`: each sequence alone through the single-stream path,
+/// then all together through batched steps fed the same tokens, logits compared on the
+/// device.
+fn batch_check(args: &BenchArgs, model: &mut LoadedModel, ids: &[u32]) -> anyhow::Result<i32> {
+    use candle_core::{DType, Tensor};
+    let f32 = model.decoder.dtype() == DType::F32;
+    let Backend::Arbiter(decoder) = &mut model.decoder else {
+        anyhow::bail!("--batch runs on Arbiter's own decoder (Qwen2 and Llama models)");
+    };
+    let n = args.batch.max(1);
+    let steps = args.new_tokens.max(1);
+    let prompts: Vec<Vec<u32>> = (0..n)
+        .map(|i| ids[..(ids.len() * (i + 1) / n).max(1)].to_vec())
+        .collect();
+    let argmax = |t: &Tensor| -> anyhow::Result<u32> { Ok(t.argmax(0)?.to_scalar::<u32>()?) };
+    // Alone: every step's logits, kept on the device.
+    let mut alone: Vec<(Vec<Tensor>, Vec<u32>)> = Vec::with_capacity(n);
+    for p in &prompts {
+        decoder.reset();
+        let mut logits = decoder.forward(p)?;
+        let (mut all, mut tokens) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+        for _ in 0..steps {
+            let t = argmax(&logits)?;
+            tokens.push(t);
+            all.push(logits);
+            logits = decoder.forward(&[t])?;
+        }
+        alone.push((all, tokens));
+    }
+    decoder.clear_cache();
+    let block = crate::engine::model::paged::DEFAULT_BLOCK_SIZE;
+    let blocks: usize = prompts
+        .iter()
+        .map(|p| (p.len() + steps).div_ceil(block))
+        .sum();
+    let mut cache = decoder.paged_cache(block, blocks);
+    for (i, p) in prompts.iter().enumerate() {
+        cache.admit(i as u64, p.len() + steps)?;
+    }
+    let (mut agree, mut max_diff) = (vec![0usize; n], vec![0f32; n]);
+    let mut feed = prompts.clone();
+    for step in 0..steps {
+        let inputs: Vec<crate::engine::model::StepInput<'_>> = feed
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::engine::model::StepInput {
+                seq: i as u64,
+                tokens: t,
+            })
+            .collect();
+        let rows = decoder.forward_batch(&mut cache, &inputs)?;
+        let best = rows.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+        for i in 0..n {
+            let diff = (rows.get(i)? - &alone[i].0[step])?
+                .abs()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            max_diff[i] = max_diff[i].max(diff);
+            if best[i] == alone[i].1[step] {
+                agree[i] += 1;
+            }
+        }
+        // Fed the tokens alone chose, so one disagreement does not carry into the next steps.
+        feed = alone.iter().map(|(_, t)| vec![t[step]]).collect();
+    }
+    let identical = agree.iter().filter(|a| **a == steps).count();
+    let worst = max_diff.iter().copied().fold(0f32, f32::max);
+    let report = serde_json::json!({
+        "engine": "arbiter",
+        "check": "batch",
+        "model": model.info.name,
+        "device": model.info.device,
+        "precision": model.info.precision,
+        "sequences": n,
+        "prompt_tokens": prompts.iter().map(Vec::len).collect::<Vec<_>>(),
+        "steps": steps,
+        "identical_sequences": identical,
+        "token_agreement": agree.iter().sum::<usize>() as f64 / (n * steps) as f64,
+        "max_logit_diff": worst,
+        "per_sequence_max_logit_diff": max_diff,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if f32 && (identical < n || worst > 1e-3) {
+        1
+    } else {
+        0
+    })
 }
 
 #[derive(clap::Args, Debug)]

@@ -46,6 +46,8 @@ pub enum EngineError {
     DeviceOutOfMemory { what: String, detail: String },
     #[error("the prompt is {tokens} tokens but the model reads at most {max}: shorten the item or pick a template without the conversation history")]
     PromptTooLong { tokens: usize, max: usize },
+    #[error("the prompt and answer need up to {tokens} tokens of KV cache but the batch's cache holds at most {capacity}: lower max_new_tokens, shorten the item, or give the batch more memory")]
+    KvCacheTooSmall { tokens: usize, capacity: usize },
     #[error("{what} failed: {source}")]
     Compute {
         what: String,

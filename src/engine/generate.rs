@@ -4,10 +4,12 @@
 //! step first feeds the tokens the grammar forces, then samples among the tokens it allows
 //! (see `constrain`), and the generation ends when the answer is complete.
 
+use super::chat::ChatTemplate;
 use super::constrain::{GrammarSpec, GrammarVocab, Guide, Mask};
 use super::error::{compute, EngineError};
 use super::loader::LoadedModel;
 use super::sampling::{Sampler, SamplingParams};
+use super::tokenizer::Tokenizer;
 use crate::dataset::Message;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -118,29 +120,17 @@ pub struct Generation {
 impl LoadedModel {
     /// The exact text the model reads for `prompt`, chat template applied.
     pub fn render(&self, prompt: &Prompt) -> Result<String, EngineError> {
-        match (prompt, &self.template) {
-            (Prompt::Raw(text), _) => Ok(text.clone()),
-            (Prompt::Chat(messages), Some(template)) => Ok(template.render(messages, true)?),
-            (Prompt::Chat(messages), None) => {
-                tracing::warn!(
-                    "{} has no chat template: feeding the conversation as plain text",
-                    self.info.name
-                );
-                Ok(messages
-                    .iter()
-                    .map(|m| m.content.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n\n"))
-            }
-        }
+        render(self.template.as_ref(), &self.info.name, prompt)
     }
 
     /// Token ids of `prompt` as the model reads it.
     pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
-        let text = self.render(prompt)?;
-        // The chat template writes BOS itself where the model wants one.
-        let add_special = matches!(prompt, Prompt::Raw(_)) || self.template.is_none();
-        Ok(self.tokenizer.encode(&text, add_special)?)
+        prompt_tokens(
+            &self.tokenizer,
+            self.template.as_ref(),
+            &self.info.name,
+            prompt,
+        )
     }
 
     /// The vocabulary for constrained decoding, read from the tokenizer on first use.
@@ -338,21 +328,7 @@ impl LoadedModel {
             logits = feed(&mut self.decoder, &mut self.cached_tokens, &[next])?;
         }
         timing.generated_tokens = tokens.len();
-        // The stream holds back bytes that do not yet make a whole character; at the end they
-        // are what they are (a cut-off character decodes as U+FFFD), so the streamed text ends
-        // equal to the decode of every token.
-        let full = self
-            .tokenizer
-            .decode(&tokens, true)
-            .map_err(EngineError::Tokenizer)?;
-        if let Some(rest) = full.strip_prefix(text.as_str()) {
-            if !rest.is_empty() {
-                on_text(rest);
-                text.push_str(rest);
-            }
-        } else {
-            tracing::warn!("streamed text diverged from the final decode; keeping the stream");
-        }
+        settle_stream(&self.tokenizer, &tokens, &mut text, on_text)?;
         Ok(Generation {
             text,
             tokens,
@@ -360,6 +336,62 @@ impl LoadedModel {
             timing: finish_timing(timing, started, first_at),
         })
     }
+}
+
+/// `LoadedModel::render` from the parts it reads (the batch borrows the decoder meanwhile).
+fn render(
+    template: Option<&ChatTemplate>,
+    model: &str,
+    prompt: &Prompt,
+) -> Result<String, EngineError> {
+    match (prompt, template) {
+        (Prompt::Raw(text), _) => Ok(text.clone()),
+        (Prompt::Chat(messages), Some(template)) => Ok(template.render(messages, true)?),
+        (Prompt::Chat(messages), None) => {
+            tracing::warn!("{model} has no chat template: feeding the conversation as plain text");
+            Ok(messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n"))
+        }
+    }
+}
+
+/// `LoadedModel::prompt_tokens` from the parts it reads.
+pub(crate) fn prompt_tokens(
+    tokenizer: &Tokenizer,
+    template: Option<&ChatTemplate>,
+    model: &str,
+    prompt: &Prompt,
+) -> Result<Vec<u32>, EngineError> {
+    let text = render(template, model, prompt)?;
+    // The chat template writes BOS itself where the model wants one.
+    let add_special = matches!(prompt, Prompt::Raw(_)) || template.is_none();
+    Ok(tokenizer.encode(&text, add_special)?)
+}
+
+/// Ends a streamed answer: the stream holds back bytes that do not yet make a whole
+/// character; at the end they are what they are (a cut-off character decodes as U+FFFD), so
+/// the streamed text ends equal to the decode of every token.
+pub(crate) fn settle_stream(
+    tokenizer: &Tokenizer,
+    tokens: &[u32],
+    text: &mut String,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<(), EngineError> {
+    let full = tokenizer
+        .decode(tokens, true)
+        .map_err(EngineError::Tokenizer)?;
+    if let Some(rest) = full.strip_prefix(text.as_str()) {
+        if !rest.is_empty() {
+            on_text(rest);
+            text.push_str(rest);
+        }
+    } else {
+        tracing::warn!("streamed text diverged from the final decode; keeping the stream");
+    }
+    Ok(())
 }
 
 /// Runs `tokens` through the model after what is cached, keeping track of the cache.
@@ -382,7 +414,7 @@ fn feed(
 
 /// The next token among those `mask` allows. Greedy decoding takes the plain argmax when it is
 /// allowed (most steps of free text), and masks the logits on their device only when not.
-fn sample_allowed(
+pub(crate) fn sample_allowed(
     sampler: &mut Sampler,
     guide: &Guide,
     mask: &Mask,
@@ -407,11 +439,11 @@ fn sample_allowed(
     Ok(next)
 }
 
-fn ms(d: std::time::Duration) -> f64 {
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn finish_timing(mut t: Timing, started: Instant, first_at: Option<Instant>) -> Timing {
+pub(crate) fn finish_timing(mut t: Timing, started: Instant, first_at: Option<Instant>) -> Timing {
     t.total_ms = ms(started.elapsed());
     if let Some(first) = first_at {
         let after_first = t.generated_tokens.saturating_sub(1);

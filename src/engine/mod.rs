@@ -20,6 +20,7 @@ pub mod judge;
 pub mod loader;
 pub mod model;
 pub mod sampling;
+pub mod schedule;
 pub mod tokenizer;
 pub mod worker;
 

@@ -2,12 +2,21 @@
 //! unload) and answers with events (load progress, text as it is decoded, timing, errors).
 //! A GUI or CLI never waits on it except by reading the channel; an optional waker (the GUI's
 //! `request_repaint`) is called after every event.
+//!
+//! With a batch size above one ([`Engine::set_max_batch`]), generations queued together run
+//! at once through continuous batching (`schedule`) on the project's decoder, constrained
+//! ones included: each is reported exactly as if alone. Other decoders and a batch size of
+//! one (the default, the Run box) take the single-stream path.
 
 use super::catalogue::ModelSource;
+use super::constrain::GrammarVocab;
 use super::error::EngineError;
 use super::generate::{GenerateRequest, Generation};
 use super::hub::Hub;
 use super::loader::{self, LoadEvent, LoadOptions, LoadedModel, ModelInfo};
+use super::model::Backend;
+use super::schedule::{BatchSettings, Scheduler, SeqEvent};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -30,6 +39,8 @@ enum Command {
         cancel: Arc<AtomicBool>,
     },
     Unload,
+    /// Generations run at once, at most (1: one at a time).
+    SetMaxBatch(usize),
     Shutdown,
 }
 
@@ -174,6 +185,12 @@ impl Engine {
         }
     }
 
+    /// Lets up to `n` queued generations run at once (continuous batching); 1, the default,
+    /// runs them one after another.
+    pub fn set_max_batch(&self, n: usize) -> Result<(), EngineError> {
+        self.send(Command::SetMaxBatch(n.max(1)))
+    }
+
     /// Frees the loaded model.
     pub fn unload(&self) -> Result<(), EngineError> {
         self.send(Command::Unload)
@@ -221,8 +238,43 @@ impl Outbox {
 
 fn run(hub: Hub, commands: Receiver<Command>, out: Outbox) {
     let mut model: Option<LoadedModel> = None;
-    while let Ok(command) = commands.recv() {
+    let mut max_batch = 1;
+    // Commands a batch took off the channel but left for after it (they must not join it).
+    let mut deferred: VecDeque<Command> = VecDeque::new();
+    loop {
+        let command = match deferred.pop_front() {
+            Some(c) => c,
+            None => match commands.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            },
+        };
+        let command = match (command, model.as_mut()) {
+            (
+                Command::Generate {
+                    id,
+                    request,
+                    cancel,
+                },
+                Some(m),
+            ) if max_batch > 1
+                && matches!(m.decoder, Backend::Arbiter(_))
+                && Scheduler::supports(&request) =>
+            {
+                run_batch(
+                    m,
+                    max_batch,
+                    (id, request, cancel),
+                    &commands,
+                    &mut deferred,
+                    &out,
+                );
+                continue;
+            }
+            (command, _) => command,
+        };
         match command {
+            Command::SetMaxBatch(n) => max_batch = n,
             Command::Load {
                 id,
                 source,
@@ -293,6 +345,129 @@ fn run(hub: Hub, commands: Receiver<Command>, out: Outbox) {
     }
 }
 
+/// Runs `first` and every generation queued after it that can join, batched, until all have
+/// ended; leaves the first command that cannot join (another kind, or a constrained
+/// generation) and everything after it in `deferred`, in order.
+fn run_batch(
+    m: &mut LoadedModel,
+    max_batch: usize,
+    first: (RequestId, Box<GenerateRequest>, Arc<AtomicBool>),
+    commands: &Receiver<Command>,
+    deferred: &mut VecDeque<Command>,
+    out: &Outbox,
+) {
+    let LoadedModel {
+        decoder,
+        tokenizer,
+        stop_ids,
+        template,
+        info,
+        cached_tokens,
+        grammar_vocab,
+    } = m;
+    let Backend::Arbiter(decoder) = decoder else {
+        return;
+    };
+    // The single-stream cache is not used meanwhile: free it for the batch's blocks.
+    decoder.clear_cache();
+    cached_tokens.clear();
+    let settings = BatchSettings::new(max_batch, decoder.config().max_position);
+    let vocab_size = decoder.config().vocab_size;
+    let mut scheduler = Scheduler::new(decoder, tokenizer, stop_ids, settings);
+    let mut in_flight: Vec<RequestId> = Vec::new();
+    let mut closed = false;
+    let mut join =
+        |scheduler: &mut Scheduler<'_>,
+         in_flight: &mut Vec<RequestId>,
+         (id, request, cancel): (RequestId, Box<GenerateRequest>, Arc<AtomicBool>)| {
+            let started = std::time::Instant::now();
+            let prompt = super::generate::prompt_tokens(
+                tokenizer,
+                template.as_ref(),
+                &info.name,
+                &request.prompt,
+            );
+            if request.grammar.is_some() {
+                // The vocabulary for constrained decoding, read on first use as the single stream
+                // reads it, and kept with the model.
+                let vocab = match grammar_vocab {
+                    Some(v) => Ok(v.clone()),
+                    None => GrammarVocab::new(tokenizer, vocab_size, stop_ids).map(Arc::new),
+                };
+                match vocab {
+                    Ok(v) => {
+                        *grammar_vocab = Some(v.clone());
+                        scheduler.set_grammar_vocab(v);
+                    }
+                    Err(e) => {
+                        out.send(EngineEvent::Failed {
+                            id,
+                            error: e.into(),
+                        });
+                        return;
+                    }
+                }
+            }
+            let submitted = prompt.and_then(|prompt| {
+                out.send(EngineEvent::Started {
+                    id,
+                    prompt_tokens: prompt.len(),
+                });
+                scheduler.submit(id, prompt, &request, cancel, started)
+            });
+            match submitted {
+                Ok(()) => in_flight.push(id),
+                Err(error) => out.send(EngineEvent::Failed { id, error }),
+            }
+        };
+    join(&mut scheduler, &mut in_flight, first);
+    loop {
+        // Take what has queued since the last step; stop at the first command that must wait.
+        while !closed {
+            match commands.try_recv() {
+                Ok(Command::Generate {
+                    id,
+                    request,
+                    cancel,
+                }) if Scheduler::supports(&request) => {
+                    join(&mut scheduler, &mut in_flight, (id, request, cancel))
+                }
+                Ok(other) => {
+                    deferred.push_back(other);
+                    closed = true;
+                }
+                Err(_) => break,
+            }
+        }
+        if scheduler.is_idle() {
+            break;
+        }
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scheduler.step(decoder, &mut |event| match event {
+                SeqEvent::Text { id, text } => out.send(EngineEvent::Text { id, text }),
+                SeqEvent::Finished { id, generation } => {
+                    in_flight.retain(|i| *i != id);
+                    out.send(EngineEvent::Finished { id, generation })
+                }
+                SeqEvent::Failed { id, error } => {
+                    in_flight.retain(|i| *i != id);
+                    out.send(EngineEvent::Failed { id, error })
+                }
+            })
+        }));
+        if let Err(panic) = stepped {
+            let why = panic_message(panic.as_ref());
+            for id in in_flight.drain(..) {
+                out.send(EngineEvent::Failed {
+                    id,
+                    error: EngineError::WorkerGone(format!("a batched step crashed: {why}")),
+                });
+            }
+            break;
+        }
+    }
+}
+
 /// A panic inside candle (a shape bug, an allocator abort we can catch) must not take the app
 /// down with the user's unsaved view: it becomes an error event.
 fn flatten<T>(
@@ -301,13 +476,17 @@ fn flatten<T>(
 ) -> Result<T, EngineError> {
     match result {
         Ok(r) => r,
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(EngineError::WorkerGone(format!("{what} crashed: {why}")))
-        }
+        Err(panic) => Err(EngineError::WorkerGone(format!(
+            "{what} crashed: {}",
+            panic_message(panic.as_ref())
+        ))),
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }

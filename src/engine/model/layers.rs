@@ -215,6 +215,29 @@ impl Rope {
         Ok(())
     }
 
+    /// The tables' rows for `positions` (any order), (n, head_dim / 2) each: the rotation of
+    /// a batched step, whose tokens sit at each sequence's own positions.
+    pub(crate) fn tables_at(&mut self, positions: &[u32]) -> Result<(Tensor, Tensor)> {
+        let last = positions.iter().copied().max().unwrap_or(0) as usize;
+        self.reserve(last + 1)?;
+        let index = Tensor::new(positions, self.cos.device())?;
+        Ok((
+            self.cos.index_select(&index, 0)?,
+            self.sin.index_select(&index, 0)?,
+        ))
+    }
+
+    /// Rotates `x` (batch, heads, n, head_dim) by tables `cos`, `sin` of n rows each (see
+    /// [`tables_at`](Self::tables_at)).
+    pub(crate) fn apply_with(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        if self.interleaved {
+            candle_nn::rotary_emb::rope_i(&x, cos, sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x, cos, sin)
+        }
+    }
+
     /// Rotates `x` of shape (batch, heads, seq, head_dim) for positions `start..start+seq`.
     pub(crate) fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
         let seq = x.dim(2)?;

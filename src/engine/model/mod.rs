@@ -14,10 +14,12 @@ mod cuda;
 pub mod family;
 mod layers;
 mod load;
+pub mod paged;
 pub(crate) mod quant;
 
 use candle_core::{DType, Device, Result, Tensor};
 use layers::{causal_mask, softmax_f32, KvCache, Mlp, Proj, RmsNorm, Rope};
+use paged::{PagedCache, SeqId};
 
 pub use family::Backend;
 pub use load::{load_gguf, load_safetensors};
@@ -131,31 +133,247 @@ impl Layer {
         let k = rope.apply(&heads(k, a.kv_heads)?, start)?;
         let v = heads(v, a.kv_heads)?;
         let (k, v) = self.cache.append(&k, &v)?;
+        a.o.forward(&a.attend(&q, &k, &v, mask)?)
+    }
+}
+
+impl Attention {
+    /// Attention of queries `q` (b, heads, seq, d), rotated, over keys and values `k`, `v`
+    /// (b, kv_heads, total, d) that end with the queries' own, masked by `mask` (seq, total)
+    /// when given; returns (b, seq, heads * d) before the output projection.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, _, seq, _) = q.dims4()?;
         if mask.is_none() {
-            if let Some(out) = attend::decode(&q, &k, &v, 1.0 / (a.head_dim as f32).sqrt())? {
-                return a.o.forward(&out);
+            if let Some(out) = attend::decode(q, k, v, 1.0 / (self.head_dim as f32).sqrt())? {
+                return Ok(out);
             }
         }
         let total = k.dim(2)?;
-        let group = a.heads / a.kv_heads;
+        let group = self.heads / self.kv_heads;
         // Query heads that share a kv head are adjacent, so (b, heads, seq, d) regroups as
         // (b, kv_heads, group*seq, d) and attends to each cached kv head directly.
-        let scale = 1.0 / (a.head_dim as f64).sqrt();
-        let q = (q * scale)?.reshape((b, a.kv_heads, group * seq, a.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let q = (q * scale)?.reshape((b, self.kv_heads, group * seq, self.head_dim))?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
             Some(mask) => scores
-                .reshape((b, a.kv_heads, group, seq, total))?
+                .reshape((b, self.kv_heads, group, seq, total))?
                 .broadcast_add(mask)?
-                .reshape((b, a.kv_heads, group * seq, total))?,
+                .reshape((b, self.kv_heads, group * seq, total))?,
             None => scores,
         };
         let probs = softmax_f32(&scores)?;
-        let out = probs.matmul(&v)?; // (b, kv_heads, group*seq, d)
-        let out = out
-            .reshape((b, a.heads, seq, a.head_dim))?
+        let out = probs.matmul(v)?; // (b, kv_heads, group*seq, d)
+        out.reshape((b, self.heads, seq, self.head_dim))?
             .transpose(1, 2)?
-            .reshape((b, seq, a.heads * a.head_dim))?;
+            .reshape((b, seq, self.heads * self.head_dim))
+    }
+}
+
+/// Where the tokens of a batched step go: each input's cache rows and mask, and the rotation
+/// tables of every token, in step order.
+struct BatchStep<'a> {
+    inputs: &'a [StepInput<'a>],
+    rows: &'a [Vec<u32>],
+    cos: &'a Tensor,
+    sin: &'a Tensor,
+    /// Each input's causal mask over its cache, for inputs of several tokens: built once a
+    /// step rather than once a layer (on a GPU, each is an upload).
+    masks: &'a [Option<Tensor>],
+    /// What the CUDA kernels need, uploaded once a step for every layer; `None` elsewhere.
+    #[cfg(feature = "cuda")]
+    cuda: Option<CudaStep>,
+}
+
+/// A batched step's slots and block tables on the GPU.
+#[cfg(feature = "cuda")]
+struct CudaStep {
+    /// Every token's pool slot, in step order (u32).
+    slots: Tensor,
+    /// The inputs of one token (decode steps, and a prompt's last single token), attended
+    /// in one launch over their blocks.
+    single: Option<SingleTokens>,
+}
+
+#[cfg(feature = "cuda")]
+struct SingleTokens {
+    /// Their indices among the inputs, in order.
+    inputs: Vec<usize>,
+    /// Their tokens' rows among the step's tokens (u32); `None` when every input is one.
+    rows: Option<Tensor>,
+    /// (inputs, max_blocks) u32 block tables, padded with block 0.
+    tables: Tensor,
+    /// Positions each holds, its new token included (u32).
+    lens: Tensor,
+    max_len: usize,
+}
+
+#[cfg(feature = "cuda")]
+impl CudaStep {
+    /// `None` unless the fused kernels run this model here.
+    fn new(
+        cache: &PagedCache,
+        inputs: &[StepInput<'_>],
+        rows: &[Vec<u32>],
+        dtype: DType,
+        head_dim: usize,
+        device: &Device,
+    ) -> Result<Option<CudaStep>> {
+        if !device.is_cuda() || !cuda::enabled() || !cuda::supports(dtype, head_dim) {
+            return Ok(None);
+        }
+        let slots: Vec<u32> = rows.concat();
+        let ones: Vec<usize> = (0..inputs.len())
+            .filter(|&i| inputs[i].tokens.len() == 1)
+            .collect();
+        let single = if ones.is_empty() {
+            None
+        } else {
+            // Each input's first token among the step's tokens.
+            let mut offsets = Vec::with_capacity(inputs.len());
+            let mut at = 0u32;
+            for input in inputs {
+                offsets.push(at);
+                at += input.tokens.len() as u32;
+            }
+            let offsets: Vec<u32> = ones.iter().map(|&i| offsets[i]).collect();
+            let mut width = 1;
+            for &i in &ones {
+                width = width.max(cache.blocks(inputs[i].seq)?.len());
+            }
+            let mut tables = vec![0u32; ones.len() * width];
+            let mut lens = Vec::with_capacity(ones.len());
+            for (j, &i) in ones.iter().enumerate() {
+                let blocks = cache.blocks(inputs[i].seq)?;
+                tables[j * width..j * width + blocks.len()].copy_from_slice(blocks);
+                lens.push(cache.len(inputs[i].seq)? as u32);
+            }
+            let max_len = lens.iter().copied().max().unwrap_or(1) as usize;
+            let rows = if ones.len() < inputs.len() {
+                Some(Tensor::new(offsets.as_slice(), device)?)
+            } else {
+                None
+            };
+            Some(SingleTokens {
+                rows,
+                tables: Tensor::from_vec(tables, (ones.len(), width), device)?,
+                lens: Tensor::new(lens.as_slice(), device)?,
+                inputs: ones,
+                max_len,
+            })
+        };
+        Ok(Some(CudaStep {
+            slots: Tensor::new(slots.as_slice(), device)?,
+            single,
+        }))
+    }
+}
+
+impl Layer {
+    /// The layer on a batched step: `x` (1, tokens, hidden), every input's tokens stacked,
+    /// so the projections and the MLP are one matrix product for the whole batch; attention
+    /// runs per sequence over its own blocks of `cache` (layer `index`).
+    fn forward_batch(
+        &self,
+        x: &Tensor,
+        delta: Option<&Tensor>,
+        index: usize,
+        cache: &PagedCache,
+        step: &BatchStep<'_>,
+        rope: &Rope,
+    ) -> Result<(Tensor, Tensor)> {
+        let (x, h) = self.attn_norm.add_forward(x, delta)?;
+        let h = self.attention_batch(&h, index, cache, step, rope)?;
+        let (x, h) = self.mlp_norm.add_forward(&x, Some(&h))?;
+        Ok((x, self.mlp.forward(&h)?))
+    }
+
+    fn attention_batch(
+        &self,
+        x: &Tensor,
+        index: usize,
+        cache: &PagedCache,
+        step: &BatchStep<'_>,
+        rope: &Rope,
+    ) -> Result<Tensor> {
+        let a = &self.attn;
+        let (_, total, _) = x.dims3()?;
+        let d = a.head_dim;
+        let (q, k, v) = a.project(x)?;
+        let q = q.reshape((1, total, a.heads, d))?.transpose(1, 2)?;
+        let q = rope.apply_with(&q, step.cos, step.sin)?;
+        let k = k.reshape((1, total, a.kv_heads, d))?.transpose(1, 2)?;
+        let k = rope.apply_with(&k, step.cos, step.sin)?;
+        let k_rows = k.squeeze(0)?.transpose(0, 1)?; // (tokens, kv_heads, d)
+        let v_rows = v.reshape((total, a.kv_heads, d))?;
+        let mut outs: Vec<Option<Tensor>> = vec![None; step.inputs.len()];
+        #[cfg(feature = "cuda")]
+        let written = match &step.cuda {
+            Some(fast) => {
+                let (k_pool, v_pool) = cache.pools(index)?;
+                cuda::paged_write(
+                    &k_rows.contiguous()?,
+                    &v_rows.contiguous()?,
+                    &fast.slots,
+                    k_pool,
+                    v_pool,
+                )?;
+                if let Some(one) = &fast.single {
+                    // (tokens, heads, d): the single-token inputs' query rows.
+                    let q_rows = q.squeeze(0)?.transpose(0, 1)?.contiguous()?;
+                    let q_rows = match &one.rows {
+                        Some(rows) => q_rows.index_select(rows, 0)?,
+                        None => q_rows,
+                    };
+                    let out = cuda::attend_paged(
+                        &q_rows,
+                        k_pool,
+                        v_pool,
+                        &one.tables,
+                        &one.lens,
+                        cache.block_size(),
+                        one.max_len,
+                        1.0 / (d as f32).sqrt(),
+                    )?;
+                    if one.rows.is_none() {
+                        return a.o.forward(&out.unsqueeze(0)?);
+                    }
+                    for (j, &i) in one.inputs.iter().enumerate() {
+                        outs[i] = Some(out.narrow(0, j, 1)?.unsqueeze(0)?);
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+        #[cfg(not(feature = "cuda"))]
+        let written = false;
+        if !written {
+            let mut at = 0;
+            for (input, rows) in step.inputs.iter().zip(step.rows) {
+                let n = input.tokens.len();
+                let (k, v) = (k_rows.narrow(0, at, n)?, v_rows.narrow(0, at, n)?);
+                cache.write(index, rows, &k, &v)?;
+                at += n;
+            }
+        }
+        let mut at = 0;
+        for ((input, mask), slot) in step.inputs.iter().zip(step.masks).zip(outs.iter_mut()) {
+            let n = input.tokens.len();
+            if slot.is_none() {
+                // The general path: this sequence's keys and values gathered out of its blocks.
+                let q = q.narrow(2, at, n)?;
+                let (k, v) = cache.gather(index, input.seq)?;
+                *slot = Some(a.attend(&q, &k, &v, mask.as_ref())?);
+            }
+            at += n;
+        }
+        let mut outs: Vec<Tensor> = outs.into_iter().flatten().collect();
+        let out = if outs.len() == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(&outs, 1)?
+        };
         a.o.forward(&out)
     }
 }
@@ -247,7 +465,17 @@ pub(crate) fn argmax(logits: &Tensor) -> Result<u32> {
     logits.argmax(0)?.to_scalar::<u32>()
 }
 
-/// A loaded decoder with its KV cache: one sequence at a time.
+/// One sequence's share of a batched step (`Decoder::forward_batch`): its new tokens (a
+/// piece of its prompt, or the one token it decodes next), run after what the paged cache
+/// holds for it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    pub seq: SeqId,
+    pub tokens: &'a [u32],
+}
+
+/// A loaded decoder with its KV cache: one sequence at a time, or several through
+/// [`forward_batch`](Decoder::forward_batch) and a [`PagedCache`].
 #[derive(Debug, Clone)]
 pub struct Decoder {
     config: ModelConfig,
@@ -331,6 +559,99 @@ impl Decoder {
         self.lm_head
             .forward(&hidden.reshape((1, s, h))?)?
             .reshape((s, ()))?
+            .to_dtype(DType::F32)
+    }
+
+    /// An empty paged cache for this model: blocks of `block_size` tokens, up to `max_blocks`.
+    pub fn paged_cache(&self, block_size: usize, max_blocks: usize) -> PagedCache {
+        PagedCache::new(
+            self.layers.len(),
+            self.config.kv_heads,
+            self.config.head_dim,
+            block_size,
+            max_blocks,
+            self.dtype,
+            &self.device,
+        )
+    }
+
+    /// One step of several sequences at once: every input's tokens run after what `cache`
+    /// holds for its sequence (admitted there first), and the f32 logits of each input's last
+    /// token come back, (inputs, vocab), in input order. The tokens of all inputs go through
+    /// the projections and the MLP as one matrix; attention reads each sequence's own blocks.
+    /// A sequence gives the same logits here as alone through [`forward`](Self::forward).
+    /// On an error the inputs' sequences are left holding tokens whose keys may not be
+    /// written: release them.
+    pub fn forward_batch(
+        &mut self,
+        cache: &mut PagedCache,
+        inputs: &[StepInput<'_>],
+    ) -> Result<Tensor> {
+        if inputs.is_empty() {
+            candle_core::bail!("a batched step needs at least one sequence");
+        }
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut starts = Vec::with_capacity(inputs.len());
+        let mut last = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            check_tokens(input.tokens, self.config.vocab_size)?;
+            let start = cache.len(input.seq)?;
+            let end = start + input.tokens.len();
+            if end > self.config.max_position {
+                candle_core::bail!(
+                    "sequence {} would reach {end} tokens, past the model's context of {}",
+                    input.seq,
+                    self.config.max_position
+                );
+            }
+            starts.push(start);
+            tokens.extend_from_slice(input.tokens);
+            positions.extend((start..end).map(|p| p as u32));
+            last.push(tokens.len() as u32 - 1);
+        }
+        let grow: Vec<(SeqId, usize)> = inputs.iter().map(|i| (i.seq, i.tokens.len())).collect();
+        let rows = cache.extend(&grow)?;
+        let (cos, sin) = self.rope.tables_at(&positions)?;
+        let masks = inputs
+            .iter()
+            .zip(&starts)
+            .map(|(input, &start)| {
+                (input.tokens.len() > 1)
+                    .then(|| causal_mask(input.tokens.len(), start, self.dtype, &self.device))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let step = BatchStep {
+            inputs,
+            rows: &rows,
+            cos: &cos,
+            sin: &sin,
+            masks: &masks,
+            #[cfg(feature = "cuda")]
+            cuda: CudaStep::new(
+                cache,
+                inputs,
+                &rows,
+                self.dtype,
+                self.config.head_dim,
+                &self.device,
+            )?,
+        };
+        let ids = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
+        let mut delta = None;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let (next, mlp_out) =
+                layer.forward_batch(&x, delta.as_ref(), index, cache, &step, &self.rope)?;
+            x = next;
+            delta = Some(mlp_out);
+        }
+        let hidden = self.norm.add_forward(&x, delta.as_ref())?.1;
+        let last = Tensor::new(last.as_slice(), &self.device)?;
+        self.lm_head
+            .forward(&hidden.index_select(&last, 1)?)?
+            .squeeze(0)?
             .to_dtype(DType::F32)
     }
 

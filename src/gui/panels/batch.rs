@@ -384,6 +384,9 @@ impl BatchPanel {
                                     "{model} at {base_url}, up to {} at a time",
                                     j.max_concurrency
                                 ),
+                                JudgeKind::Local { model, .. } if j.max_concurrency > 1 => {
+                                    format!("local {model}, batches of {}", j.max_concurrency)
+                                }
                                 JudgeKind::Local { model, .. } => format!("local {model}"),
                             });
                             ui.label(j.template.as_deref().unwrap_or("default template"));

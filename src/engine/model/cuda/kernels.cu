@@ -109,30 +109,52 @@ __device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin
     }
 }
 
+// Where one query head's cached keys and values lie: a contiguous cache [kv_heads, cap, D]
+// (the single stream), already offset to the head's kv head.
+template <typename T, int D>
+struct ContiguousRows {
+    const T* k;
+    const T* v;
+    __device__ __forceinline__ const T* key(int p) const { return k + (size_t)p * D; }
+    __device__ __forceinline__ const T* value(int p) const { return v + (size_t)p * D; }
+};
+
+// The same in a paged pool [slots, kv_heads, D] shared by several sequences: position p of
+// the sequence is slot table[p / block] * block + p % block (see model/paged.rs).
+template <typename T, int D>
+struct PagedRows {
+    const T* k;
+    const T* v;
+    const uint32_t* table;
+    int block, kv_heads, kvh;
+    __device__ __forceinline__ size_t at(int p) const {
+        const size_t slot = (size_t)table[p / block] * block + p % block;
+        return (slot * kv_heads + kvh) * D;
+    }
+    __device__ __forceinline__ const T* key(int p) const { return k + at(p); }
+    __device__ __forceinline__ const T* value(int p) const { return v + at(p); }
+};
+
 // Decode attention for one new token, flash-decoding style: each warp takes a run of cached
 // positions for one query head and keeps a running max, sum and weighted value sum; the four
 // warps of a block merge theirs in shared memory, and the combine kernel merges the blocks.
 // Grouped-query heads read their kv head directly (no repeat_kv copies). D is the head size.
-// q [heads, D]; k, v [kv_heads, cap, D]; part [heads, blocks, D]; ml [heads, blocks, 2].
-// grid (heads, blocks), block 4 warps; warp w of block b takes positions
-// (b * 4 + w) * per_run .. + per_run.
-template <typename T, int D>
-__device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* part, float* ml,
-                                    int heads, int kv_heads, int cap, int len, int per_run,
-                                    float scale) {
+// qh: this head's query [D]; `row` indexes part [rows, blocks, D] and ml [rows, blocks, 2];
+// grid (rows, blocks), block 4 warps; warp w of block b takes positions
+// (b * 4 + w) * per_run .. + per_run of the head's `len`.
+template <typename T, int D, typename Rows>
+__device__ void attn_partial(const T* qh, Rows rows, float* part, float* ml, int row, int len,
+                             int per_run, float scale) {
     constexpr int E = D / 32;
     __shared__ float s_acc[4][D];
     __shared__ float s_ml[4][2];
-    const int h = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int blocks = gridDim.y;
     const int run = blockIdx.y * 4 + warp;
-    const int kvh = h / (heads / kv_heads);
-    const T* kh = k + (size_t)kvh * cap * D;
-    const T* vh = v + (size_t)kvh * cap * D;
     float qv[E], acc[E];
 #pragma unroll
     for (int e = 0; e < E; e++) {
-        qv[e] = to_f(q[(size_t)h * D + lane * E + e]) * scale;
+        qv[e] = to_f(qh[lane * E + e]) * scale;
         acc[e] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
@@ -145,8 +167,8 @@ __device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* p
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int p = min(p0 + u, end - 1);  // past the end: a repeat, masked below
-            load_e<T, E>(kh + (size_t)p * D + lane * E, kk[u]);
-            load_e<T, E>(vh + (size_t)p * D + lane * E, vv[u]);
+            load_e<T, E>(rows.key(p) + lane * E, kk[u]);
+            load_e<T, E>(rows.value(p) + lane * E, vv[u]);
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -192,7 +214,7 @@ __device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* p
     float mb = -INFINITY;
 #pragma unroll
     for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[w][0]);
-    const size_t slot = (size_t)h * blocks + blockIdx.y;
+    const size_t slot = (size_t)row * blocks + blockIdx.y;
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
         float num = 0.f;
 #pragma unroll
@@ -210,6 +232,46 @@ __device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* p
         ml[slot * 2] = mb;
         ml[slot * 2 + 1] = lb;
     }
+}
+
+// The single stream: q [heads, D]; k, v [kv_heads, cap, D]; grid (heads, blocks).
+template <typename T, int D>
+__device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* part, float* ml,
+                                    int heads, int kv_heads, int cap, int len, int per_run,
+                                    float scale) {
+    const int h = blockIdx.x;
+    const int kvh = h / (heads / kv_heads);
+    const ContiguousRows<T, D> rows{k + (size_t)kvh * cap * D, v + (size_t)kvh * cap * D};
+    attn_partial<T, D>(q + (size_t)h * D, rows, part, ml, h, len, per_run, scale);
+}
+
+// A batch of sequences decoding one token each over their blocks of a paged pool, in one
+// launch: q [seqs, heads, D]; k, v [slots, kv_heads, D]; tables [seqs, max_blocks] block
+// indices; lens [seqs] positions held (the new token's included). grid (seqs * heads, blocks);
+// a block past its sequence's length writes an empty part, which the combine weighs as zero.
+template <typename T, int D>
+__device__ void attn_paged_partial(const T* q, const T* k, const T* v, const uint32_t* tables,
+                                   const uint32_t* lens, float* part, float* ml, int heads,
+                                   int kv_heads, int max_blocks, int block, int per_run,
+                                   float scale) {
+    const int row = blockIdx.x;
+    const int seq = row / heads, h = row % heads;
+    const PagedRows<T, D> rows{k, v, tables + (size_t)seq * max_blocks, block, kv_heads,
+                               h / (heads / kv_heads)};
+    attn_partial<T, D>(q + (size_t)row * D, rows, part, ml, row, (int)lens[seq], per_run, scale);
+}
+
+// Writes the step's new keys and values into their pool slots: k, v [tokens, width] (width =
+// kv_heads * D); slots [tokens]. One thread per element.
+template <typename T>
+__device__ void paged_write(const T* k, const T* v, const uint32_t* slots, T* k_pool, T* v_pool,
+                            int tokens, int width) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)tokens * width) return;
+    const size_t t = i / width, e = i % width;
+    const size_t dst = (size_t)slots[t] * width + e;
+    k_pool[dst] = k[i];
+    v_pool[dst] = v[i];
 }
 
 // A block-wide sum or max of one float a thread (blockDim.x a multiple of 32, at most 1024).
@@ -563,6 +625,25 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
                                          int per_run, float scale) {                             \
         attn_decode_partial<T, 64>(q, k, v, part, ml, heads, kv_heads, cap, len, per_run,        \
                                    scale);                                                       \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_partial_d128_##SUFFIX(         \
+        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
+        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
+        float scale) {                                                                           \
+        attn_paged_partial<T, 128>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
+                                   block, per_run, scale);                                       \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_partial_d64_##SUFFIX(          \
+        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
+        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
+        float scale) {                                                                           \
+        attn_paged_partial<T, 64>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,  \
+                                  block, per_run, scale);                                        \
+    }                                                                                            \
+    extern "C" __global__ void paged_write_##SUFFIX(const T* k, const T* v, const uint32_t* slots, \
+                                                    T* k_pool, T* v_pool, int tokens,            \
+                                                    int width) {                                 \
+        paged_write<T>(k, v, slots, k_pool, v_pool, tokens, width);                              \
     }                                                                                            \
     extern "C" __global__ void attn_decode_combine_d128_##SUFFIX(const float* part,              \
                                                                  const float* ml, T* out,        \

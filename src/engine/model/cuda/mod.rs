@@ -259,6 +259,135 @@ pub(crate) fn attend_decode(
     Ok(out)
 }
 
+/// Decode attention of several sequences, one new token each, over their blocks of a paged
+/// pool, in one launch (and one to combine): `q` (n, heads, d); `k_pool`, `v_pool` (slots,
+/// kv_heads, d); `tables` (n, max_blocks) u32 block indices; `lens` (n) u32 positions held,
+/// the longest `max_len`. Returns (n, heads * d), the o projection's input rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_paged(
+    q: &Tensor,
+    k_pool: &Tensor,
+    v_pool: &Tensor,
+    tables: &Tensor,
+    lens: &Tensor,
+    block: usize,
+    max_len: usize,
+    scale: f32,
+) -> Result<Tensor> {
+    let dev = device(q)?;
+    let dtype = q.dtype();
+    let (n, heads, d) = q.dims3()?;
+    let (_, kv_heads, pd) = k_pool.dims3()?;
+    let (tn, max_blocks) = tables.dims2()?;
+    if tn != n
+        || lens.elem_count() != n
+        || pd != d
+        || max_len == 0
+        || kv_heads == 0
+        || !heads.is_multiple_of(kv_heads)
+        || !supports(dtype, d)
+        || k_pool.dtype() != dtype
+        || tables.dtype() != DType::U32
+        || lens.dtype() != DType::U32
+    {
+        bail!(
+            "attend_paged: q {:?}, pool {:?}, tables {:?}, lens {:?}",
+            q.dims(),
+            k_pool.dims(),
+            tables.dims(),
+            lens.dims()
+        );
+    }
+    let rows = n * heads;
+    // Every (sequence, head) is a block row already; split positions only as far as it takes
+    // to fill the GPU.
+    let blocks_y = TARGET_BLOCKS.div_ceil(rows).max(1);
+    let per_run = max_len.div_ceil(blocks_y * 4).max(8);
+    let blocks_y = max_len.div_ceil(per_run * 4);
+    if blocks_y > MAX_COMBINED {
+        bail!("attend_paged: {blocks_y} blocks a head, more than the combine takes");
+    }
+    let part = alloc(&dev, (rows, blocks_y, d), DType::F32)?;
+    let ml = alloc(&dev, (rows, blocks_y, 2), DType::F32)?;
+    let out = alloc(&dev, (n, heads * d), dtype)?;
+    let sfx = suffix(dtype)?;
+    let partial =
+        dev.get_or_load_custom_func(&format!("attn_paged_partial_d{d}_{sfx}"), MODULE, PTX)?;
+    let combine =
+        dev.get_or_load_custom_func(&format!("attn_decode_combine_d{d}_{sfx}"), MODULE, PTX)?;
+    let (p_q, p_k, p_v, p_t, p_l, p_part, p_ml, p_out) = (
+        ptr(q)?,
+        ptr(k_pool)?,
+        ptr(v_pool)?,
+        ptr(tables)?,
+        ptr(lens)?,
+        ptr(&part)?,
+        ptr(&ml)?,
+        ptr(&out)?,
+    );
+    let ints = [heads, kv_heads, max_blocks, block, per_run].map(|v| v as i32);
+    let mut b = partial.builder();
+    for p in [&p_q, &p_k, &p_v, &p_t, &p_l, &p_part, &p_ml] {
+        b.arg(p);
+    }
+    for v in &ints {
+        b.arg(v);
+    }
+    b.arg(&scale);
+    // SAFETY: every (row, block) slot of part and ml is written, empty runs included.
+    unsafe { b.launch(grid(rows, blocks_y, 128)) }.w()?;
+    let blocks_i = blocks_y as i32;
+    let mut b = combine.builder();
+    b.arg(&p_part).arg(&p_ml).arg(&p_out).arg(&blocks_i);
+    // SAFETY: one thread per output element.
+    unsafe { b.launch(grid(rows, 1, d)) }.w()?;
+    Ok(out)
+}
+
+/// Writes a step's new keys and values `k`, `v` (tokens, kv_heads, d) to their pool slots
+/// `slots` (tokens, u32) of `k_pool`, `v_pool` (slots, kv_heads, d), in one launch.
+pub(crate) fn paged_write(
+    k: &Tensor,
+    v: &Tensor,
+    slots: &Tensor,
+    k_pool: &Tensor,
+    v_pool: &Tensor,
+) -> Result<()> {
+    let dev = device(k)?;
+    let dtype = k.dtype();
+    let tokens = k.dim(0)?;
+    let width = k.elem_count() / tokens.max(1);
+    let pool_width = k_pool.elem_count() / k_pool.dim(0)?.max(1);
+    if v.dims() != k.dims()
+        || slots.elem_count() != tokens
+        || slots.dtype() != DType::U32
+        || pool_width != width
+        || k_pool.dtype() != dtype
+        || v_pool.dtype() != dtype
+        || !supports_dtype(dtype)
+    {
+        bail!(
+            "paged_write: k {:?}, slots {:?}, pool {:?}",
+            k.dims(),
+            slots.dims(),
+            k_pool.dims()
+        );
+    }
+    let func =
+        dev.get_or_load_custom_func(&format!("paged_write_{}", suffix(dtype)?), MODULE, PTX)?;
+    let (p_k, p_v, p_s, p_kp, p_vp) = (ptr(k)?, ptr(v)?, ptr(slots)?, ptr(k_pool)?, ptr(v_pool)?);
+    let (tokens_i, width_i) = (tokens as i32, width as i32);
+    let mut b = func.builder();
+    for p in [&p_k, &p_v, &p_s, &p_kp, &p_vp] {
+        b.arg(p);
+    }
+    b.arg(&tokens_i).arg(&width_i);
+    // SAFETY: one thread per element; slots are distinct rows of the pools (the cache hands
+    // each position its own slot), so no two threads write one element.
+    unsafe { b.launch(grid((tokens * width).div_ceil(256), 1, 256)) }.w()?;
+    Ok(())
+}
+
 /// In place: scale, causal mask and softmax of prefill scores (rows, past + seq), rows being
 /// (query head, token) pairs with `seq` tokens per head.
 pub(crate) fn softmax_causal_(scores: &Tensor, seq: usize, past: usize, scale: f32) -> Result<()> {

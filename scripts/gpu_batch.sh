@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# One run on a CUDA machine for continuous batching (issue 21): correctness of batched steps
+# against each sequence alone, Arbiter and transformers at batch 1/8/32 on the random
+# Qwen2.5-7B-shaped bf16 checkpoint, an end-to-end `arbiter run` with a local judge at batch 1
+# and batch 32, and one table with the goals. Needs the binary from scripts/build-cuda.sh,
+# python3 with torch + transformers + tokenizers, and the CUDA 13 libraries.
+#
+#   scripts/gpu_batch.sh [OUT_DIR]
+#
+# Variables: ARBITER (default target/cuda/arbiter), MODEL_DIR (default /tmp/qwen2-7b-random;
+# reused if there), PROMPT (1500), NEW (512), BATCHES ("8 32"), ITEMS (items of the end-to-end
+# run, judged in both orders; 16), E2E_TOKENS (256), CUDA_LIBS, SKIP (words among
+# "check transformers arbiter e2e" to leave out; results already in OUT_DIR are still tabled).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-/tmp/arbiter-batch}"
+mkdir -p "$out"
+arbiter="${ARBITER:-target/cuda/arbiter}"
+model="${MODEL_DIR:-/tmp/qwen2-7b-random}"
+tiny="$out/tiny-f32"
+prompt="${PROMPT:-1500}"
+new="${NEW:-512}"
+batches="${BATCHES:-8 32}"
+items="${ITEMS:-16}"
+e2e_tokens="${E2E_TOKENS:-256}"
+skip="${SKIP:-}"
+export LD_LIBRARY_PATH="${CUDA_LIBS:-/usr/local/cuda-13.0/targets/x86_64-linux/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONUNBUFFERED=1
+status=0
+# The carried binary is compressed; a stale one from an earlier run must not be used instead.
+if [ -f "$arbiter.xz" ]; then xz -dkf "$arbiter.xz" || exit 1; fi
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+if [ ! -f "$model/config.json" ]; then
+    python3 scripts/make_random_qwen2.py "$model" --preset 7b --dtype bf16 >"$out/checkpoint.json" || exit 1
+fi
+python3 scripts/gpu_bandwidth.py "$model" >"$out/bandwidth.json" || status=1
+
+if [[ " $skip " != *" check "* ]]; then
+    [ -f "$tiny/config.json" ] || python3 scripts/make_random_qwen2.py "$tiny" --preset tiny --dtype f32 >/dev/null
+    # f32: every sequence's tokens identical to alone, logits within 1e-3 (exit 1 otherwise);
+    # with the fused kernels (paged decode attention) and without (gathered blocks).
+    "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 --check \
+        --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny.json" 2>"$out/check.log" || status=1
+    ARBITER_CUDA_FUSED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
+        --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-plain.json" 2>>"$out/check.log" || status=1
+    # bf16 7B: agreement of batched steps with the single stream, reported.
+    "$arbiter" bench --model "$model" --device cuda --dtype bf16 --batch 16 --check \
+        --prompt-tokens "$prompt" --new-tokens 16 >"$out/check-7b.json" 2>>"$out/check.log" || status=1
+fi
+
+if [[ " $skip " != *" arbiter "* ]]; then
+    "$arbiter" bench --model "$model" --device cuda --dtype bf16 --prompt-tokens "$prompt" \
+        --new-tokens "$new" --runs 1 >"$out/arbiter-b1.json" 2>"$out/arbiter.log" || status=1
+    for b in $batches; do
+        "$arbiter" bench --model "$model" --device cuda --dtype bf16 --prompt-tokens "$prompt" \
+            --new-tokens "$new" --runs 1 --batch "$b" >"$out/arbiter-b$b.json" 2>>"$out/arbiter.log" ||
+            { status=1; tail -5 "$out/arbiter.log"; }
+    done
+fi
+if [[ " $skip " != *" transformers "* ]]; then
+    for b in $batches; do
+        python3 scripts/bench_transformers.py "$model" --attn sdpa --prompt-tokens "$prompt" \
+            --new-tokens "$new" --runs 1 --batch "$b" >"$out/transformers-b$b.json" 2>>"$out/transformers.log" ||
+            { status=1; tail -5 "$out/transformers.log"; }
+    done
+fi
+
+if [[ " $skip " != *" e2e "* ]]; then
+    # ITEMS items in both orders through `arbiter run`, fixed-length critiques (a random model
+    # rarely ends its turn), at batch 1 and at batch 32; unconstrained, as batching requires.
+    python3 - "$out/e2e" "$items" <<'EOF'
+import json, os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d, exist_ok=True)
+words = "The answer explains the algorithm step by step and checks the edge cases. "
+with open(os.path.join(d, "items.jsonl"), "w") as f:
+    for i in range(n):
+        f.write(json.dumps({"id": f"q{i:04d}", "question": f"Question {i}: " + words * 8,
+                            "model_a": "a", "response_a": words * (20 + i % 7),
+                            "model_b": "b", "response_b": words * (18 + i % 5)}) + "\n")
+EOF
+    for b in 1 32; do
+        rm -rf "$out/e2e/b$b" && mkdir -p "$out/e2e/b$b" && cp "$out/e2e/items.jsonl" "$out/e2e/b$b/"
+        printf '[[judge]]\nname = "local"\nkind = "local"\nmodel = "%s"\ndevice = "cuda"\ndtype = "bf16"\ntemplate = "cj2-quick"\nconstrain = "none"\nmax_tokens = %s\nmax_concurrency = %s\n' \
+            "$model" "$e2e_tokens" "$b" >"$out/e2e/b$b/panel.toml"
+        start=$(date +%s.%N)
+        "$arbiter" run "$out/e2e/b$b/items.jsonl" --panel "$out/e2e/b$b/panel.toml" --swap \
+            >"$out/e2e/b$b/run.log" 2>&1 || { status=1; tail -5 "$out/e2e/b$b/run.log"; }
+        end=$(date +%s.%N)
+        python3 -c "import sys; print('{\"wall_s\": %.2f}' % (float(sys.argv[2]) - float(sys.argv[1])))" \
+            "$start" "$end" >"$out/e2e/b$b/wall.json"
+    done
+fi
+
+python3 - "$out" "$model" "$prompt" "$new" "$batches" <<'EOF'
+import json, os, sys
+out, model, prompt, new, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
+def read(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+gib = lambda b: f"{b / 2**30:.2f}" if b else "-"
+print(f"\nGPU: {open(os.path.join(out, 'gpu.txt')).read().strip()}; prompt {prompt} tokens, {new} new, greedy, EOS ignored")
+print("\n| engine | batch | aggregate decode tok/s | per-sequence decode tok/s | first token ms (mean / worst) | peak GPU GiB | KV held / needed |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+b1 = read("arbiter-b1.json")
+if b1:
+    print(f"| Arbiter | 1 | {b1['decode_tokens_per_s']:.1f} | {b1['decode_tokens_per_s']:.1f} | "
+          f"{b1['time_to_first_token_ms']:.0f} | {gib(b1.get('peak_gpu_bytes'))} | - |")
+for b in batches:
+    for name, r in (("Arbiter", read(f"arbiter-b{b}.json")), ("transformers (sdpa)", read(f"transformers-b{b}.json"))):
+        if not r:
+            continue
+        worst = r.get("max_time_to_first_token_ms")
+        kv = (f"{r['kv_peak_bytes'] / r['kv_needed_bytes']:.3f}x of {gib(r['kv_needed_bytes'])} GiB"
+              if r.get("kv_needed_bytes") else "-")
+        print(f"| {name} | {b} | {r['aggregate_decode_tokens_per_s']:.1f} | {r['per_sequence_decode_tokens_per_s']:.1f} | "
+              f"{r['time_to_first_token_ms']:.0f}" + (f" / {worst:.0f}" if worst else "") +
+              f" | {gib(r.get('peak_gpu_bytes'))} | {kv} |")
+cfg = json.load(open(os.path.join(model, "config.json")))
+kv_token = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * (cfg["hidden_size"] // cfg["num_attention_heads"]) * 2
+bw = read("bandwidth.json")
+print()
+if bw:
+    for b in batches:
+        b = int(b)
+        step_bytes = bw["weight_bytes"] + b * kv_token * (prompt + new / 2)
+        bound = b * bw["copy_bandwidth_bytes_per_s"] / step_bytes
+        ours, theirs = read(f"arbiter-b{b}.json"), read(f"transformers-b{b}.json")
+        line = (f"batch {b}: step bound {bound:.0f} tok/s (weights {bw['weight_bytes'] / 1e9:.1f} GB + KV "
+                f"{b * kv_token * (prompt + new / 2) / 1e9:.2f} GB a step at {bw['copy_bandwidth_bytes_per_s'] / 1e12:.2f} TB/s)")
+        if ours:
+            line += f"; Arbiter at {ours['aggregate_decode_tokens_per_s'] / bound:.1%} of it (goal at 32: >= 60%)"
+        if ours and theirs:
+            line += f", {ours['aggregate_decode_tokens_per_s'] / theirs['aggregate_decode_tokens_per_s']:.2f}x transformers (goal at 32: >= 6x)"
+        print(line)
+for name in ("check-tiny.json", "check-tiny-plain.json", "check-7b.json"):
+    c = read(name)
+    if c:
+        print(f"{name[:-5]}: {c['identical_sequences']}/{c['sequences']} sequences identical to alone over {c['steps']} steps, "
+              f"token agreement {c['token_agreement']:.4f}, max logit diff {c['max_logit_diff']:.2e} ({c['precision']})")
+walls = {b: read(f"e2e/b{b}/wall.json") for b in (1, 32)}
+if all(walls.values()):
+    print(f"end to end, `arbiter run`: {walls[1]['wall_s']:.1f} s at batch 1, {walls[32]['wall_s']:.1f} s at batch 32 "
+          f"({walls[1]['wall_s'] / walls[32]['wall_s']:.2f}x), load included")
+EOF
+exit $status
