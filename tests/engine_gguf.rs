@@ -491,7 +491,11 @@ fn every_quantization_type_decodes_llama_cpp_greedy_tokens() {
             .zip(&theirs)
             .take_while(|(a, b)| a == b)
             .count();
-        let name = file.file_name().expect("name").to_string_lossy().to_string();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let line = if same == steps {
             format!("{name}: {steps} of {steps} greedy tokens equal")
         } else {

@@ -1837,6 +1837,8 @@ mod tests {
         dmin: f64,
         w: [i64; QK_K],
         m: [i64; QK_K],
+        /// Q6_K's scale of each value (zero for Q4_K, Q5_K).
+        sc: [i64; QK_K],
     }
 
     fn ggml_k_blocks(format: Format, data: &[u8]) -> Vec<KBlock> {
@@ -1848,6 +1850,7 @@ mod tests {
                     dmin: 0.0,
                     w: [0; QK_K],
                     m: [0; QK_K],
+                    sc: [0; QK_K],
                 };
                 if format == Format::Q6K {
                     let (ql, qh, sc) = (&b[..128], &b[128..192], &b[192..208]);
@@ -1866,6 +1869,10 @@ mod tests {
                             y[l + 32] = s(is + 2) * q2;
                             y[l + 64] = s(is + 4) * q3;
                             y[l + 96] = s(is + 6) * q4;
+                            for (quarter, at) in [l, l + 32, l + 64, l + 96].into_iter().enumerate()
+                            {
+                                k.sc[128 * n + at] = s(is + 2 * quarter);
+                            }
                         }
                     }
                     return k;
@@ -1933,11 +1940,12 @@ mod tests {
         let (mut exact, mut magnitude) = (0f64, 0f64);
         for (wb, (dx, xq)) in w.iter().zip(x) {
             let (mut dot, mut abs, mut mins, mut mins_abs) = (0i64, 0i64, 0i64, 0i64);
-            for v in 0..QK_K {
-                dot += wb.w[v] * xq[v];
-                abs += (wb.w[v] * xq[v]).abs() + (32 * wb.w[v].signum() * xq[v]).abs();
-                mins += wb.m[v] * xq[v];
-                mins_abs += (wb.m[v] * xq[v]).abs();
+            for (v, &x) in xq.iter().enumerate() {
+                dot += wb.w[v] * x;
+                // Q6_K's kernels form `sc * q * x` and `32 * sc * x` apart (q unsigned).
+                abs += (wb.w[v] * x).abs() + 2 * (32 * wb.sc[v] * x).abs();
+                mins += wb.m[v] * x;
+                mins_abs += (wb.m[v] * x).abs();
             }
             exact += wb.d * dx * dot as f64 - wb.dmin * dx * mins as f64;
             magnitude += (wb.d * dx).abs() * abs as f64 + (wb.dmin * dx).abs() * mins_abs as f64;
