@@ -1,6 +1,8 @@
-//! A CPU matrix multiply for GGUF weights in Q4_0, Q4_1 and Q8_0, the types our GGUF judges
-//! ship in; candle's CPU path for Q4_1 is a scalar loop. As llama.cpp does, activations are
-//! quantized to 8 bits once per call and each weight row meets them in AVX2 block dot products
+//! A CPU matrix multiply for GGUF weights in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants
+//! Q4_K, Q5_K, Q6_K: every type of the files people download (Q4_K_M and Q5_K_M mix them);
+//! candle's CPU path for Q4_1 is a scalar loop. As llama.cpp does, activations are quantized to
+//! 8 bits once per call (32-value blocks, or Q8_K's 256 for the K-quants) and each weight row
+//! meets them in AVX2 block dot products
 //! (a portable scalar version elsewhere), weight rows shared out between the calling thread and
 //! a few helper threads. Every tier computes the same f32 operations in the same order (the
 //! portable code follows the AVX2 lanes), so a product has the same bits on every CPU; the tier
@@ -18,7 +20,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use half::f16;
 
-/// Elements per quantization block, the same for all three weight types and the activations.
+/// Elements per quantization block of the 32-value types and their activations.
 const QK: usize = 32;
 
 /// Block scales are read eight at a time (one AVX register of f32), so each row's scale arrays
