@@ -1,7 +1,8 @@
 //! Quantized matmul speed: `QuantMatrix::forward` against candle's `QMatMul::forward` on the
 //! projection shapes of SmolLM2-135M (hidden 576, kv 192, MLP 1536) in Q4_1, for one row
-//! (decode) and 128 rows (prefill); also the tied Q8_0 lm_head, Q4_0, and one decode step's
-//! worth of projections (30 layers x 7) back to back. Best and median of N runs each
+//! (decode) and 128 rows (prefill); also the tied Q8_0 lm_head, Q4_0, Q5_0, Q5_1, the K-quants
+//! (Q4_K, Q5_K, Q6_K, also at Qwen2.5-1.5B's shapes), and one decode step's worth of
+//! projections (30 layers x 7) back to back. Best and median of N runs each
 //! (`cargo bench --bench quant`).
 
 // The module is `pub(crate)` inside the library, so the benchmark compiles its own copy.
@@ -74,6 +75,20 @@ fn main() -> Result<()> {
         (GgmlDType::Q4_0, 1536, 576, &[1, 128]),
         (GgmlDType::Q8_0, 1536, 576, &[1, 128]),
         (GgmlDType::Q8_0, 49152, 576, &[1]),
+        // The rest of the types llama.cpp's quantizer writes: Q5_0 / Q5_1 at SmolLM2's width
+        // (its Q4_K_M / Q5_K_M mixes), the K-quants on SmolLM2's down projection and on the
+        // Qwen2.5-1.5B shapes (hidden 1536, MLP 8960), where every matrix takes them.
+        (GgmlDType::Q5_0, 1536, 576, &[1, 128]),
+        (GgmlDType::Q5_1, 1536, 576, &[1, 128]),
+        (GgmlDType::Q4K, 576, 1536, &[1, 128]),
+        (GgmlDType::Q5K, 576, 1536, &[1, 128]),
+        (GgmlDType::Q6K, 576, 1536, &[1, 128]),
+        (GgmlDType::Q4K, 8960, 1536, &[1, 128]),
+        (GgmlDType::Q4K, 1536, 8960, &[1]),
+        (GgmlDType::Q5K, 8960, 1536, &[1, 128]),
+        (GgmlDType::Q6K, 8960, 1536, &[1, 128]),
+        (GgmlDType::Q6K, 1536, 8960, &[1]),
+        (GgmlDType::Q8_0, 8960, 1536, &[1]),
     ];
     for &(dtype, n, k, ms) in cases {
         let q = QTensor::quantize(&rng.tensor(&[n, k])?, dtype)?;

@@ -1,8 +1,9 @@
-//! A CPU matrix multiply for GGUF weights in Q4_0, Q4_1 and Q8_0, the types our GGUF judges
-//! ship in; candle's CPU path for Q4_1 is a scalar loop. As llama.cpp does, activations are
-//! quantized to 8 bits once per call and each weight row meets them in AVX2 block dot products
-//! (a portable scalar version elsewhere), weight rows shared out between the calling thread and
-//! a few helper threads. Every tier computes the same f32 operations in the same order (the
+//! A CPU matrix multiply for GGUF weights in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants
+//! Q4_K, Q5_K, Q6_K: every type of the files people download (Q4_K_M and Q5_K_M mix them);
+//! candle's CPU path for Q4_1 is a scalar loop. As llama.cpp does, activations are quantized to
+//! 8 bits once per call (32-value blocks, or Q8_K's 256 for the K-quants) and each weight row
+//! meets them in AVX2 block dot products (a portable scalar version elsewhere), weight rows
+//! shared out between the calling thread and a few helper threads. Every tier computes the same f32 operations in the same order (the
 //! portable code follows the AVX2 lanes), so a product has the same bits on every CPU; the tier
 //! is chosen once per process from the CPU, capped by `ARBITER_CPU_KERNELS`.
 //! candle's `QMatMul` is no reference: on AVX-512-VNNI and AVX-VNNI CPUs it quantizes the
@@ -18,7 +19,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use half::f16;
 
-/// Elements per quantization block, the same for all three weight types and the activations.
+/// Elements per quantization block of the 32-value types and their activations.
 const QK: usize = 32;
 
 /// Block scales are read eight at a time (one AVX register of f32), so each row's scale arrays
@@ -65,16 +66,36 @@ enum Format {
     Q4_0,
     /// `d * q + m`, 4-bit `q`.
     Q4_1,
+    /// `d * (q - 16)`, 5-bit `q`: four bits in the nibbles, the fifth in a 32-bit mask.
+    Q5_0,
+    /// `d * q + m`, 5-bit `q` as in Q5_0.
+    Q5_1,
     /// `d * q`, signed 8-bit `q`.
     Q8_0,
+    /// 256-value super-blocks of eight 32-value sub-blocks: `d * sc * q - dmin * m`, 4-bit `q`,
+    /// 6-bit sub-block scales `sc` and minimums `m` packed into 12 bytes.
+    Q4K,
+    /// As Q4K with 5-bit `q`: the fifth bits in a 32-byte array.
+    Q5K,
+    /// 256-value super-blocks of sixteen 16-value sub-blocks: `d * sc * (q - 32)`, 6-bit `q`
+    /// (low nibbles and high two bits in separate arrays), signed 8-bit `sc`.
+    Q6K,
 }
+
+/// Values per K-quant super-block.
+const QK_K: usize = 256;
 
 impl Format {
     fn from_ggml(dtype: GgmlDType) -> Option<Format> {
         match dtype {
             GgmlDType::Q4_0 => Some(Format::Q4_0),
             GgmlDType::Q4_1 => Some(Format::Q4_1),
+            GgmlDType::Q5_0 => Some(Format::Q5_0),
+            GgmlDType::Q5_1 => Some(Format::Q5_1),
             GgmlDType::Q8_0 => Some(Format::Q8_0),
+            GgmlDType::Q4K => Some(Format::Q4K),
+            GgmlDType::Q5K => Some(Format::Q5K),
+            GgmlDType::Q6K => Some(Format::Q6K),
             _ => None,
         }
     }
@@ -83,7 +104,27 @@ impl Format {
         match self {
             Format::Q4_0 => "q4_0",
             Format::Q4_1 => "q4_1",
+            Format::Q5_0 => "q5_0",
+            Format::Q5_1 => "q5_1",
             Format::Q8_0 => "q8_0",
+            Format::Q4K => "q4_k",
+            Format::Q5K => "q5_k",
+            Format::Q6K => "q6_k",
+        }
+    }
+
+    /// The K-quants: 256-value super-blocks stored as the file has them, against Q8_K-style
+    /// activations.
+    fn is_k(self) -> bool {
+        matches!(self, Format::Q4K | Format::Q5K | Format::Q6K)
+    }
+
+    /// Values per block (a super-block for the K-quants).
+    fn block_values(self) -> usize {
+        if self.is_k() {
+            QK_K
+        } else {
+            QK
         }
     }
 
@@ -92,29 +133,50 @@ impl Format {
         match self {
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
+            Format::Q5_0 => 22,
+            Format::Q5_1 => 24,
             Format::Q8_0 => 34,
+            Format::Q4K => 144,
+            Format::Q5K => 176,
+            Format::Q6K => 210,
         }
     }
 
-    /// Bytes of quants per block once the scales are split off.
+    /// Bytes of quants per block once the scales (and Q5's high bits) are split off; the
+    /// K-quants keep their whole super-blocks.
     fn quant_bytes(self) -> usize {
         match self {
-            Format::Q4_0 | Format::Q4_1 => QK / 2,
+            Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 => QK / 2,
             Format::Q8_0 => QK,
+            Format::Q4K | Format::Q5K | Format::Q6K => self.block_bytes(),
         }
+    }
+
+    /// Whether the block carries a minimum `m` added to every value (Q4_1, Q5_1).
+    fn has_min(self) -> bool {
+        matches!(self, Format::Q4_1 | Format::Q5_1)
+    }
+
+    /// Whether the block carries a 32-bit mask of fifth bits (Q5_0, Q5_1).
+    fn has_high_bits(self) -> bool {
+        matches!(self, Format::Q5_0 | Format::Q5_1)
     }
 }
 
 /// The weights, repacked from GGML's interleaved blocks into separate arrays: quants contiguous
 /// per row, and per-row scale arrays padded to `SCALE_GROUP` so the kernel converts eight f16
 /// scales with one instruction instead of one per block. Same bytes as the file, plus padding.
+/// K-quant super-blocks stay as the file has them (in `qs`): their scales are read once per
+/// 256 values, where unpacking them costs little next to the quants.
 struct Weights {
     /// `rows * blocks * quant_bytes`.
     qs: Vec<u8>,
-    /// `rows * stride` block scales `d`, zero in the padding.
+    /// `rows * stride` block scales `d`, zero in the padding (empty for the K-quants).
     d: Vec<f16>,
-    /// `rows * stride` block minimums `m` (Q4_1 only, empty otherwise).
+    /// `rows * stride` block minimums `m` (Q4_1 and Q5_1 only, empty otherwise).
     m: Vec<f16>,
+    /// `rows * blocks` masks of fifth bits, bit `i` for value `i` (Q5_0 and Q5_1 only).
+    qh: Vec<u32>,
 }
 
 /// A GGUF weight matrix of shape (rows, cols) = (n output features, k input features) that
@@ -142,8 +204,9 @@ impl std::fmt::Debug for QuantMatrix {
 }
 
 impl QuantMatrix {
-    /// Some for Q4_0, Q4_1, Q8_0 tensors of shape (n, k) stored on the CPU with k % 32 == 0;
-    /// None otherwise (the caller falls back to `QMatMul`).
+    /// Some for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 tensors of shape (n, k) stored on the CPU with
+    /// k % 32 == 0, and Q4_K, Q5_K, Q6_K ones with k % 256 == 0; None otherwise (the caller
+    /// falls back to `QMatMul`).
     pub(crate) fn from_qtensor(q: &QTensor) -> Result<Option<QuantMatrix>> {
         let Some(format) = Format::from_ggml(q.dtype()) else {
             return Ok(None);
@@ -154,7 +217,7 @@ impl QuantMatrix {
         let &[rows, cols] = q.shape().dims() else {
             return Ok(None);
         };
-        if rows == 0 || cols == 0 || !cols.is_multiple_of(QK) {
+        if rows == 0 || cols == 0 || !cols.is_multiple_of(format.block_values()) {
             return Ok(None);
         }
         let data = q.data()?;
@@ -163,8 +226,12 @@ impl QuantMatrix {
 
     /// Splits GGML blocks (`d`, [`m`,] quants per block, little-endian f16) into `Weights`.
     fn from_blocks(format: Format, rows: usize, cols: usize, data: &[u8]) -> Result<QuantMatrix> {
-        let blocks = cols / QK;
-        let stride = blocks.div_ceil(SCALE_GROUP) * SCALE_GROUP;
+        let blocks = cols / format.block_values();
+        let stride = if format.is_k() {
+            blocks
+        } else {
+            blocks.div_ceil(SCALE_GROUP) * SCALE_GROUP
+        };
         let block_bytes = format.block_bytes();
         let quant_bytes = format.quant_bytes();
         let expected = rows * blocks * block_bytes;
@@ -178,23 +245,46 @@ impl QuantMatrix {
             }
             .into());
         }
+        if format.is_k() {
+            return Ok(QuantMatrix {
+                format,
+                rows,
+                cols,
+                blocks,
+                stride,
+                weights: Arc::new(Weights {
+                    qs: data.to_vec(),
+                    d: Vec::new(),
+                    m: Vec::new(),
+                    qh: Vec::new(),
+                }),
+            });
+        }
         let mut qs = Vec::with_capacity(rows * blocks * quant_bytes);
         let mut d = vec![f16::ZERO; rows * stride];
-        let mut m = if format == Format::Q4_1 {
+        let mut m = if format.has_min() {
             vec![f16::ZERO; rows * stride]
         } else {
             Vec::new()
         };
+        let mut qh = Vec::new();
+        if format.has_high_bits() {
+            qh.reserve_exact(rows * blocks);
+        }
         let half_at = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]);
         for (i, block) in data.chunks_exact(block_bytes).enumerate() {
             let (row, b) = (i / blocks, i % blocks);
             d[row * stride + b] = half_at(block, 0);
-            let quants_at = if format == Format::Q4_1 {
+            let mut quants_at = 2;
+            if format.has_min() {
                 m[row * stride + b] = half_at(block, 2);
-                4
-            } else {
-                2
-            };
+                quants_at = 4;
+            }
+            if format.has_high_bits() {
+                let mask = &block[quants_at..quants_at + 4];
+                qh.push(u32::from_le_bytes([mask[0], mask[1], mask[2], mask[3]]));
+                quants_at += 4;
+            }
             qs.extend_from_slice(&block[quants_at..]);
         }
         Ok(QuantMatrix {
@@ -203,7 +293,7 @@ impl QuantMatrix {
             cols,
             blocks,
             stride,
-            weights: Arc::new(Weights { qs, d, m }),
+            weights: Arc::new(Weights { qs, d, m, qh }),
         })
     }
 
@@ -234,10 +324,20 @@ impl QuantMatrix {
     }
 
     /// Row `row` as f32, as GGML dequantizes it: Q8_0 `d * q`; Q4_0 `d * (nibble - 8)`; Q4_1
-    /// `d * nibble + m`, with a block's low nibbles its first 16 values and high nibbles the rest.
+    /// `d * nibble + m`, with a block's low nibbles its first 16 values and high nibbles the
+    /// rest; Q5_0 / Q5_1 as Q4_0 / Q4_1 with the fifth bit (and Q5_0's offset 16); the K-quants
+    /// in `kquant::dequantize`.
     fn dequantize_row(&self, row: usize, dst: &mut [f32]) {
         let w = &self.weights;
         let qb = self.format.quant_bytes();
+        if self.format.is_k() {
+            let bytes = &w.qs[row * self.blocks * qb..(row + 1) * self.blocks * qb];
+            for (block, out) in bytes.chunks_exact(qb).zip(dst.chunks_exact_mut(QK_K)) {
+                let out: &mut [f32; QK_K] = out.try_into().expect("QK_K values");
+                kquant::dequantize(self.format, block, out);
+            }
+            return;
+        }
         for (b, out) in dst.chunks_exact_mut(QK).enumerate().take(self.blocks) {
             let at = row * self.stride + b;
             let d = w.d[at].to_f32();
@@ -260,6 +360,19 @@ impl QuantMatrix {
                         *h = d * (f32::from(v >> 4) + offset) + m;
                     }
                 }
+                Format::Q5_0 | Format::Q5_1 => {
+                    let mask = w.qh[row * self.blocks + b];
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let q = i32::from(five_bit(q, mask, i));
+                        // GGML: integer offset first, then one product (and Q5_1's sum).
+                        *o = if self.format == Format::Q5_1 {
+                            q as f32 * d + w.m[at].to_f32()
+                        } else {
+                            (q - 16) as f32 * d
+                        };
+                    }
+                }
+                Format::Q4K | Format::Q5K | Format::Q6K => unreachable!("handled above"),
             }
         }
     }
@@ -472,10 +585,14 @@ struct Activations {
     qs: Vec<i8>,
     /// `rows * stride` block scales, zero in the padding.
     d: Vec<f32>,
+    /// `rows * stride * 16` sums of each 16 quants (K-quants only, empty otherwise), which
+    /// the super-blocks' minimums (Q4_K, Q5_K) and offset 32 (Q6_K) multiply.
+    bsums: Vec<i16>,
     /// `rows * stride` per-block offset terms, multiplied by a weight-side factor: for Q4_1
     /// the block sum `s = d * sum(q)` (rounded through f16 like candle's Q8_1, and multiplied
     /// by the weight's `m`); for Q4_0 `-8 * d * sum(q)` (multiplied by the weight's `d`), which
-    /// folds the `- 8` of every weight into one term per block; unused for Q8_0.
+    /// folds the `- 8` of every weight into one term per block; Q5_1 as Q4_1 and Q5_0 as Q4_0
+    /// with `-16`; unused for Q8_0 and the K-quants.
     off: Vec<f32>,
 }
 
@@ -491,11 +608,17 @@ impl Activations {
         stride: 0,
         qs: Vec::new(),
         d: Vec::new(),
+        bsums: Vec::new(),
         off: Vec::new(),
     };
 
     /// Quantizes `rows` rows of `cols` values, reusing this value's buffers.
     fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, format: Format, kernel: Kernel) {
+        if format.is_k() {
+            self.quantize_k(x, rows, cols);
+            return;
+        }
+        self.bsums.clear();
         let blocks = cols / QK;
         let stride = blocks.div_ceil(SCALE_GROUP) * SCALE_GROUP;
         self.rows = rows;
@@ -526,6 +649,47 @@ impl Activations {
     }
 }
 
+impl Activations {
+    /// Quantizes `rows` rows of `cols` values (a multiple of 256) per super-block as llama.cpp's
+    /// Q8_K, for the K-quant kernels. One portable loop for every tier: it is linear in the
+    /// input, and the compiler vectorizes it.
+    fn quantize_k(&mut self, x: &[f32], rows: usize, cols: usize) {
+        let blocks = cols / QK_K;
+        self.rows = rows;
+        self.stride = blocks;
+        self.qs.resize(rows * cols, 0);
+        self.d.resize(rows * blocks, 0.0);
+        self.bsums.resize(rows * blocks * 16, 0);
+        self.off.clear();
+        let per_piece = if rows * cols >= 1 << 16 {
+            (rows * blocks).div_ceil(pool_threads() * 2)
+        } else {
+            rows * blocks
+        };
+        let pieces: Vec<_> = x
+            .chunks(per_piece * QK_K)
+            .zip(self.qs.chunks_mut(per_piece * QK_K))
+            .zip(self.d.chunks_mut(per_piece))
+            .zip(self.bsums.chunks_mut(per_piece * 16))
+            .map(|(((x, qs), d), bsums)| (x, qs, d, bsums))
+            .collect();
+        par_pieces(pieces, |(x, qs, d, bsums)| {
+            for (((x, q), d), bsums) in x
+                .chunks_exact(QK_K)
+                .zip(qs.chunks_exact_mut(QK_K))
+                .zip(d.iter_mut())
+                .zip(bsums.chunks_exact_mut(16))
+            {
+                *d = kquant::quantize_q8k(
+                    x.try_into().expect("QK_K values"),
+                    q.try_into().expect("QK_K quants"),
+                    bsums.try_into().expect("16 sums"),
+                );
+            }
+        });
+    }
+}
+
 /// Quantizes whole rows `x` into `qs` and the per-block `d` / `off` (row pitch `stride`).
 #[allow(clippy::too_many_arguments)]
 fn quantize_rows(
@@ -552,9 +716,10 @@ fn quantize_rows(
         d_out[at] = df;
         off_out[at] = match format {
             // candle's Q8_1 rounds the sum and then the product through f16.
-            Format::Q4_1 => (f16::from_f32(sum as f32) * d).to_f32(),
+            Format::Q4_1 | Format::Q5_1 => (f16::from_f32(sum as f32) * d).to_f32(),
             Format::Q4_0 => -8.0 * df * sum as f32,
-            Format::Q8_0 => 0.0,
+            Format::Q5_0 => -16.0 * df * sum as f32,
+            Format::Q8_0 | Format::Q4K | Format::Q5K | Format::Q6K => 0.0,
         };
     }
 }
@@ -581,8 +746,12 @@ fn quantize_block_scalar(x: &[f32; QK], q: &mut [i8; QK]) -> (f16, i32) {
 /// multiply-add a block; per group of eight blocks, the offset terms of those blocks first,
 /// block `base + l` in lane `l`; at the end the lanes summed as `((0+4)+(2+6))+((1+5)+(3+7))`.
 /// Values are in memory order: for 4-bit weights the low nibbles of a block's 16 bytes are its
-/// first 16 values and the high nibbles the rest.
+/// first 16 values and the high nibbles the rest (Q5's fifth bit from the mask, bit `i` for
+/// value `i`).
 fn dot_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 {
+    if w.format.is_k() {
+        return dot_k_scalar(w, row, acts, r);
+    }
     let qb = w.format.quant_bytes();
     let wq = &w.weights.qs[row * w.blocks * qb..(row + 1) * w.blocks * qb];
     let xq = &acts.qs[r * w.cols..(r + 1) * w.cols];
@@ -592,9 +761,10 @@ fn dot_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 
         if w.format != Format::Q8_0 {
             // The scale arrays are padded to whole groups with zeros, as the SIMD loads see them.
             for (l, a) in acc.iter_mut().enumerate() {
-                let ow = match w.format {
-                    Format::Q4_1 => w.weights.m[ws + base + l],
-                    _ => w.weights.d[ws + base + l],
+                let ow = if w.format.has_min() {
+                    w.weights.m[ws + base + l]
+                } else {
+                    w.weights.d[ws + base + l]
                 };
                 *a = ow.to_f32().mul_add(acts.off[xs + base + l], *a);
             }
@@ -602,11 +772,17 @@ fn dot_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 
         for b in base..(base + SCALE_GROUP).min(w.blocks) {
             let wb = &wq[b * qb..(b + 1) * qb];
             let xb = &xq[b * QK..(b + 1) * QK];
+            let mask = if w.format.has_high_bits() {
+                w.weights.qh[row * w.blocks + b]
+            } else {
+                0
+            };
             let weight = |v: usize| -> i32 {
                 match w.format {
                     Format::Q8_0 => i32::from(wb[v] as i8),
                     Format::Q4_0 | Format::Q4_1 if v < QK / 2 => i32::from(wb[v] & 0x0F),
                     Format::Q4_0 | Format::Q4_1 => i32::from(wb[v - QK / 2] >> 4),
+                    _ => i32::from(five_bit(wb, mask, v)),
                 }
             };
             let scale = w.weights.d[ws + b].to_f32() * acts.d[xs + b];
@@ -619,6 +795,247 @@ fn dot_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 
         }
     }
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// Value `i` (0..32) of a Q5 block as the unsigned 5-bit integer: the nibble (low nibbles
+/// first) and bit `i` of the mask as its fifth bit.
+fn five_bit(nibbles: &[u8], mask: u32, i: usize) -> u8 {
+    let low = if i < QK / 2 {
+        nibbles[i] & 0x0F
+    } else {
+        nibbles[i - QK / 2] >> 4
+    };
+    low | ((((mask >> i) & 1) as u8) << 4)
+}
+
+/// One weight row of K-quant super-blocks against one activation row, portable, and bit for
+/// bit what the SIMD tiles compute. Per super-block the SIMD code forms eight i32 lanes (see
+/// `kquant::lanes`), exact integers in any order; lane `l` is scaled by `d_w * d_x` into f32
+/// lane `l` with one fused multiply-add, then (Q4_K, Q5_K) the minimums' lane with
+/// `-dmin_w * d_x`; at the end the lanes are summed as in `dot_scalar`.
+fn dot_k_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 {
+    let bb = w.format.block_bytes();
+    let mut acc = [0f32; 8];
+    for b in 0..w.blocks {
+        let block = &w.weights.qs[(row * w.blocks + b) * bb..][..bb];
+        let u = kquant::unpack(w.format, block);
+        let x: &[i8; QK_K] = acts.qs[r * w.cols + b * QK_K..][..QK_K]
+            .try_into()
+            .expect("QK_K quants");
+        let at = r * acts.stride + b;
+        let bsums: &[i16; 16] = acts.bsums[at * 16..][..16].try_into().expect("16 sums");
+        let (dot, mins) = kquant::lanes(w.format, &u, x, bsums);
+        let dx = acts.d[at];
+        let (d, dmin) = (u.d * dx, u.dmin * dx);
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = d.mul_add(dot[l] as f32, *a);
+            if w.format != Format::Q6K {
+                *a = (-dmin).mul_add(mins[l] as f32, *a);
+            }
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+mod kquant {
+    //! The K-quant super-blocks read portably: their layouts, GGML's dequantization, llama.cpp's
+    //! Q8_K activation quantization, and the integer lanes every tier's kernel forms.
+
+    use super::{Format, QK_K};
+    use half::f16;
+
+    /// A super-block with its quants as unsigned integers in value order.
+    pub(super) struct Unpacked {
+        /// Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 (GGML subtracts 32 from these).
+        pub(super) q: [u8; QK_K],
+        /// The scale of each 16 values (Q4_K, Q5_K: a 32-value sub-block's, twice).
+        pub(super) sc: [i32; 16],
+        /// The minimum of each 32-value sub-block (zero for Q6_K).
+        pub(super) mins: [i32; 8],
+        pub(super) d: f32,
+        pub(super) dmin: f32,
+    }
+
+    fn half(b: &[u8], at: usize) -> f32 {
+        f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    }
+
+    /// Sub-block scales and minimums of a Q4_K / Q5_K super-block, from their 12 bytes of 6-bit
+    /// fields: scales 0-3 and minimums 0-3 are the low six bits of bytes 0-3 and 4-7; scales
+    /// 4-7 and minimums 4-7 take their low four bits from the low and high nibbles of bytes
+    /// 8-11 and their top two bits from the top bits of bytes 0-3 and 4-7. Four bytes at a
+    /// time as 32-bit words.
+    pub(super) fn scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                packed[4 * i],
+                packed[4 * i + 1],
+                packed[4 * i + 2],
+                packed[4 * i + 3],
+            ])
+        };
+        let (w0, w1, w2) = (word(0), word(1), word(2));
+        const LOW6: u32 = 0x3f3f_3f3f;
+        const LOW4: u32 = 0x0f0f_0f0f;
+        const LOW2: u32 = 0x0303_0303;
+        let join = |a: u32, b: u32| {
+            let mut out = [0u8; 8];
+            out[..4].copy_from_slice(&a.to_le_bytes());
+            out[4..].copy_from_slice(&b.to_le_bytes());
+            out
+        };
+        (
+            join(w0 & LOW6, (w2 & LOW4) | (((w0 >> 6) & LOW2) << 4)),
+            join(w1 & LOW6, ((w2 >> 4) & LOW4) | (((w1 >> 6) & LOW2) << 4)),
+        )
+    }
+
+    /// Unpacks one super-block of `format`'s file layout:
+    /// Q4_K: f16 d, f16 dmin, 12 bytes of scales, 128 bytes of nibbles. Each 32 bytes hold 64
+    /// values: low nibbles the first 32 (sub-block 2j), high nibbles the next 32 (2j + 1).
+    /// Q5_K: as Q4_K with 32 bytes of fifth bits before the nibbles: bit 2j of byte l for
+    /// value 64j + l, bit 2j + 1 for value 64j + 32 + l.
+    /// Q6_K: 128 bytes of low nibbles, 64 bytes of high bit pairs, 16 signed scales, f16 d.
+    /// Each half of 128 values takes 64 nibble bytes `a` (0..32), `b` (32..64) and 32 bytes
+    /// `h`: value l is a's low nibble with h's bits 0-1, 32 + l b's low nibble with bits 2-3,
+    /// 64 + l a's high nibble with bits 4-5, 96 + l b's high nibble with bits 6-7.
+    pub(super) fn unpack(format: Format, block: &[u8]) -> Unpacked {
+        let mut u = Unpacked {
+            q: [0; QK_K],
+            sc: [0; 16],
+            mins: [0; 8],
+            d: 0.0,
+            dmin: 0.0,
+        };
+        match format {
+            Format::Q6K => {
+                let (ql, rest) = block.split_at(128);
+                let (qh, rest) = rest.split_at(64);
+                for half_at in 0..2 {
+                    for l in 0..32 {
+                        let a = ql[64 * half_at + l];
+                        let b = ql[64 * half_at + 32 + l];
+                        let h = qh[32 * half_at + l];
+                        let q = &mut u.q[128 * half_at..];
+                        q[l] = (a & 0x0F) | ((h & 3) << 4);
+                        q[32 + l] = (b & 0x0F) | (((h >> 2) & 3) << 4);
+                        q[64 + l] = (a >> 4) | (((h >> 4) & 3) << 4);
+                        q[96 + l] = (b >> 4) | (((h >> 6) & 3) << 4);
+                    }
+                }
+                for (s, &b) in u.sc.iter_mut().zip(&rest[..16]) {
+                    *s = i32::from(b as i8);
+                }
+                u.d = half(rest, 16);
+            }
+            _ => {
+                u.d = half(block, 0);
+                u.dmin = half(block, 2);
+                let packed: &[u8; 12] = block[4..16].try_into().expect("12 scale bytes");
+                let (sc, mins) = scales_mins(packed);
+                let (high, qs) = if format == Format::Q5K {
+                    (Some(&block[16..48]), &block[48..176])
+                } else {
+                    (None, &block[16..144])
+                };
+                for j in 0..4 {
+                    for l in 0..32 {
+                        let byte = qs[32 * j + l];
+                        let (mut lo, mut hi) = (byte & 0x0F, byte >> 4);
+                        if let Some(h) = high {
+                            lo |= ((h[l] >> (2 * j)) & 1) << 4;
+                            hi |= ((h[l] >> (2 * j + 1)) & 1) << 4;
+                        }
+                        u.q[64 * j + l] = lo;
+                        u.q[64 * j + 32 + l] = hi;
+                    }
+                }
+                for (i, s) in u.sc.iter_mut().enumerate() {
+                    *s = i32::from(sc[i / 2]);
+                }
+                for (m, &v) in u.mins.iter_mut().zip(&mins) {
+                    *m = i32::from(v);
+                }
+            }
+        }
+        u
+    }
+
+    /// One super-block as GGML dequantizes it (and candle, bit for bit): Q4_K / Q5_K
+    /// `(d * sc) * q - dmin * m`, Q6_K `(d * sc) * (q - 32)`.
+    pub(super) fn dequantize(format: Format, block: &[u8], out: &mut [f32; QK_K]) {
+        let u = unpack(format, block);
+        for (v, o) in out.iter_mut().enumerate() {
+            let q = i32::from(u.q[v]);
+            let scale = u.d * u.sc[v / 16] as f32;
+            *o = if format == Format::Q6K {
+                scale * (q - 32) as f32
+            } else {
+                scale * q as f32 - u.dmin * u.mins[v / 32] as f32
+            };
+        }
+    }
+
+    /// Rounds to the nearest integer, ties to even, as llama.cpp's `nearest_int` does (valid
+    /// for |v| < 2^22): adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits.
+    fn nearest(v: f32) -> i32 {
+        let bits = (v + 12_582_912.0).to_bits() as i32;
+        (bits & 0x007f_ffff) - 0x0040_0000
+    }
+
+    /// Quantizes 256 activations as llama.cpp's Q8_K: `iscale = -127 / max` for the value of
+    /// largest magnitude (the first one, keeping its sign), `q = min(127, nearest(iscale * x))`,
+    /// and the sums of each 16 quants; returns the scale `d = 1 / iscale` (0 for a zero block).
+    /// Matching llama.cpp here keeps greedy tokens equal to its own.
+    pub(super) fn quantize_q8k(x: &[f32; QK_K], q: &mut [i8; QK_K], bsums: &mut [i16; 16]) -> f32 {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            q.fill(0);
+            bsums.fill(0);
+            return 0.0;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = nearest(iscale * v).min(127) as i8;
+        }
+        for (s, group) in bsums.iter_mut().zip(q.chunks_exact(16)) {
+            *s = group.iter().map(|&v| i16::from(v)).sum();
+        }
+        1.0 / iscale
+    }
+
+    /// The eight i32 lanes the SIMD kernels form for one super-block against Q8_K activations
+    /// `x`: `dot[l]` sums `sc * q * x` over the values `v` with `(v % 32) / 4 == l` (a 32-byte
+    /// register's lane `l` after the byte-pair and word-pair sums), less for Q6_K the offset
+    /// `32 * (sc[2l] * bsums[2l] + sc[2l + 1] * bsums[2l + 1])`; `mins[l]` (Q4_K, Q5_K) is
+    /// `m[l] * (bsums[2l] + bsums[2l + 1])`. Exact: |dot| < 2^26.
+    pub(super) fn lanes(
+        format: Format,
+        u: &Unpacked,
+        x: &[i8; QK_K],
+        bsums: &[i16; 16],
+    ) -> ([i32; 8], [i32; 8]) {
+        let mut dot = [0i32; 8];
+        for (v, (&q, &x)) in u.q.iter().zip(x).enumerate() {
+            dot[(v % 32) / 4] += u.sc[v / 16] * i32::from(q) * i32::from(x);
+        }
+        let bs = |i: usize| i32::from(bsums[i]);
+        let mut mins = [0i32; 8];
+        for l in 0..8 {
+            if format == Format::Q6K {
+                dot[l] -= 32 * (u.sc[2 * l] * bs(2 * l) + u.sc[2 * l + 1] * bs(2 * l + 1));
+            } else {
+                mins[l] = u.mins[l] * (bs(2 * l) + bs(2 * l + 1));
+            }
+        }
+        (dot, mins)
+    }
 }
 
 /// Threads that `par_items` spreads work over: the calling thread and its helpers.
@@ -840,13 +1257,18 @@ fn par_pieces<T: Send>(pieces: Vec<T>, f: impl Fn(T) + Sync) {
 mod avx2 {
     //! The AVX2 kernels. Every function here requires avx2, fma and f16c.
 
-    use super::{Activations, Format, Output, QuantMatrix, QK, SCALE_GROUP};
+    use super::{Activations, Format, Output, QuantMatrix, QK, QK_K, SCALE_GROUP};
     use half::f16;
     use std::arch::x86_64::*;
 
     const Q4_0: u8 = 0;
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
+    const Q5_0: u8 = 3;
+    const Q5_1: u8 = 4;
+    const Q4K: u8 = 5;
+    const Q5K: u8 = 6;
+    const Q6K: u8 = 7;
 
     /// See `super::quantize_block_scalar`; identical results.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -918,6 +1340,11 @@ mod avx2 {
             Format::Q4_0 => rows_times_kind::<Q4_0>(w, acts, first, count, y),
             Format::Q4_1 => rows_times_kind::<Q4_1>(w, acts, first, count, y),
             Format::Q8_0 => rows_times_kind::<Q8_0>(w, acts, first, count, y),
+            Format::Q5_0 => rows_times_kind::<Q5_0>(w, acts, first, count, y),
+            Format::Q5_1 => rows_times_kind::<Q5_1>(w, acts, first, count, y),
+            Format::Q4K => rows_times_kind::<Q4K>(w, acts, first, count, y),
+            Format::Q5K => rows_times_kind::<Q5K>(w, acts, first, count, y),
+            Format::Q6K => rows_times_kind::<Q6K>(w, acts, first, count, y),
         }
     }
 
@@ -930,13 +1357,21 @@ mod avx2 {
         y: &Output<'_>,
     ) {
         assert!(first + count <= w.rows && acts.qs.len() >= acts.rows * w.cols);
+        if KIND >= Q4K {
+            assert!(
+                acts.d.len() >= acts.rows * w.blocks
+                    && acts.bsums.len() >= acts.rows * w.blocks * 16
+                    && acts.stride == w.blocks
+                    && w.weights.qs.len() >= w.rows * w.blocks * w.format.block_bytes()
+            );
+        }
         let m = acts.rows;
         let mut j = 0;
         while j < count {
             // A single activation row (decode) takes four weight rows at a time: more
             // independent accumulators and more memory streams in flight.
             if m == 1 && count - j >= 4 {
-                let out = tile::<KIND, 4, 1>(w, first + j, acts, 0);
+                let out = any_tile::<KIND, 4, 1>(w, first + j, acts, 0);
                 for (jw, o) in out.iter().enumerate() {
                     y.set(0, first + j + jw, o[0]);
                 }
@@ -950,7 +1385,7 @@ mod avx2 {
                 let row = first + j;
                 macro_rules! tile {
                     ($w:literal, $r:literal) => {{
-                        let out = tile::<KIND, $w, $r>(w, row, acts, r);
+                        let out = any_tile::<KIND, $w, $r>(w, row, acts, r);
                         for (jw, o) in out.iter().enumerate() {
                             for (k, &v) in o.iter().enumerate() {
                                 y.set(r + k, row + jw, v);
@@ -972,6 +1407,219 @@ mod avx2 {
             }
             j += if pair { 2 } else { 1 };
         }
+    }
+
+    /// The tile of `KIND`'s block family.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn any_tile<const KIND: u8, const W: usize, const R: usize>(
+        w: &QuantMatrix,
+        row: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; R]; W] {
+        if KIND >= Q4K {
+            ktile::<KIND, W, R>(w, row, acts, r)
+        } else {
+            tile::<KIND, W, R>(w, row, acts, r)
+        }
+    }
+
+    /// The 32 bits of a Q5 mask as 32 bytes, byte `i` 0x10 where bit `i` is set: each byte
+    /// picks the mask byte holding its bit, then tests its own bit.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn fifth_bits(mask: u32) -> __m256i {
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(mask as i32),
+            _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                3, 3, 3, 3,
+            ),
+        );
+        let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+
+    /// Shuffle control that copies 16-bit element `e` of each 128-bit half to all of it.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn word_broadcast(low: i16, high: i16) -> __m256i {
+        let pick = |e: i16| _mm_set1_epi16(((2 * e + 1) << 8) | (2 * e));
+        _mm256_set_m128i(pick(high), pick(low))
+    }
+
+    /// Dot products of K-quant weight rows `row..row + W` with activation rows `r..r + R`,
+    /// computing what `super::dot_k_scalar` computes (see `super::kquant::lanes`): per
+    /// 32-value register of unsigned quants, `maddubs` against the activations (pairs of
+    /// u8 x i8 to i16: at most 2 * 63 * 127, no saturation), then `madd` against the sub-block
+    /// scales as 16-bit words (pairs to i32), summed over the super-block in eight i32 lanes.
+    /// The minimums (and Q6_K's offset 32) meet the activations' 16-value sums with one `madd`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn ktile<const KIND: u8, const W: usize, const R: usize>(
+        w: &QuantMatrix,
+        row: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; R]; W] {
+        let bb = match KIND {
+            Q4K => 144,
+            Q5K => 176,
+            _ => 210,
+        };
+        let (blocks, cols) = (w.blocks, w.cols);
+        let wb: [*const u8; W] =
+            std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * bb));
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
+        let xs: [*const i16; R] =
+            std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
+        let low4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        for b in 0..blocks {
+            for p in wb.iter() {
+                let ahead = p.wrapping_add(W * blocks * bb + b * bb);
+                for line in (0..bb).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+            }
+            for i in 0..W {
+                let blk = wb[i].add(b * bb);
+                let mut dot = [_mm256_setzero_si256(); R];
+                let mut mins = [_mm256_setzero_si256(); R];
+                let (d, dmin);
+                if KIND == Q6K {
+                    d = f16::from_le_bytes([*blk.add(208), *blk.add(209)]).to_f32();
+                    dmin = 0.0;
+                    let three = _mm256_set1_epi8(3);
+                    for h in 0..2 {
+                        let qa = _mm256_loadu_si256(blk.add(64 * h).cast());
+                        let qb = _mm256_loadu_si256(blk.add(64 * h + 32).cast());
+                        let qh = _mm256_loadu_si256(blk.add(128 + 32 * h).cast());
+                        let regs = [
+                            _mm256_or_si256(
+                                _mm256_and_si256(qa, low4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(qh, three)),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(qb, low4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                    _mm256_srli_epi16::<2>(qh),
+                                    three,
+                                )),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(qa), low4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                    _mm256_srli_epi16::<4>(qh),
+                                    three,
+                                )),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(qb), low4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                    _mm256_srli_epi16::<6>(qh),
+                                    three,
+                                )),
+                            ),
+                        ];
+                        let sc8 = _mm_loadl_epi64(blk.add(192 + 8 * h).cast());
+                        let sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8));
+                        for (reg, &q) in regs.iter().enumerate() {
+                            let e = 2 * reg as i16;
+                            let s = _mm256_shuffle_epi8(sc, word_broadcast(e, e + 1));
+                            let at = b * QK_K + 128 * h + 32 * reg;
+                            for k in 0..R {
+                                let x = _mm256_loadu_si256(xq[k].add(at).cast());
+                                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), s);
+                                dot[k] = _mm256_add_epi32(dot[k], p);
+                            }
+                        }
+                    }
+                    let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192).cast()));
+                    for k in 0..R {
+                        let bs = _mm256_loadu_si256(xs[k].add(b * 16).cast());
+                        let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc));
+                        dot[k] = _mm256_sub_epi32(dot[k], off);
+                    }
+                } else {
+                    d = f16::from_le_bytes([*blk, *blk.add(1)]).to_f32();
+                    dmin = f16::from_le_bytes([*blk.add(2), *blk.add(3)]).to_f32();
+                    let packed: &[u8; 12] = &*blk.add(4).cast::<[u8; 12]>();
+                    let (sc8, m8) = super::kquant::scales_mins(packed);
+                    let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(
+                        sc8.as_ptr().cast(),
+                    )));
+                    let m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(m8.as_ptr().cast()));
+                    let m16 = _mm256_set_m128i(
+                        _mm_unpackhi_epi16(m16, m16),
+                        _mm_unpacklo_epi16(m16, m16),
+                    );
+                    let qs = blk.add(if KIND == Q5K { 48 } else { 16 });
+                    let high = if KIND == Q5K {
+                        _mm256_loadu_si256(blk.add(16).cast())
+                    } else {
+                        _mm256_setzero_si256()
+                    };
+                    let one = _mm256_set1_epi8(1);
+                    for j in 0..4 {
+                        let q = _mm256_loadu_si256(qs.add(32 * j).cast());
+                        let mut lo = _mm256_and_si256(q, low4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                        if KIND == Q5K {
+                            let bit = |shift: usize| {
+                                let s = _mm_cvtsi32_si128(shift as i32);
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                    _mm256_srl_epi16(high, s),
+                                    one,
+                                ))
+                            };
+                            lo = _mm256_or_si256(lo, bit(2 * j));
+                            hi = _mm256_or_si256(hi, bit(2 * j + 1));
+                        }
+                        let e = 2 * j as i16;
+                        let s_lo = _mm256_shuffle_epi8(sc, word_broadcast(e, e));
+                        let s_hi = _mm256_shuffle_epi8(sc, word_broadcast(e + 1, e + 1));
+                        let at = b * QK_K + 64 * j;
+                        for k in 0..R {
+                            let x_lo = _mm256_loadu_si256(xq[k].add(at).cast());
+                            let x_hi = _mm256_loadu_si256(xq[k].add(at + 32).cast());
+                            let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x_lo), s_lo);
+                            let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x_hi), s_hi);
+                            dot[k] = _mm256_add_epi32(dot[k], _mm256_add_epi32(p_lo, p_hi));
+                        }
+                    }
+                    for k in 0..R {
+                        let bs = _mm256_loadu_si256(xs[k].add(b * 16).cast());
+                        mins[k] = _mm256_madd_epi16(bs, m16);
+                    }
+                }
+                for k in 0..R {
+                    let dx = *xd[k].add(b);
+                    acc[i][k] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(d * dx),
+                        _mm256_cvtepi32_ps(dot[k]),
+                        acc[i][k],
+                    );
+                    if KIND != Q6K {
+                        acc[i][k] = _mm256_fnmadd_ps(
+                            _mm256_set1_ps(dmin * dx),
+                            _mm256_cvtepi32_ps(mins[k]),
+                            acc[i][k],
+                        );
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; R]; W];
+        for i in 0..W {
+            for k in 0..R {
+                out[i][k] = hsum(acc[i][k]);
+            }
+        }
+        out
     }
 
     /// Horizontal sum of eight f32 lanes.
@@ -1008,8 +1656,9 @@ mod avx2 {
             std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * qb));
         let wd: [*const f16; W] =
             std::array::from_fn(|i| w.weights.d.as_ptr().add((row + i) * w_stride));
+        let has_min = KIND == Q4_1 || KIND == Q5_1;
         let wm: [*const f16; W] = std::array::from_fn(|i| {
-            if KIND == Q4_1 {
+            if has_min {
                 w.weights.m.as_ptr().add((row + i) * w_stride)
             } else {
                 wd[i]
@@ -1038,7 +1687,7 @@ mod avx2 {
             }
             for i in 0..W {
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(wd[i].add(base).cast()));
-                let ow = if KIND == Q4_1 {
+                let ow = if has_min {
                     _mm256_cvtph_ps(_mm_loadu_si128(wm[i].add(base).cast()))
                 } else {
                     dw
@@ -1065,6 +1714,10 @@ mod avx2 {
                         let lo = _mm_loadu_si128(wq[i].add(b * QK / 2).cast());
                         let hi = _mm_srli_epi16(lo, 4);
                         wv[i] = _mm256_and_si256(_mm256_set_m128i(hi, lo), low4);
+                        if KIND == Q5_0 || KIND == Q5_1 {
+                            let mask = w.weights.qh[(row + i) * blocks + b];
+                            wv[i] = _mm256_or_si256(wv[i], fifth_bits(mask));
+                        }
                     }
                 }
                 for k in 0..R {
@@ -1160,6 +1813,431 @@ mod tests {
         k
     }
 
+    const BLOCK32: [GgmlDType; 5] = [
+        GgmlDType::Q4_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+    ];
+    const KQUANTS: [GgmlDType; 3] = [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K];
+
+    fn block_values(dtype: GgmlDType) -> usize {
+        if KQUANTS.contains(&dtype) {
+            QK_K
+        } else {
+            QK
+        }
+    }
+
+    /// One K-quant super-block as the file stores it, read here with GGML's reference loops
+    /// (independently of the kernels' unpacking): per value the integer `w` that `d`
+    /// multiplies (`sc * q`; Q6_K `sc * (q - 32)`) and the integer `m` that `dmin` multiplies.
+    struct KBlock {
+        d: f64,
+        dmin: f64,
+        w: [i64; QK_K],
+        m: [i64; QK_K],
+        /// Q6_K's scale of each value (zero for Q4_K, Q5_K).
+        sc: [i64; QK_K],
+    }
+
+    fn ggml_k_blocks(format: Format, data: &[u8]) -> Vec<KBlock> {
+        let half = |b: &[u8], at: usize| f64::from(f16::from_le_bytes([b[at], b[at + 1]]));
+        data.chunks_exact(format.block_bytes())
+            .map(|b| {
+                let mut k = KBlock {
+                    d: 0.0,
+                    dmin: 0.0,
+                    w: [0; QK_K],
+                    m: [0; QK_K],
+                    sc: [0; QK_K],
+                };
+                if format == Format::Q6K {
+                    let (ql, qh, sc) = (&b[..128], &b[128..192], &b[192..208]);
+                    k.d = half(b, 208);
+                    for n in 0..2 {
+                        for l in 0..32 {
+                            let is = l / 16;
+                            let (ql, qh, sc) = (&ql[64 * n..], &qh[32 * n..], &sc[8 * n..]);
+                            let q1 = i64::from((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
+                            let q2 = i64::from((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                            let q3 = i64::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                            let q4 = i64::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                            let s = |i: usize| i64::from(sc[i] as i8);
+                            let y = &mut k.w[128 * n..];
+                            y[l] = s(is) * q1;
+                            y[l + 32] = s(is + 2) * q2;
+                            y[l + 64] = s(is + 4) * q3;
+                            y[l + 96] = s(is + 6) * q4;
+                            for (quarter, at) in [l, l + 32, l + 64, l + 96].into_iter().enumerate()
+                            {
+                                k.sc[128 * n + at] = s(is + 2 * quarter);
+                            }
+                        }
+                    }
+                    return k;
+                }
+                k.d = half(b, 0);
+                k.dmin = half(b, 2);
+                let scales = &b[4..16];
+                // GGML's get_scale_min_k4.
+                let scale_min = |j: usize| -> (i64, i64) {
+                    if j < 4 {
+                        (i64::from(scales[j] & 63), i64::from(scales[j + 4] & 63))
+                    } else {
+                        (
+                            i64::from((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4)),
+                            i64::from((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)),
+                        )
+                    }
+                };
+                let (qh, qs) = if format == Format::Q5K {
+                    (&b[16..48], &b[48..176])
+                } else {
+                    (&b[16..16], &b[16..144])
+                };
+                for j in 0..4 {
+                    let (s1, m1) = scale_min(2 * j);
+                    let (s2, m2) = scale_min(2 * j + 1);
+                    for l in 0..32 {
+                        let (mut lo, mut hi) = (
+                            i64::from(qs[32 * j + l] & 0xF),
+                            i64::from(qs[32 * j + l] >> 4),
+                        );
+                        if format == Format::Q5K {
+                            lo += i64::from((qh[l] >> (2 * j)) & 1) * 16;
+                            hi += i64::from((qh[l] >> (2 * j + 1)) & 1) * 16;
+                        }
+                        k.w[64 * j + l] = s1 * lo;
+                        k.m[64 * j + l] = m1;
+                        k.w[64 * j + 32 + l] = s2 * hi;
+                        k.m[64 * j + 32 + l] = m2;
+                    }
+                }
+                k
+            })
+            .collect()
+    }
+
+    /// Activations as the K-quant kernels quantize them (llama.cpp's Q8_K): per super-block
+    /// the scale and the quants.
+    fn q8k_blocks(x: &[f32]) -> Vec<(f64, [i64; QK_K])> {
+        x.chunks_exact(QK_K)
+            .map(|xb| {
+                let (mut q, mut bsums) = ([0i8; QK_K], [0i16; 16]);
+                let d = kquant::quantize_q8k(xb.try_into().expect("QK_K"), &mut q, &mut bsums);
+                for (s, g) in bsums.iter().zip(q.chunks_exact(16)) {
+                    assert_eq!(i64::from(*s), g.iter().map(|&v| i64::from(v)).sum::<i64>());
+                }
+                (f64::from(d), q.map(i64::from))
+            })
+            .collect()
+    }
+
+    /// The exact product of one row of super-blocks with Q8_K activations, and the magnitude
+    /// that bounds the f32 error: every term the kernels scale separately, in absolute value.
+    fn k_reference_dot(w: &[KBlock], x: &[(f64, [i64; QK_K])]) -> (f64, f64) {
+        let (mut exact, mut magnitude) = (0f64, 0f64);
+        for (wb, (dx, xq)) in w.iter().zip(x) {
+            let (mut dot, mut abs, mut mins, mut mins_abs) = (0i64, 0i64, 0i64, 0i64);
+            for (v, &x) in xq.iter().enumerate() {
+                dot += wb.w[v] * x;
+                // Q6_K's kernels form `sc * q * x` and `32 * sc * x` apart (q unsigned).
+                abs += (wb.w[v] * x).abs() + 2 * (32 * wb.sc[v] * x).abs();
+                mins += wb.m[v] * x;
+                mins_abs += (wb.m[v] * x).abs();
+            }
+            exact += wb.d * dx * dot as f64 - wb.dmin * dx * mins as f64;
+            magnitude += (wb.d * dx).abs() * abs as f64 + (wb.dmin * dx).abs() * mins_abs as f64;
+        }
+        (exact, magnitude)
+    }
+
+    /// Our K-quant product of `q` with `x` (m rows) against the exact reference, every tier;
+    /// returns the worst error as a share of its bound. Also checks that the reference's
+    /// reading of the blocks is GGML's: its values equal candle's dequantization to within
+    /// the f32 roundings of `(d * sc) * q - dmin * m`.
+    fn check_k_against_reference(q: &QTensor, x: &[f32], m: usize, what: &str) -> f64 {
+        let format = Format::from_ggml(q.dtype()).expect("a supported type");
+        let (n, k) = q.shape().dims2().expect("a matrix");
+        let blocks = k / QK_K;
+        let data = q.data().expect("block bytes");
+        let w = ggml_k_blocks(format, &data);
+        let candle: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .expect("dequantize");
+        for (b, wb) in w.iter().enumerate() {
+            for v in 0..QK_K {
+                let (dw, dm) = (wb.d * wb.w[v] as f64, wb.dmin * wb.m[v] as f64);
+                let got = f64::from(candle[b * QK_K + v]);
+                let bound = 4.0 * f64::from(f32::EPSILON) * (dw.abs() + dm.abs());
+                assert!(
+                    (got - (dw - dm)).abs() <= bound,
+                    "{what} {format:?} value {b}/{v}"
+                );
+            }
+        }
+        let acts: Vec<_> = x.chunks_exact(k).map(q8k_blocks).collect();
+        let ours = QuantMatrix::from_qtensor(q)
+            .expect("repack")
+            .expect("supported");
+        let mut worst = 0f64;
+        for kernel in kernels() {
+            let got: Vec<f32> = ours
+                .forward_with(&tensor(x.to_vec(), &[m, k]), kernel)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .expect("forward");
+            for (r, xr) in acts.iter().enumerate() {
+                for j in 0..n {
+                    let (want, magnitude) = k_reference_dot(&w[j * blocks..(j + 1) * blocks], xr);
+                    // Per lane and super-block: the scale product, the lane's conversion to
+                    // f32 and the fused multiply-add each round once (twice with minimums).
+                    let bound = f32_bound(4 * blocks, magnitude);
+                    let diff = (f64::from(got[r * n + j]) - want).abs();
+                    assert!(
+                        diff <= bound,
+                        "{what} {format:?} {kernel:?} ({r},{j}): |{} - {want}| = {diff} > {bound}",
+                        got[r * n + j]
+                    );
+                    if bound > 0.0 {
+                        worst = worst.max(diff / bound);
+                    }
+                }
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn k_quant_products_match_the_exact_reference() {
+        // Rows spread over eight decades, down to weights whose f16 super-block scales are
+        // subnormal and up to ones near the f16 range, against activations of every size.
+        let mut rng = SplitMix(17);
+        for dtype in KQUANTS {
+            for (n, k) in [(64, 1536), (13, 256), (130, 512)] {
+                let mut wv = rng.matrix(n, k);
+                for (r, row) in wv.chunks_exact_mut(k).enumerate() {
+                    let scale = [1e-4f32, 1.0, 3e3, 1e-2][r % 4];
+                    row.iter_mut().for_each(|v| *v *= scale);
+                }
+                let w = QTensor::quantize(&tensor(wv, &[n, k]), dtype).expect("quantize");
+                for m in [1, 3, 9] {
+                    let x = rng.matrix(m, k);
+                    check_k_against_reference(&w, &x, m, &format!("({n},{k}) m={m}"));
+                }
+            }
+        }
+    }
+
+    /// Q4_K / Q5_K / Q6_K bytes of one super-block: Q4_K / Q5_K from `d`, `dmin`, 6-bit
+    /// scales and minimums and unsigned quants (0..15 / 0..31); Q6_K from `d`, signed scales
+    /// (one per 16 values) and unsigned quants 0..63. Written from the layouts in GGML's
+    /// `block_q*_K` definitions.
+    fn k_block_bytes(
+        format: Format,
+        d: f16,
+        dmin: f16,
+        sc: &[i64],
+        mins: &[i64],
+        q: &[i64; QK_K],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        if format == Format::Q6K {
+            let mut ql = [0u8; 128];
+            let mut qh = [0u8; 64];
+            for (v, &x) in q.iter().enumerate() {
+                let (half_at, r) = (v / 128, v % 128);
+                let (quarter, l) = (r / 32, r % 32);
+                let nib = (x & 0xF) as u8;
+                let hi2 = ((x >> 4) & 3) as u8;
+                let byte = 64 * half_at + l + if quarter % 2 == 1 { 32 } else { 0 };
+                ql[byte] |= if quarter >= 2 { nib << 4 } else { nib };
+                qh[32 * half_at + l] |= hi2 << (2 * quarter);
+            }
+            out.extend_from_slice(&ql);
+            out.extend_from_slice(&qh);
+            out.extend(sc.iter().map(|&s| s as i8 as u8));
+            out.extend_from_slice(&d.to_le_bytes());
+            return out;
+        }
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend_from_slice(&dmin.to_le_bytes());
+        let mut packed = [0u8; 12];
+        for j in 0..8 {
+            let (s, m) = (sc[j] as u8, mins[j] as u8);
+            if j < 4 {
+                packed[j] |= s & 63;
+                packed[j + 4] |= m & 63;
+            } else {
+                packed[j + 4] |= (s & 0xF) | ((m & 0xF) << 4);
+                packed[j - 4] |= (s >> 4) << 6;
+                packed[j] |= (m >> 4) << 6;
+            }
+        }
+        out.extend_from_slice(&packed);
+        if format == Format::Q5K {
+            let mut qh = [0u8; 32];
+            for (v, &x) in q.iter().enumerate() {
+                let (j, r) = (v / 64, v % 64);
+                qh[r % 32] |= (((x >> 4) & 1) as u8) << (2 * j + r / 32);
+            }
+            out.extend_from_slice(&qh);
+        }
+        for j in 0..4 {
+            for l in 0..32 {
+                out.push((q[64 * j + l] & 0xF) as u8 | (((q[64 * j + 32 + l] & 0xF) as u8) << 4));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn k_quant_integer_products_are_exact() {
+        // Power-of-two super-block scales across the f16 range (subnormal included) and
+        // integer activations with a 127 in every super-block, so the Q8_K scale is exactly
+        // -1 or 1 and the quants are the values themselves (negated). Quants take their
+        // extremes, sub-block scales and minimums their 6-bit (Q6_K: signed 8-bit) extremes.
+        // Magnitudes are kept such that every lane, every partial sum and the result are
+        // multiples of the row's smallest scale below 2^24 of it: f32 holds them exactly in
+        // any order, so the kernels must equal exact integer arithmetic to the bit.
+        let mut rng = SplitMix(23);
+        let mut int = |lo: i64, hi: i64| -> i64 {
+            let u = f64::from(rng.next_f32()) * 0.5 + 0.5;
+            (lo + ((hi - lo + 1) as f64 * u) as i64).min(hi)
+        };
+        let (rows, k, m) = (9usize, 512usize, 3usize);
+        let blocks = k / QK_K;
+        let mut x = vec![0f32; m * k];
+        for (i, v) in x.iter_mut().enumerate() {
+            let (r, c) = (i / k, i % k);
+            *v = if r == 1 && c < QK_K {
+                0.0
+            } else if c % QK_K == (r * 37 + c / QK_K) % QK_K {
+                if (c / QK_K + r).is_multiple_of(2) {
+                    127.0
+                } else {
+                    -127.0
+                }
+            } else {
+                int(-3, 3) as f32
+            };
+        }
+        for format in [Format::Q4K, Format::Q5K, Format::Q6K] {
+            let qmax = match format {
+                Format::Q4K => 15,
+                Format::Q5K => 31,
+                _ => 63,
+            };
+            let mut data = Vec::new();
+            let exponents = [-24, -14, -7, 0, 6, 12];
+            for row in 0..rows {
+                let e = exponents[row % exponents.len()];
+                for b in 0..blocks {
+                    let d = f16::from_f32(
+                        2f32.powi(e + (b % 2) as i32) * if (row + b) % 3 == 0 { -1.0 } else { 1.0 },
+                    );
+                    let dmin = f16::from_f32(2f32.powi(e + ((b + 1) % 2) as i32));
+                    let (sc, mins): (Vec<i64>, Vec<i64>) = if format == Format::Q6K {
+                        (
+                            (0..16)
+                                .map(|i| match (row + i) % 5 {
+                                    0 => -128,
+                                    1 => 127,
+                                    _ => int(-128, 127),
+                                })
+                                .collect(),
+                            Vec::new(),
+                        )
+                    } else {
+                        (
+                            (0..8)
+                                .map(|i| match (row + i) % 4 {
+                                    0 => 63,
+                                    1 => 0,
+                                    _ => int(0, 63),
+                                })
+                                .collect(),
+                            (0..8)
+                                .map(|i| match (row + i) % 3 {
+                                    0 => 63,
+                                    _ => int(0, 63),
+                                })
+                                .collect(),
+                        )
+                    };
+                    let q: [i64; QK_K] = std::array::from_fn(|i| match (row + b + i) % 11 {
+                        0 => 0,
+                        1 => qmax,
+                        _ => int(0, qmax),
+                    });
+                    data.extend(k_block_bytes(format, d, dmin, &sc, &mins, &q));
+                }
+            }
+            let ours = QuantMatrix::from_blocks(format, rows, k, &data).expect("blocks");
+            let w = ggml_k_blocks(format, &data);
+            let acts: Vec<_> = x.chunks_exact(k).map(q8k_blocks).collect();
+            for xr in &acts {
+                for (d, q) in xr {
+                    assert!(
+                        d.abs() == 1.0 || q.iter().all(|&v| v == 0),
+                        "exact activations"
+                    );
+                }
+            }
+            for kernel in kernels() {
+                let got: Vec<f32> = ours
+                    .forward_with(&tensor(x.clone(), &[m, k]), kernel)
+                    .and_then(|t| t.flatten_all())
+                    .and_then(|t| t.to_vec1())
+                    .expect("forward");
+                for (r, xr) in acts.iter().enumerate() {
+                    for j in 0..rows {
+                        let (want, _) = k_reference_dot(&w[j * blocks..(j + 1) * blocks], xr);
+                        assert_eq!(
+                            f64::from(want as f32),
+                            want,
+                            "the reference is exact in f32"
+                        );
+                        assert_eq!(
+                            (want as f32).to_bits(),
+                            got[r * rows + j].to_bits(),
+                            "{format:?} {kernel:?} ({r},{j}): want {want}, got {}",
+                            got[r * rows + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q8k_activations_follow_llama_cpp() {
+        // The largest magnitude keeps its sign (iscale = -127 / max); ties round to even;
+        // a zero block has scale 0.
+        let mut x = [0f32; QK_K];
+        x[3] = -127.0;
+        x[4] = 127.0;
+        x[5] = 2.5;
+        x[6] = 3.5;
+        x[7] = -0.5;
+        x[20] = 1.0;
+        let (mut q, mut bsums) = ([0i8; QK_K], [0i16; 16]);
+        let d = kquant::quantize_q8k(&x, &mut q, &mut bsums);
+        assert_eq!(d, 1.0);
+        assert_eq!(&q[3..8], &[-127, 127, 2, 4, 0]);
+        assert_eq!((bsums[0], bsums[1]), (6, 1));
+        x[4] = 254.0;
+        let d = kquant::quantize_q8k(&x, &mut q, &mut bsums);
+        assert_eq!(d, -2.0);
+        assert_eq!(&q[3..8], &[64, -127, -1, -2, 0]);
+        let d = kquant::quantize_q8k(&[0.0; QK_K], &mut q, &mut bsums);
+        assert_eq!((d, q.iter().all(|&v| v == 0), bsums), (0.0, true, [0; 16]));
+    }
+
     /// One GGML block as the file stores it, read here independently of the repacking: the
     /// f16 scale `d`, Q4_1's f16 minimum `m` (0 otherwise), and the 32 quants as the integers
     /// GGML multiplies by `d` (Q4_0: nibble - 8; Q4_1: nibble; Q8_0: signed byte), a byte's
@@ -1176,7 +2254,7 @@ mod tests {
             .map(|b| {
                 let mut q = [0i64; QK];
                 let (m, quants) = match format {
-                    Format::Q4_1 => (half(b, 2), &b[4..]),
+                    Format::Q4_1 | Format::Q5_1 => (half(b, 2), &b[4..]),
                     _ => (0.0, &b[2..]),
                 };
                 match format {
@@ -1192,6 +2270,17 @@ mod tests {
                             q[j + QK / 2] = i64::from(byte >> 4) - offset;
                         }
                     }
+                    Format::Q5_0 | Format::Q5_1 => {
+                        // A little-endian 32-bit mask of fifth bits, then the nibbles.
+                        let offset = if format == Format::Q5_0 { 16 } else { 0 };
+                        let mask = u32::from_le_bytes([quants[0], quants[1], quants[2], quants[3]]);
+                        for (j, &byte) in quants[4..].iter().enumerate() {
+                            let bit = |i: usize| i64::from((mask >> i) & 1) * 16;
+                            q[j] = i64::from(byte & 0x0F) + bit(j) - offset;
+                            q[j + QK / 2] = i64::from(byte >> 4) + bit(j + QK / 2) - offset;
+                        }
+                    }
+                    _ => unreachable!("32-value block formats only"),
                 }
                 GgmlBlock {
                     d: half(b, 0),
@@ -1236,7 +2325,11 @@ mod tests {
         for (wb, xb) in w.iter().zip(x) {
             let scale = wb.d * xb.d;
             let dot: i64 = wb.q.iter().zip(&xb.q).map(|(a, b)| a * b).sum();
-            let unsigned = |a: i64| if format == Format::Q4_0 { a + 8 } else { a };
+            let unsigned = |a: i64| match format {
+                Format::Q4_0 => a + 8,
+                Format::Q5_0 => a + 16,
+                _ => a,
+            };
             let abs: i64 =
                 wb.q.iter()
                     .zip(&xb.q)
@@ -1245,15 +2338,16 @@ mod tests {
             exact += scale * dot as f64;
             magnitude += scale.abs() * abs as f64;
             match format {
-                Format::Q4_0 => {
+                Format::Q4_0 | Format::Q5_0 => {
                     let sum: i64 = xb.q.iter().sum();
-                    magnitude += (8.0 * scale * sum as f64).abs();
+                    let offset = if format == Format::Q4_0 { 8.0 } else { 16.0 };
+                    magnitude += (offset * scale * sum as f64).abs();
                 }
-                Format::Q4_1 => {
+                Format::Q4_1 | Format::Q5_1 => {
                     exact += wb.m * xb.s;
                     magnitude += (wb.m * xb.s).abs();
                 }
-                Format::Q8_0 => {}
+                _ => {}
             }
         }
         (exact, magnitude)
@@ -1309,7 +2403,7 @@ mod tests {
     #[test]
     fn products_match_the_exact_block_reference() {
         let mut rng = SplitMix(42);
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for dtype in BLOCK32 {
             for (n, k) in [(576, 1536), (1536, 576), (192, 576), (7, 64)] {
                 let w =
                     QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("quantize");
@@ -1326,8 +2420,11 @@ mod tests {
         // The portable code follows the SIMD lanes' order of operations, so no CPU computes a
         // different result: decode (m = 1, four rows a tile), prefill tiles and their edges.
         let mut rng = SplitMix(21);
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            for (n, k) in [(67, 576), (5, 96), (130, 1536)] {
+        for dtype in BLOCK32.into_iter().chain(KQUANTS) {
+            for (n, k) in [(67usize, 576usize), (5, 96), (130, 1536), (9, 256)] {
+                if !k.is_multiple_of(block_values(dtype)) {
+                    continue;
+                }
                 let w =
                     QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("quantize");
                 let ours = QuantMatrix::from_qtensor(&w)
@@ -1359,10 +2456,20 @@ mod tests {
         let mut out = Vec::new();
         for (b, q) in quants.iter().enumerate() {
             out.extend_from_slice(&scales[b].to_le_bytes());
-            if format == Format::Q4_1 {
+            if format.has_min() {
                 out.extend_from_slice(&mins[b].to_le_bytes());
             }
             match format {
+                Format::Q5_0 | Format::Q5_1 => {
+                    let offset = if format == Format::Q5_0 { 16 } else { 0 };
+                    let u: Vec<u32> = q.iter().map(|&v| (v + offset) as u32).collect();
+                    let mask = u
+                        .iter()
+                        .enumerate()
+                        .fold(0u32, |m, (i, &v)| m | (((v >> 4) & 1) << i));
+                    out.extend_from_slice(&mask.to_le_bytes());
+                    out.extend((0..QK / 2).map(|j| (u[j] & 0x0F) as u8 | ((u[j + 16] as u8) << 4)));
+                }
                 Format::Q8_0 => out.extend(q.iter().map(|&v| v as i8 as u8)),
                 Format::Q4_0 | Format::Q4_1 => {
                     let offset = if format == Format::Q4_0 { 8 } else { 0 };
@@ -1370,6 +2477,7 @@ mod tests {
                         ((q[j] + offset) as u8 & 0x0F) | (((q[j + QK / 2] + offset) as u8) << 4)
                     }));
                 }
+                _ => unreachable!("32-value block formats only"),
             }
         }
         out
@@ -1406,11 +2514,19 @@ mod tests {
                 int(-127, 127) as f32
             };
         }
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+        for format in [
+            Format::Q4_0,
+            Format::Q4_1,
+            Format::Q5_0,
+            Format::Q5_1,
+            Format::Q8_0,
+        ] {
             let (lo, hi) = match format {
                 Format::Q4_0 => (-8, 7),
                 Format::Q4_1 => (0, 15),
-                Format::Q8_0 => (-128, 127),
+                Format::Q5_0 => (-16, 15),
+                Format::Q5_1 => (0, 31),
+                _ => (-128, 127),
             };
             let (mut scales, mut mins, mut quants) = (Vec::new(), Vec::new(), Vec::new());
             let exponents = [-14, -7, 0, 8, 14];
@@ -1473,8 +2589,8 @@ mod tests {
     #[test]
     fn embedding_rows_equal_ggml_dequantization() {
         let mut rng = SplitMix(11);
-        let (n, k) = (40, 96);
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let (n, k) = (40, 512);
+        for dtype in BLOCK32.into_iter().chain(KQUANTS) {
             let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("q");
             let ours = QuantMatrix::from_qtensor(&w)
                 .expect("repack")
@@ -1539,10 +2655,14 @@ mod tests {
         // CPU: per 32 values as ours, or, on AVX-512-VNNI / AVX-VNNI CPUs, Q8_K activations
         // with one f32 scale per 256 values, q = round(-128 x / max) clamped to 127, which
         // moves a value by up to max|x| / 128 of its 256-value block.
+        //
+        // The K-quants' Q8_K activations: d = max|x| / 127 over 256 values, unrounded, and
+        // q = round(x / d), so x moves by at most max|x| / 254 of its 256-value block (plus
+        // the rounding of the reciprocal scale).
         let mut rng = SplitMix(3);
-        let (n, k, m) = (96, 256, 5);
+        let (n, k, m) = (96, 512, 5);
         let blocks = k / QK;
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        for dtype in BLOCK32.into_iter().chain(KQUANTS) {
             let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("q");
             let wf: Vec<f32> = w
                 .dequantize(&Device::Cpu)
@@ -1586,6 +2706,8 @@ mod tests {
                             let amax = f64::from(row_max(b * QK, QK));
                             let step = if *any_path {
                                 f64::from(row_max(b * QK, 256)) / 128.0
+                            } else if KQUANTS.contains(&dtype) {
+                                f64::from(row_max(b * QK, 256)) * (1.0 / 254.0 + 1e-6)
                             } else {
                                 amax * (1.0 / 254.0 + 1.0 / 2048.0)
                             };
@@ -1596,7 +2718,7 @@ mod tests {
                                 bound += f64::from(wv.abs()) * step;
                                 sum_x += f64::from(x);
                             }
-                            if dtype == GgmlDType::Q4_1 {
+                            if dtype == GgmlDType::Q4_1 || dtype == GgmlDType::Q5_1 {
                                 let s = sum_x.abs() + step * QK as f64;
                                 bound += f64::from(wmax) * s / 1024.0;
                             }
@@ -1611,8 +2733,8 @@ mod tests {
         }
     }
 
-    /// Every Q4_0/Q4_1/Q8_0 matrix of the real test model (ARBITER_TEST_GGUF, which CI
-    /// sets) against the exact block reference, decode and prefill shapes.
+    /// Every matrix of the real test model (ARBITER_TEST_GGUF, which CI sets) that our kernels
+    /// take against the exact block reference, decode and prefill shapes.
     #[test]
     fn real_gguf_matrices_match_the_exact_block_reference() {
         use candle_core::quantized::gguf_file;
@@ -1639,11 +2761,16 @@ mod tests {
             let (_, k) = q.shape().dims2().expect("matrix");
             for m in [1, 17] {
                 let x = rng.matrix(m, k);
-                worst = worst.max(check_against_blocks(&q, &x, m, name));
+                let worst_here = if KQUANTS.contains(&q.dtype()) {
+                    check_k_against_reference(&q, &x, m, name)
+                } else {
+                    check_against_blocks(&q, &x, m, name)
+                };
+                worst = worst.max(worst_here);
             }
             checked += 1;
         }
-        assert!(checked > 0, "no Q4_0/Q4_1/Q8_0 matrices in {path}");
+        assert!(checked > 0, "no matrices our kernels take in {path}");
         eprintln!(
             "{checked} matrices match the block reference; worst error {worst:.3} of its bound"
         );
@@ -1656,8 +2783,9 @@ mod tests {
         for dtype in [
             GgmlDType::F32,
             GgmlDType::F16,
-            GgmlDType::Q4K,
-            GgmlDType::Q5_0,
+            GgmlDType::Q2K,
+            GgmlDType::Q3K,
+            GgmlDType::Q8_1,
         ] {
             let q = QTensor::quantize(&x, dtype).expect("quantize");
             assert!(
