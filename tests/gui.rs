@@ -445,7 +445,8 @@ fn without_a_file_dialog_the_app_asks_for_the_path_and_says_why() {
     h.get_by_label("Open a dataset");
     h.state_mut().path_prompt.as_mut().expect("open").text = data.display().to_string();
     h.get_by_label("Open").click();
-    h.run();
+    // Loading shows a spinner, which repaints until the file is read: step, do not settle.
+    h.step();
     step_until(&mut h, "the dataset to open", |app| {
         !app.is_opening() && app.session.is_some()
     });

@@ -203,6 +203,20 @@ pub fn serve(conn: TcpStream, state: &Mutex<State>) {
         status,
         body: request.clone(),
     });
+    // The request stops counting as in flight just before its last bytes are written: once the
+    // client has read them it may send its next request, which must not find this one counted.
+    let mut counted = true;
+    let mut done = || {
+        if std::mem::take(&mut counted) {
+            let mut s = state.lock().unwrap();
+            if let Some(n) = s.in_flight.get_mut(&model) {
+                *n -= 1;
+            }
+        }
+    };
+    if status != 200 {
+        done();
+    }
     match status {
         401 => {
             // Like OpenAI, echo the key that was refused.
@@ -244,13 +258,11 @@ pub fn serve(conn: TcpStream, state: &Mutex<State>) {
                 &model,
                 verdict(&model, &item, swapped),
                 fault.as_ref(),
+                &mut done,
             );
         }
     }
-    let mut s = state.lock().unwrap();
-    if let Some(n) = s.in_flight.get_mut(&model) {
-        *n -= 1;
-    }
+    done();
 }
 
 pub fn respond_json(conn: &mut TcpStream, status: u16, extra: &str, message: &str) {
@@ -272,7 +284,14 @@ pub fn chunk(model: &str, content: Option<&str>, finish: Option<&str>) -> String
     format!("data: {v}\n\n")
 }
 
-pub fn stream_answer(conn: &mut TcpStream, model: &str, choice: &str, fault: Option<&Fault>) {
+/// `done` is called once, just before the bytes that end the answer (or break it) are written.
+pub fn stream_answer(
+    conn: &mut TcpStream,
+    model: &str,
+    choice: &str,
+    fault: Option<&Fault>,
+    done: &mut dyn FnMut(),
+) {
     let _ = conn.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
     );
@@ -281,6 +300,7 @@ pub fn stream_answer(conn: &mut TcpStream, model: &str, choice: &str, fault: Opt
     for (i, piece) in pieces.iter().enumerate() {
         match fault {
             Some(Fault::CutMidJson) if i == 2 => {
+                done();
                 let _ = conn.write_all(
                     b"data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Mod",
                 );
@@ -288,6 +308,7 @@ pub fn stream_answer(conn: &mut TcpStream, model: &str, choice: &str, fault: Opt
                 return;
             }
             Some(Fault::MalformedSse) if i == 1 => {
+                done();
                 let _ = conn.write_all(b"data: {this is not json}\n\n");
                 return;
             }
@@ -299,12 +320,14 @@ pub fn stream_answer(conn: &mut TcpStream, model: &str, choice: &str, fault: Opt
             .write_all(chunk(model, Some(piece), None).as_bytes())
             .is_err()
         {
+            done();
             return;
         }
         let _ = conn.flush();
     }
     let usage = serde_json::json!({"id": "c1", "model": model, "choices": [],
         "usage": {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49}});
+    done();
     let _ = conn.write_all(chunk(model, None, Some("stop")).as_bytes());
     let _ = conn.write_all(format!("data: {usage}\n\ndata: [DONE]\n\n").as_bytes());
 }
