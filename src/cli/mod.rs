@@ -28,8 +28,9 @@ pub use open::{open_reviewed, Reviewed};
     version,
     about = "Review LLM judges, combine them into a Mixture of Judges, arbitrate the disputes",
     long_about = "Review LLM judges, combine them into a Mixture of Judges, arbitrate the disputes.\n\n\
-                  Everything Arbiter produces about a dataset (human decisions, new judgments) goes to a \
-                  journal beside it, DATASET.arbiter-journal.jsonl; the dataset itself is never modified."
+                  Everything Arbiter produces about a dataset goes to journals beside it: new judgments \
+                  to DATASET.arbiter-journal.jsonl, each person's decisions to \
+                  DATASET.arbiter/NAME.journal.jsonl; the dataset itself is never modified."
 )]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
