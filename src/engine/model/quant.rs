@@ -459,6 +459,18 @@ impl QuantMatrix {
                 // the rows are in bounds (asserted above) and the columns are this call's alone.
                 unsafe { avx2::rows_times(self, acts, first, count, y) }
             }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => {
+                // SAFETY: `Kernel::NeonDot` is only constructed after detecting dotprod; the
+                // rows are in bounds (asserted above) and the columns are this call's alone.
+                unsafe { neon::rows_times_dotprod(self, acts, first, count, y) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                // SAFETY: the rows are in bounds (asserted above) and the columns are this
+                // call's alone.
+                unsafe { neon::rows_times_plain(self, acts, first, count, y) }
+            }
         }
     }
 }
@@ -540,10 +552,16 @@ enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// aarch64 NEON without the dotprod extension.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// aarch64 NEON with dotprod's `sdot`.
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
-/// Environment variable that caps the kernel tier (`scalar` or `avx2`): to compare the tiers on
-/// one machine, or to reproduce on one CPU what another computes. Unset or any other value: the
+/// Environment variable that caps the kernel tier (`scalar` or `avx2`; on aarch64 `scalar` or
+/// `neon`, which leaves out the dotprod kernels): to compare the tiers on one machine, or to reproduce on one CPU what another computes. Unset or any other value: the
 /// best tier this CPU has.
 pub(crate) const KERNELS_VAR: &str = "ARBITER_CPU_KERNELS";
 
@@ -556,6 +574,8 @@ impl Kernel {
             let best = Kernel::best();
             match std::env::var(KERNELS_VAR).as_deref() {
                 Ok("scalar") => Kernel::Scalar,
+                #[cfg(target_arch = "aarch64")]
+                Ok("neon") if best == Kernel::NeonDot => Kernel::Neon,
                 _ => best,
             }
         })
@@ -568,6 +588,14 @@ impl Kernel {
             && is_x86_feature_detected!("f16c")
         {
             return Kernel::Avx2;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return if std::arch::is_aarch64_feature_detected!("dotprod") {
+                Kernel::NeonDot
+            } else {
+                Kernel::Neon
+            };
         }
         Kernel::Scalar
     }
@@ -710,6 +738,9 @@ fn quantize_rows(
             // SAFETY: `Kernel::Avx2` exists only once avx2/fma/f16c were detected.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { avx2::quantize_block(xb, qb) },
+            // Quantizing is linear in the input; the portable loop serves the NEON tiers.
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon | Kernel::NeonDot => quantize_block_scalar(xb, qb),
         };
         let at = (i / blocks) * stride + i % blocks;
         let df = d.to_f32();
@@ -1251,6 +1282,346 @@ fn par_pieces<T: Send>(pieces: Vec<T>, f: impl Fn(T) + Sync) {
             f(piece);
         }
     });
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! The NEON kernels for aarch64: the integer lanes and f32 operations of
+    //! `super::dot_scalar` and `super::dot_k_scalar`, in the same order, so a product has the
+    //! same bits as on every other tier. NEON is part of every aarch64 target; the dotprod
+    //! extension (`sdot`: four byte products summed into an i32 lane) is not, so each kernel
+    //! comes twice: with `sdot`, and with widening multiplies and pairwise adds, which form
+    //! the same exact integers.
+
+    use super::{Activations, Format, Output, QuantMatrix, QK, QK_K, SCALE_GROUP};
+    use half::f16;
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    const Q4_0: u8 = 0;
+    const Q4_1: u8 = 1;
+    const Q8_0: u8 = 2;
+    const Q5_0: u8 = 3;
+    const Q5_1: u8 = 4;
+    const Q4K: u8 = 5;
+    const Q5K: u8 = 6;
+    const Q6K: u8 = 7;
+
+    /// Weight rows `first..first + count` against every activation row, into those columns
+    /// of `y`, with `sdot`.
+    ///
+    /// # Safety
+    /// The CPU must have the dotprod extension; `first + count <= w.rows`, and no other
+    /// thread writes columns `first..first + count` of `y` meanwhile.
+    #[target_feature(enable = "dotprod")]
+    pub(super) unsafe fn rows_times_dotprod(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
+        rows_times::<true>(w, acts, first, count, y)
+    }
+
+    /// As `rows_times_dotprod`, for any aarch64 CPU.
+    ///
+    /// # Safety
+    /// `first + count <= w.rows`, and no other thread writes columns `first..first + count`
+    /// of `y` meanwhile.
+    pub(super) unsafe fn rows_times_plain(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
+        rows_times::<false>(w, acts, first, count, y)
+    }
+
+    // `inline(always)` from here down: the bodies must land in `rows_times_dotprod`, whose
+    // target feature lets the assembler accept `sdot`.
+    #[inline(always)]
+    unsafe fn rows_times<const DOT: bool>(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
+        match w.format {
+            Format::Q4_0 => rows_kind::<DOT, Q4_0>(w, acts, first, count, y),
+            Format::Q4_1 => rows_kind::<DOT, Q4_1>(w, acts, first, count, y),
+            Format::Q8_0 => rows_kind::<DOT, Q8_0>(w, acts, first, count, y),
+            Format::Q5_0 => rows_kind::<DOT, Q5_0>(w, acts, first, count, y),
+            Format::Q5_1 => rows_kind::<DOT, Q5_1>(w, acts, first, count, y),
+            Format::Q4K => rows_kind::<DOT, Q4K>(w, acts, first, count, y),
+            Format::Q5K => rows_kind::<DOT, Q5K>(w, acts, first, count, y),
+            Format::Q6K => rows_kind::<DOT, Q6K>(w, acts, first, count, y),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn rows_kind<const DOT: bool, const KIND: u8>(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
+        // The kernels read quants through raw pointers: these bounds cover every read.
+        assert!(first + count <= w.rows && acts.qs.len() >= acts.rows * w.cols);
+        assert!(w.weights.qs.len() >= w.rows * w.blocks * w.format.quant_bytes());
+        if KIND >= Q4K {
+            assert!(
+                acts.stride == w.blocks
+                    && acts.d.len() >= acts.rows * w.blocks
+                    && acts.bsums.len() >= acts.rows * w.blocks * 16
+            );
+        }
+        for j in first..first + count {
+            for r in 0..acts.rows {
+                let v = if KIND >= Q4K {
+                    dot_k::<DOT, KIND>(w, j, acts, r)
+                } else {
+                    dot::<DOT, KIND>(w, j, acts, r)
+                };
+                y.set(r, j, v);
+            }
+        }
+    }
+
+    /// `acc` plus, in i32 lane `i`, the sum of the products of bytes `4i..4i + 4` of `a` and
+    /// `b` (signed). `DOT` only where the CPU has dotprod.
+    #[inline(always)]
+    unsafe fn dot4<const DOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        if DOT {
+            // `vdotq_s32` is not stable Rust yet; this is the instruction it stands for.
+            let mut acc = acc;
+            asm!(
+                "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
+                inout(vreg) acc,
+                in(vreg) a,
+                in(vreg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+            acc
+        } else {
+            // Byte products fit i16 (|a * b| <= 128 * 128); pairs of them to i32, then pairs
+            // of pairs: lane i sums bytes 4i..4i + 4, as `sdot` does.
+            let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+            let hi = vmull_high_s8(a, b);
+            vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
+        }
+    }
+
+    /// Sixteen bits of a Q5 mask as sixteen bytes, byte `i` 0x10 where bit `i` is set.
+    #[inline(always)]
+    unsafe fn fifth_bits(bits: u16) -> uint8x16_t {
+        let spread = vcombine_u8(vdup_n_u8(bits as u8), vdup_n_u8((bits >> 8) as u8));
+        let select = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+        vandq_u8(vtstq_u8(spread, select), vdupq_n_u8(0x10))
+    }
+
+    /// The eight f32 lanes (0-3 in `lo`, 4-7 in `hi`) summed as the scalar tier sums them:
+    /// `((0+4)+(2+6))+((1+5)+(3+7))`.
+    #[inline(always)]
+    unsafe fn hsum(lo: float32x4_t, hi: float32x4_t) -> f32 {
+        let s = vaddq_f32(lo, hi);
+        let t = vadd_f32(vget_low_f32(s), vget_high_f32(s));
+        vget_lane_f32::<0>(t) + vget_lane_f32::<1>(t)
+    }
+
+    /// One weight row of 32-value blocks against one activation row: `super::dot_scalar`'s
+    /// lanes. A block's 32 quants are two 16-byte registers, whose `dot4` lanes are f32 lanes
+    /// 0-3 and 4-7; 4-bit weights enter as unsigned nibbles (Q5's fifth bit or'ed in), Q8_0's
+    /// as the signed bytes they are.
+    #[inline(always)]
+    unsafe fn dot<const DOT: bool, const KIND: u8>(
+        w: &QuantMatrix,
+        row: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> f32 {
+        let qb = if KIND == Q8_0 { QK } else { QK / 2 };
+        let blocks = w.blocks;
+        let wq = w.weights.qs.as_ptr().add(row * blocks * qb);
+        let xq = acts.qs.as_ptr().add(r * w.cols);
+        let (ws, xs) = (row * w.stride, r * acts.stride);
+        let has_min = KIND == Q4_1 || KIND == Q5_1;
+        let five = KIND == Q5_0 || KIND == Q5_1;
+        let low4 = vdupq_n_u8(0x0F);
+        let zero = vdupq_n_s32(0);
+        let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+        for base in (0..blocks).step_by(SCALE_GROUP) {
+            if KIND != Q8_0 {
+                // The scale arrays are padded to whole groups with zeros.
+                let ow = if has_min {
+                    &w.weights.m[ws + base..ws + base + SCALE_GROUP]
+                } else {
+                    &w.weights.d[ws + base..ws + base + SCALE_GROUP]
+                };
+                let ow: [f32; SCALE_GROUP] = std::array::from_fn(|l| ow[l].to_f32());
+                let off = &acts.off[xs + base..xs + base + SCALE_GROUP];
+                lo = vfmaq_f32(lo, vld1q_f32(ow.as_ptr()), vld1q_f32(off.as_ptr()));
+                hi = vfmaq_f32(
+                    hi,
+                    vld1q_f32(ow.as_ptr().add(4)),
+                    vld1q_f32(off.as_ptr().add(4)),
+                );
+            }
+            for b in base..(base + SCALE_GROUP).min(blocks) {
+                let (w0, w1) = if KIND == Q8_0 {
+                    let p = wq.add(b * QK).cast::<i8>();
+                    (vld1q_s8(p), vld1q_s8(p.add(16)))
+                } else {
+                    let v = vld1q_u8(wq.add(b * qb));
+                    let (mut l, mut h) = (vandq_u8(v, low4), vshrq_n_u8::<4>(v));
+                    if five {
+                        let mask = w.weights.qh[row * blocks + b];
+                        l = vorrq_u8(l, fifth_bits(mask as u16));
+                        h = vorrq_u8(h, fifth_bits((mask >> 16) as u16));
+                    }
+                    (vreinterpretq_s8_u8(l), vreinterpretq_s8_u8(h))
+                };
+                let x = xq.add(b * QK);
+                let p0 = dot4::<DOT>(zero, w0, vld1q_s8(x));
+                let p1 = dot4::<DOT>(zero, w1, vld1q_s8(x.add(16)));
+                let scale = vdupq_n_f32(w.weights.d[ws + b].to_f32() * acts.d[xs + b]);
+                lo = vfmaq_f32(lo, scale, vcvtq_f32_s32(p0));
+                hi = vfmaq_f32(hi, scale, vcvtq_f32_s32(p1));
+            }
+        }
+        hsum(lo, hi)
+    }
+
+    /// One weight row of K-quant super-blocks against one activation row: the i32 lanes of
+    /// `super::kquant::lanes` (0-3 from the first 16 values of every 32, 4-7 from the other
+    /// 16; each 16 values share one scale), then `super::dot_k_scalar`'s f32 operations.
+    #[inline(always)]
+    unsafe fn dot_k<const DOT: bool, const KIND: u8>(
+        w: &QuantMatrix,
+        row: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> f32 {
+        let bb = w.format.block_bytes();
+        let blocks = w.blocks;
+        let low4 = vdupq_n_u8(0x0F);
+        let zero = vdupq_n_s32(0);
+        let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+        for b in 0..blocks {
+            let blk = &w.weights.qs[(row * blocks + b) * bb..][..bb];
+            let bp = blk.as_ptr();
+            let x = acts.qs.as_ptr().add(r * w.cols + b * QK_K);
+            let at = r * acts.stride + b;
+            let bs = &acts.bsums[at * 16..at * 16 + 16];
+            let (bs0, bs1) = (vld1q_s16(bs.as_ptr()), vld1q_s16(bs.as_ptr().add(8)));
+            // Integer lanes 0-3 and 4-7.
+            let (mut dlo, mut dhi) = (zero, zero);
+            let (mut mlo, mut mhi) = (zero, zero);
+            let (d, dmin);
+            if KIND == Q6K {
+                d = f16::from_le_bytes([blk[208], blk[209]]).to_f32();
+                dmin = 0.0;
+                let sc = &blk[192..208];
+                let three = vdupq_n_u8(3);
+                for h in 0..2 {
+                    for part in 0..2 {
+                        let o = 16 * part;
+                        let a = vld1q_u8(bp.add(64 * h + o));
+                        let c = vld1q_u8(bp.add(64 * h + 32 + o));
+                        let qh = vld1q_u8(bp.add(128 + 32 * h + o));
+                        let regs = [
+                            vorrq_u8(vandq_u8(a, low4), vshlq_n_u8::<4>(vandq_u8(qh, three))),
+                            vorrq_u8(
+                                vandq_u8(c, low4),
+                                vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(qh), three)),
+                            ),
+                            vorrq_u8(
+                                vshrq_n_u8::<4>(a),
+                                vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<4>(qh), three)),
+                            ),
+                            vorrq_u8(vshrq_n_u8::<4>(c), vshlq_n_u8::<4>(vshrq_n_u8::<6>(qh))),
+                        ];
+                        // Register `reg` holds values 128h + 32reg + o + (0..16): sub-block
+                        // (8h + 2reg + part) of sixteen.
+                        for (reg, &q) in regs.iter().enumerate() {
+                            let chunk = 4 * h + reg;
+                            let s = i32::from(sc[2 * chunk + part] as i8);
+                            let xv = vld1q_s8(x.add(32 * chunk + o));
+                            let p = dot4::<DOT>(zero, vreinterpretq_s8_u8(q), xv);
+                            if part == 0 {
+                                dlo = vmlaq_n_s32(dlo, p, s);
+                            } else {
+                                dhi = vmlaq_n_s32(dhi, p, s);
+                            }
+                        }
+                    }
+                }
+                // The offset 32 of every quant: lane l less 32 * (sc[2l] * bsums[2l] +
+                // sc[2l + 1] * bsums[2l + 1]).
+                let sc0 = vmovl_s8(vld1_s8(sc.as_ptr().cast()));
+                let sc1 = vmovl_s8(vld1_s8(sc.as_ptr().add(8).cast()));
+                let off = |bs: int16x8_t, sc: int16x8_t| {
+                    vpaddq_s32(
+                        vmull_s16(vget_low_s16(bs), vget_low_s16(sc)),
+                        vmull_high_s16(bs, sc),
+                    )
+                };
+                dlo = vsubq_s32(dlo, vshlq_n_s32::<5>(off(bs0, sc0)));
+                dhi = vsubq_s32(dhi, vshlq_n_s32::<5>(off(bs1, sc1)));
+            } else {
+                d = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                dmin = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
+                let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
+                let (sc, m) = super::kquant::scales_mins(packed);
+                let qs = bp.add(if KIND == Q5K { 48 } else { 16 });
+                for j in 0..4 {
+                    // Values 64j + (0..32) are the low nibbles, 64j + 32 + (0..32) the high.
+                    let (s_lo, s_hi) = (i32::from(sc[2 * j]), i32::from(sc[2 * j + 1]));
+                    for part in 0..2 {
+                        let o = 16 * part;
+                        let v = vld1q_u8(qs.add(32 * j + o));
+                        let (mut ql, mut qh) = (vandq_u8(v, low4), vshrq_n_u8::<4>(v));
+                        if KIND == Q5K {
+                            // Bits 2j and 2j + 1 of the high-bit bytes, moved to bit 4.
+                            let high = vld1q_u8(bp.add(16 + o));
+                            let sixteen = vdupq_n_u8(0x10);
+                            let shift = 4 - 2 * j as i8;
+                            ql = vorrq_u8(ql, vandq_u8(vshlq_u8(high, vdupq_n_s8(shift)), sixteen));
+                            qh = vorrq_u8(
+                                qh,
+                                vandq_u8(vshlq_u8(high, vdupq_n_s8(shift - 1)), sixteen),
+                            );
+                        }
+                        let at_x = 64 * j + o;
+                        let p_lo =
+                            dot4::<DOT>(zero, vreinterpretq_s8_u8(ql), vld1q_s8(x.add(at_x)));
+                        let p_hi =
+                            dot4::<DOT>(zero, vreinterpretq_s8_u8(qh), vld1q_s8(x.add(at_x + 32)));
+                        let acc = if part == 0 { &mut dlo } else { &mut dhi };
+                        *acc = vmlaq_n_s32(vmlaq_n_s32(*acc, p_lo, s_lo), p_hi, s_hi);
+                    }
+                }
+                // Lane l: m[l] * (bsums[2l] + bsums[2l + 1]).
+                let m: [i32; 8] = std::array::from_fn(|l| i32::from(m[l]));
+                mlo = vmulq_s32(vpaddlq_s16(bs0), vld1q_s32(m.as_ptr()));
+                mhi = vmulq_s32(vpaddlq_s16(bs1), vld1q_s32(m.as_ptr().add(4)));
+            }
+            let dx = acts.d[at];
+            let (dd, dm) = (vdupq_n_f32(d * dx), vdupq_n_f32(dmin * dx));
+            lo = vfmaq_f32(lo, dd, vcvtq_f32_s32(dlo));
+            hi = vfmaq_f32(hi, dd, vcvtq_f32_s32(dhi));
+            if KIND != Q6K {
+                // acc - (dmin * dx) * mins, one rounding: the scalar tier's fused
+                // `(-dmin).mul_add(mins, acc)`.
+                lo = vfmsq_f32(lo, dm, vcvtq_f32_s32(mlo));
+                hi = vfmsq_f32(hi, dm, vcvtq_f32_s32(mhi));
+            }
+        }
+        hsum(lo, hi)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1809,6 +2180,11 @@ mod tests {
         let mut k = vec![Kernel::Scalar];
         if Kernel::best() != Kernel::Scalar {
             k.push(Kernel::best());
+        }
+        // A dotprod CPU also runs the plain NEON kernels (what `ARBITER_CPU_KERNELS=neon` picks).
+        #[cfg(target_arch = "aarch64")]
+        if Kernel::best() == Kernel::NeonDot {
+            k.push(Kernel::Neon);
         }
         k
     }
