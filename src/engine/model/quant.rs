@@ -2015,7 +2015,7 @@ mod avx512 {
                         _mm512_setzero_si512()
                     };
                     let one = _mm512_set1_epi8(1);
-                    for j in 0..4 {
+                    for (j, &spread) in index.iter().enumerate() {
                         let q = _mm256_loadu_si256(qs.add(32 * j).cast());
                         let q = _mm512_inserti64x4::<1>(
                             _mm512_castsi256_si512(q),
@@ -2027,7 +2027,7 @@ mod avx512 {
                             let bit = _mm512_and_si512(_mm512_srl_epi16(high, s), one);
                             q = _mm512_or_si512(q, _mm512_slli_epi16::<4>(bit));
                         }
-                        let s = _mm512_permutexvar_epi16(index[j], sc16);
+                        let s = _mm512_permutexvar_epi16(spread, sc16);
                         let at = b * QK_K + 64 * j;
                         for k in 0..R {
                             let x = _mm512_loadu_si512(xq[k].add(at).cast());
