@@ -471,6 +471,12 @@ impl QuantMatrix {
                 // call's alone.
                 unsafe { neon::rows_times_plain(self, acts, first, count, y) }
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                // SAFETY: `Kernel::Avx512` is only constructed after detecting its features and
+                // Avx2's; bounds and columns as above.
+                unsafe { avx512::rows_times(self, acts, first, count, y) }
+            }
         }
     }
 }
@@ -558,11 +564,16 @@ enum Kernel {
     /// aarch64 NEON with dotprod's `sdot`.
     #[cfg(target_arch = "aarch64")]
     NeonDot,
+    /// AVX2 plus AVX-512F/BW/VL and AVX-512-VNNI: the K-quants' integer lanes from 64-byte
+    /// registers, the rest as `Avx2`.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
-/// Environment variable that caps the kernel tier (`scalar` or `avx2`; on aarch64 `scalar` or
-/// `neon`, which leaves out the dotprod kernels): to compare the tiers on one machine, or to reproduce on one CPU what another computes. Unset or any other value: the
-/// best tier this CPU has.
+/// Environment variable that caps the kernel tier (`scalar` or `avx2`, where the best is `avx512`
+/// on CPUs with AVX-512-VNNI; on aarch64 `scalar` or `neon`, which leaves out the dotprod
+/// kernels): to compare the tiers on one machine, or to reproduce on one CPU what another
+/// computes. Unset or any other value: the best tier this CPU has.
 pub(crate) const KERNELS_VAR: &str = "ARBITER_CPU_KERNELS";
 
 impl Kernel {
@@ -576,6 +587,8 @@ impl Kernel {
                 Ok("scalar") => Kernel::Scalar,
                 #[cfg(target_arch = "aarch64")]
                 Ok("neon") if best == Kernel::NeonDot => Kernel::Neon,
+                #[cfg(target_arch = "x86_64")]
+                Ok("avx2") if best == Kernel::Avx512 => Kernel::Avx2,
                 _ => best,
             }
         })
@@ -583,10 +596,16 @@ impl Kernel {
 
     fn best() -> Kernel {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
+        if Kernel::Avx2.available()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
         {
+            return Kernel::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::Avx2.available() {
             return Kernel::Avx2;
         }
         #[cfg(target_arch = "aarch64")]
@@ -598,6 +617,25 @@ impl Kernel {
             };
         }
         Kernel::Scalar
+    }
+
+    /// Whether this CPU runs this tier (for `Avx512`, also needs `Avx2`'s features).
+    fn available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Kernel::best() == Kernel::Avx512,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => Kernel::best() == Kernel::NeonDot,
+        }
     }
 }
 
@@ -735,9 +773,10 @@ fn quantize_rows(
         let xb: &[f32; QK] = xb.try_into().expect("chunks_exact yields QK-sized blocks");
         let (d, sum) = match kernel {
             Kernel::Scalar => quantize_block_scalar(xb, qb),
-            // SAFETY: `Kernel::Avx2` exists only once avx2/fma/f16c were detected.
+            // SAFETY: `Kernel::Avx2` and `Kernel::Avx512` exist only once avx2/fma/f16c were
+            // detected.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { avx2::quantize_block(xb, qb) },
+            Kernel::Avx2 | Kernel::Avx512 => unsafe { avx2::quantize_block(xb, qb) },
             // Quantizing is linear in the input; the portable loop serves the NEON tiers.
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon | Kernel::NeonDot => quantize_block_scalar(xb, qb),
@@ -1996,7 +2035,7 @@ mod avx2 {
     /// Horizontal sum of eight f32 lanes.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    fn hsum(v: __m256) -> f32 {
+    pub(super) fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -2117,6 +2156,299 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The AVX-512 tier of the K-quant kernels: the integer lanes of `avx2::ktile` formed from
+    //! 64-byte registers (two 32-value runs at once, the sub-block scales applied and summed by
+    //! VNNI's `vpdpwssd`), then folded to the same eight i32 lanes and scaled by the same
+    //! 256-bit fused multiply-adds, so its products have the bits of the other tiers. The
+    //! 32-value types keep the AVX2 kernels. Every function here requires avx512f, avx512bw,
+    //! avx512vl, avx512vnni, avx2, fma and f16c.
+
+    use super::{Activations, Format, Output, QuantMatrix, QK_K};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    const Q4K: u8 = 5;
+    const Q5K: u8 = 6;
+    const Q6K: u8 = 7;
+
+    /// Word-permute indices that spread a super-block's sub-block scales (16-bit words, in the
+    /// low words of a register) over the 64 values of one register. Q4_K / Q5_K register `n`
+    /// holds sub-blocks 2n and 2n + 1 (32 values each); Q6_K register `n` holds scales
+    /// 4n..4n + 4 (16 values each).
+    const fn scale_index(six: bool, n: usize) -> [i16; 32] {
+        let mut a = [0i16; 32];
+        let mut t = 0;
+        while t < 32 {
+            a[t] = if six { 4 * n + t / 8 } else { 2 * n + t / 16 } as i16;
+            t += 1;
+        }
+        a
+    }
+
+    static K_INDEX: [[i16; 32]; 4] = [
+        scale_index(false, 0),
+        scale_index(false, 1),
+        scale_index(false, 2),
+        scale_index(false, 3),
+    ];
+    static Q6_INDEX: [[i16; 32]; 4] = [
+        scale_index(true, 0),
+        scale_index(true, 1),
+        scale_index(true, 2),
+        scale_index(true, 3),
+    ];
+
+    /// Weight rows `first..first + count` against every activation row, into those columns
+    /// of `y`, tiled as `avx2::rows_times` tiles them.
+    ///
+    /// # Safety
+    /// avx512f, avx512bw, avx512vl, avx512vnni, avx2, fma and f16c must be available;
+    /// `first + count <= w.rows`, and no other thread writes columns `first..first + count`
+    /// of `y` meanwhile.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn rows_times(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
+        match w.format {
+            Format::Q4K => rows_times_kind::<Q4K>(w, acts, first, count, y),
+            Format::Q5K => rows_times_kind::<Q5K>(w, acts, first, count, y),
+            Format::Q6K => rows_times_kind::<Q6K>(w, acts, first, count, y),
+            _ => super::avx2::rows_times(w, acts, first, count, y),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn rows_times_kind<const KIND: u8>(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
+        assert!(
+            first + count <= w.rows
+                && acts.qs.len() >= acts.rows * w.cols
+                && acts.d.len() >= acts.rows * w.blocks
+                && acts.bsums.len() >= acts.rows * w.blocks * 16
+                && acts.stride == w.blocks
+                && w.weights.qs.len() >= w.rows * w.blocks * w.format.block_bytes()
+        );
+        let m = acts.rows;
+        let mut j = 0;
+        while j < count {
+            if m == 1 && count - j >= 4 {
+                let out = ktile::<KIND, 4, 1>(w, first + j, acts, 0);
+                for (jw, o) in out.iter().enumerate() {
+                    y.set(0, first + j + jw, o[0]);
+                }
+                j += 4;
+                continue;
+            }
+            let pair = count - j >= 2;
+            let mut r = 0;
+            while r < m {
+                let left = m - r;
+                let row = first + j;
+                macro_rules! tile {
+                    ($w:literal, $r:literal) => {{
+                        let out = ktile::<KIND, $w, $r>(w, row, acts, r);
+                        for (jw, o) in out.iter().enumerate() {
+                            for (k, &v) in o.iter().enumerate() {
+                                y.set(r + k, row + jw, v);
+                            }
+                        }
+                        $r
+                    }};
+                }
+                r += match (pair, left) {
+                    (true, 4..) => tile!(2, 4),
+                    (true, 3) => tile!(2, 3),
+                    (true, 2) => tile!(2, 2),
+                    (true, _) => tile!(2, 1),
+                    (false, 4..) => tile!(1, 4),
+                    (false, 3) => tile!(1, 3),
+                    (false, 2) => tile!(1, 2),
+                    (false, _) => tile!(1, 1),
+                };
+            }
+            j += if pair { 2 } else { 1 };
+        }
+    }
+
+    /// Dot products of K-quant weight rows `row..row + W` with activation rows `r..r + R`.
+    /// A 64-byte register pairs two of `avx2::ktile`'s 32-value registers (whose activations
+    /// are adjacent in memory); `maddubs` forms the same u8 x i8 pair sums and `vpdpwssd`
+    /// multiplies them by the scale words and adds the pairs into the 16 i32 lanes, with no
+    /// saturation. Lane `l` and lane `8 + l` then add to AVX2's lane `l`: exact integers, so
+    /// the order does not matter, and from there the f32 steps are AVX2's.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn ktile<const KIND: u8, const W: usize, const R: usize>(
+        w: &QuantMatrix,
+        row: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; R]; W] {
+        let bb = match KIND {
+            Q4K => 144,
+            Q5K => 176,
+            _ => 210,
+        };
+        let (blocks, cols) = (w.blocks, w.cols);
+        let wb: [*const u8; W] =
+            std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * bb));
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
+        let xs: [*const i16; R] =
+            std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
+        let table = if KIND == Q6K { &Q6_INDEX } else { &K_INDEX };
+        let index = [
+            _mm512_loadu_si512(table[0].as_ptr().cast()),
+            _mm512_loadu_si512(table[1].as_ptr().cast()),
+            _mm512_loadu_si512(table[2].as_ptr().cast()),
+            _mm512_loadu_si512(table[3].as_ptr().cast()),
+        ];
+        let low4 = _mm512_set1_epi8(0x0F);
+        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        for b in 0..blocks {
+            for p in wb.iter() {
+                let ahead = p.wrapping_add(W * blocks * bb + b * bb);
+                for line in (0..bb).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                }
+            }
+            for i in 0..W {
+                let blk = wb[i].add(b * bb);
+                let mut wide = [_mm512_setzero_si512(); R];
+                let mut mins = [_mm256_setzero_si256(); R];
+                let (d, dmin);
+                if KIND == Q6K {
+                    d = f16::from_le_bytes([*blk.add(208), *blk.add(209)]).to_f32();
+                    dmin = 0.0;
+                    let three = _mm512_set1_epi8(3);
+                    let sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                        blk.add(192).cast(),
+                    )));
+                    for h in 0..2 {
+                        // Nibble bytes a (values 0..32, 64..96 of this half) and b (32..64,
+                        // 96..128) are adjacent; the high pairs of b sit two bits above a's.
+                        let ab = _mm512_loadu_si512(blk.add(64 * h).cast());
+                        let qh = _mm256_loadu_si256(blk.add(128 + 32 * h).cast());
+                        let hb = _mm512_inserti64x4::<1>(
+                            _mm512_castsi256_si512(qh),
+                            _mm256_srli_epi16::<2>(qh),
+                        );
+                        let first_half = _mm512_or_si512(
+                            _mm512_and_si512(ab, low4),
+                            _mm512_slli_epi16::<4>(_mm512_and_si512(hb, three)),
+                        );
+                        let second_half = _mm512_or_si512(
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(ab), low4),
+                            _mm512_slli_epi16::<4>(_mm512_and_si512(
+                                _mm512_srli_epi16::<4>(hb),
+                                three,
+                            )),
+                        );
+                        for (n, q) in [first_half, second_half].into_iter().enumerate() {
+                            let s = _mm512_permutexvar_epi16(index[2 * h + n], sc16);
+                            let at = b * QK_K + 128 * h + 64 * n;
+                            for k in 0..R {
+                                let x = _mm512_loadu_si512(xq[k].add(at).cast());
+                                wide[k] =
+                                    _mm512_dpwssd_epi32(wide[k], _mm512_maddubs_epi16(q, x), s);
+                            }
+                        }
+                    }
+                } else {
+                    d = f16::from_le_bytes([*blk, *blk.add(1)]).to_f32();
+                    dmin = f16::from_le_bytes([*blk.add(2), *blk.add(3)]).to_f32();
+                    let packed: &[u8; 12] = &*blk.add(4).cast::<[u8; 12]>();
+                    let (sc8, m8) = super::kquant::scales_mins(packed);
+                    let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
+                        sc8.as_ptr().cast(),
+                    )));
+                    let m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(m8.as_ptr().cast()));
+                    let m16 = _mm256_set_m128i(
+                        _mm_unpackhi_epi16(m16, m16),
+                        _mm_unpacklo_epi16(m16, m16),
+                    );
+                    let qs = blk.add(if KIND == Q5K { 48 } else { 16 });
+                    // Fifth bits: bit 2j of each byte for the low nibbles of run j, bit 2j + 1
+                    // for the high ones; shifting the upper copy by one puts both at bit 2j.
+                    let high = if KIND == Q5K {
+                        let h = _mm256_loadu_si256(blk.add(16).cast());
+                        _mm512_inserti64x4::<1>(
+                            _mm512_castsi256_si512(h),
+                            _mm256_srli_epi16::<1>(h),
+                        )
+                    } else {
+                        _mm512_setzero_si512()
+                    };
+                    let one = _mm512_set1_epi8(1);
+                    for (j, &spread) in index.iter().enumerate() {
+                        let q = _mm256_loadu_si256(qs.add(32 * j).cast());
+                        let q = _mm512_inserti64x4::<1>(
+                            _mm512_castsi256_si512(q),
+                            _mm256_srli_epi16::<4>(q),
+                        );
+                        let mut q = _mm512_and_si512(q, low4);
+                        if KIND == Q5K {
+                            let s = _mm_cvtsi32_si128(2 * j as i32);
+                            let bit = _mm512_and_si512(_mm512_srl_epi16(high, s), one);
+                            q = _mm512_or_si512(q, _mm512_slli_epi16::<4>(bit));
+                        }
+                        let s = _mm512_permutexvar_epi16(spread, sc16);
+                        let at = b * QK_K + 64 * j;
+                        for k in 0..R {
+                            let x = _mm512_loadu_si512(xq[k].add(at).cast());
+                            wide[k] = _mm512_dpwssd_epi32(wide[k], _mm512_maddubs_epi16(q, x), s);
+                        }
+                    }
+                    for k in 0..R {
+                        let bs = _mm256_loadu_si256(xs[k].add(b * 16).cast());
+                        mins[k] = _mm256_madd_epi16(bs, m16);
+                    }
+                }
+                for k in 0..R {
+                    let mut dot = _mm256_add_epi32(
+                        _mm512_castsi512_si256(wide[k]),
+                        _mm512_extracti64x4_epi64::<1>(wide[k]),
+                    );
+                    if KIND == Q6K {
+                        let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192).cast()));
+                        let bs = _mm256_loadu_si256(xs[k].add(b * 16).cast());
+                        let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc));
+                        dot = _mm256_sub_epi32(dot, off);
+                    }
+                    let dx = *xd[k].add(b);
+                    acc[i][k] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(dot), acc[i][k]);
+                    if KIND != Q6K {
+                        acc[i][k] = _mm256_fnmadd_ps(
+                            _mm256_set1_ps(dmin * dx),
+                            _mm256_cvtepi32_ps(mins[k]),
+                            acc[i][k],
+                        );
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; R]; W];
+        for i in 0..W {
+            for k in 0..R {
+                out[i][k] = super::avx2::hsum(acc[i][k]);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2178,6 +2510,7 @@ mod tests {
     /// Every tier this CPU has, whatever `ARBITER_CPU_KERNELS` says.
     fn kernels() -> Vec<Kernel> {
         let mut k = vec![Kernel::Scalar];
+        #[cfg(target_arch = "aarch64")]
         if Kernel::best() != Kernel::Scalar {
             k.push(Kernel::best());
         }
@@ -2186,6 +2519,12 @@ mod tests {
         if Kernel::best() == Kernel::NeonDot {
             k.push(Kernel::Neon);
         }
+        #[cfg(target_arch = "x86_64")]
+        k.extend(
+            [Kernel::Avx2, Kernel::Avx512]
+                .into_iter()
+                .filter(|t| t.available()),
+        );
         k
     }
 
