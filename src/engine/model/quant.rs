@@ -619,7 +619,9 @@ impl Kernel {
         Kernel::Scalar
     }
 
-    /// Whether this CPU runs this tier (for `Avx512`, also needs `Avx2`'s features).
+    /// Whether this CPU runs this tier (for `Avx512`, also needs `Avx2`'s features). Only the
+    /// x86 tier choice asks it; on aarch64 `best` decides between the two NEON tiers alone.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn available(self) -> bool {
         match self {
             Kernel::Scalar => true,
