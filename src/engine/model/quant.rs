@@ -2,10 +2,12 @@
 //! Q4_K, Q5_K, Q6_K: every type of the files people download (Q4_K_M and Q5_K_M mix them);
 //! candle's CPU path for Q4_1 is a scalar loop. As llama.cpp does, activations are quantized to
 //! 8 bits once per call (32-value blocks, or Q8_K's 256 for the K-quants) and each weight row
-//! meets them in AVX2 block dot products (a portable scalar version elsewhere), weight rows
-//! shared out between the calling thread and a few helper threads. Every tier computes the same f32 operations in the same order (the
-//! portable code follows the AVX2 lanes), so a product has the same bits on every CPU; the tier
-//! is chosen once per process from the CPU, capped by `ARBITER_CPU_KERNELS`.
+//! meets them in block dot products: AVX2, AVX-512-VNNI for the K-quants, NEON with or without
+//! dotprod on aarch64, and a portable scalar version elsewhere; weight rows are shared out
+//! between the calling thread and a few helper threads. Every tier forms the same exact integer
+//! lanes and then computes the same f32 operations in the same order (the portable code follows
+//! the AVX2 lanes), so a product has the same bits on every CPU; the tier is chosen once per
+//! process from the CPU, capped by `ARBITER_CPU_KERNELS`.
 //! candle's `QMatMul` is no reference: on AVX-512-VNNI and AVX-VNNI CPUs it quantizes the
 //! activations of Q8_0 (and K-quant) products per 256 values instead of per 32.
 //!
