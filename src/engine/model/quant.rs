@@ -1779,13 +1779,58 @@ mod avx2 {
                     && w.weights.qs.len() >= w.rows * w.blocks * w.format.block_bytes()
             );
         }
+        tiled_rows::<Avx2Tiles, KIND>(w, acts, first, count, y);
+    }
+
+    /// The tile kernels of one SIMD tier: dot products of weight rows `row..row + W` with
+    /// activation rows `r..r + R` for the block family `KIND`.
+    pub(super) trait Tiles {
+        /// # Safety
+        /// The tier's CPU features were detected; the rows are in bounds.
+        unsafe fn tile<const KIND: u8, const W: usize, const R: usize>(
+            w: &QuantMatrix,
+            row: usize,
+            acts: &Activations,
+            r: usize,
+        ) -> [[f32; R]; W];
+    }
+
+    /// This tier's tiles.
+    struct Avx2Tiles;
+
+    impl Tiles for Avx2Tiles {
+        #[inline(always)]
+        unsafe fn tile<const KIND: u8, const W: usize, const R: usize>(
+            w: &QuantMatrix,
+            row: usize,
+            acts: &Activations,
+            r: usize,
+        ) -> [[f32; R]; W] {
+            any_tile::<KIND, W, R>(w, row, acts, r)
+        }
+    }
+
+    /// Weight rows `first..first + count` times every activation row, tile by tile with `T`'s
+    /// kernels: the tiling every x86 tier shares. Inlined into each tier's `target_feature`
+    /// function, so that its tiles inline there too.
+    ///
+    /// # Safety
+    /// As `T::tile`; the columns of these rows are this call's alone.
+    #[inline(always)]
+    pub(super) unsafe fn tiled_rows<T: Tiles, const KIND: u8>(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        count: usize,
+        y: &Output<'_>,
+    ) {
         let m = acts.rows;
         let mut j = 0;
         while j < count {
             // A single activation row (decode) takes four weight rows at a time: more
             // independent accumulators and more memory streams in flight.
             if m == 1 && count - j >= 4 {
-                let out = any_tile::<KIND, 4, 1>(w, first + j, acts, 0);
+                let out = T::tile::<KIND, 4, 1>(w, first + j, acts, 0);
                 for (jw, o) in out.iter().enumerate() {
                     y.set(0, first + j + jw, o[0]);
                 }
@@ -1799,7 +1844,7 @@ mod avx2 {
                 let row = first + j;
                 macro_rules! tile {
                     ($w:literal, $r:literal) => {{
-                        let out = any_tile::<KIND, $w, $r>(w, row, acts, r);
+                        let out = T::tile::<KIND, $w, $r>(w, row, acts, r);
                         for (jw, o) in out.iter().enumerate() {
                             for (k, &v) in o.iter().enumerate() {
                                 y.set(r + k, row + jw, v);
@@ -2243,45 +2288,21 @@ mod avx512 {
                 && acts.stride == w.blocks
                 && w.weights.qs.len() >= w.rows * w.blocks * w.format.block_bytes()
         );
-        let m = acts.rows;
-        let mut j = 0;
-        while j < count {
-            if m == 1 && count - j >= 4 {
-                let out = ktile::<KIND, 4, 1>(w, first + j, acts, 0);
-                for (jw, o) in out.iter().enumerate() {
-                    y.set(0, first + j + jw, o[0]);
-                }
-                j += 4;
-                continue;
-            }
-            let pair = count - j >= 2;
-            let mut r = 0;
-            while r < m {
-                let left = m - r;
-                let row = first + j;
-                macro_rules! tile {
-                    ($w:literal, $r:literal) => {{
-                        let out = ktile::<KIND, $w, $r>(w, row, acts, r);
-                        for (jw, o) in out.iter().enumerate() {
-                            for (k, &v) in o.iter().enumerate() {
-                                y.set(r + k, row + jw, v);
-                            }
-                        }
-                        $r
-                    }};
-                }
-                r += match (pair, left) {
-                    (true, 4..) => tile!(2, 4),
-                    (true, 3) => tile!(2, 3),
-                    (true, 2) => tile!(2, 2),
-                    (true, _) => tile!(2, 1),
-                    (false, 4..) => tile!(1, 4),
-                    (false, 3) => tile!(1, 3),
-                    (false, 2) => tile!(1, 2),
-                    (false, _) => tile!(1, 1),
-                };
-            }
-            j += if pair { 2 } else { 1 };
+        super::avx2::tiled_rows::<Avx512Tiles, KIND>(w, acts, first, count, y);
+    }
+
+    /// This tier's tiles (K-quants only; the other types take the AVX2 tier's).
+    struct Avx512Tiles;
+
+    impl super::avx2::Tiles for Avx512Tiles {
+        #[inline(always)]
+        unsafe fn tile<const KIND: u8, const W: usize, const R: usize>(
+            w: &QuantMatrix,
+            row: usize,
+            acts: &Activations,
+            r: usize,
+        ) -> [[f32; R]; W] {
+            ktile::<KIND, W, R>(w, row, acts, r)
         }
     }
 
