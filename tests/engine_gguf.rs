@@ -379,22 +379,26 @@ import json, sys
 import numpy as np
 from llama_cpp import Llama
 path, ids, steps = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+ours = json.loads(sys.argv[4])
 llm = Llama(model_path=path, n_ctx=512, n_threads=2, verbose=False, logits_all=True)
 llm.eval(ids)
-out, gaps = [], []
+out, gaps, behind = [], [], []
 for step in range(steps):
     row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float64)
     top = np.argsort(row)[::-1][:2]
     out.append(int(top[0]))
     gaps.append(float(row[top[0]] - row[top[1]]))
+    # How far the token Arbiter chose at this step stands below llama.cpp's own choice.
+    behind.append(float(row[top[0]] - row[ours[step]]))
     llm.eval([int(top[0])])
-print(json.dumps({"tokens": out, "gaps": gaps}))
+print(json.dumps({"tokens": out, "gaps": gaps, "behind": behind}))
 "#;
 
 /// Every GGUF type people download, made from the test model by llama.cpp's own quantizer
 /// (`scripts/quantize_gguf.py`): each loads onto our kernels and decodes llama.cpp's greedy
-/// tokens for 64 steps. Where the two differ, the first divergence must come at a step where
-/// llama.cpp's own top two logits are close (under `NEAR_TIE`). Every matrix of these files
+/// tokens for 64 steps. Where the two differ, the token we chose at the first divergence must be
+/// a near-tie by llama.cpp's own logits: under `NEAR_TIE` below llama.cpp's choice (llama.cpp's
+/// reference itself moves with the CPU, whose kernel tier decides how it quantizes activations). Every matrix of these files
 /// matches the exact block reference (`real_gguf_matrices_match_the_exact_block_reference`
 /// with ARBITER_TEST_GGUF naming one), and both engines quantize the activations the same
 /// way (Q8_0 / Q8_1 / Q8_K blocks), but they sum products, attention and norms in different
@@ -448,7 +452,9 @@ fn every_quantization_type_decodes_llama_cpp_greedy_tokens() {
             .into(),
     );
     let steps = 64;
-    const NEAR_TIE: f64 = 0.5;
+    // One logit: the most we measured is 0.48 (Q4_K_M, this CPU), and llama.cpp's reference
+    // moves with the CPU it runs on.
+    const NEAR_TIE: f64 = 1.0;
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for file in &files {
@@ -464,6 +470,7 @@ fn every_quantization_type_decodes_llama_cpp_greedy_tokens() {
             .arg(file)
             .arg(serde_json::to_string(&ids).expect("json"))
             .arg(steps.to_string())
+            .arg(serde_json::to_string(&ours.tokens).expect("json"))
             .output()
             .expect("python3 runs");
         assert!(
@@ -478,6 +485,12 @@ fn every_quantization_type_decodes_llama_cpp_greedy_tokens() {
             .expect("tokens")
             .iter()
             .map(|v| v.as_u64().expect("id") as u32)
+            .collect();
+        let behind: Vec<f64> = reference["behind"]
+            .as_array()
+            .expect("behind")
+            .iter()
+            .map(|v| v.as_f64().expect("logit"))
             .collect();
         let gaps: Vec<f64> = reference["gaps"]
             .as_array()
@@ -501,17 +514,17 @@ fn every_quantization_type_decodes_llama_cpp_greedy_tokens() {
         } else {
             format!(
                 "{name}: first {same} of {steps} equal; at step {same} llama.cpp's top-two gap \
-                 is {:.4}",
-                gaps[same]
+                 is {:.4}, our token {:.4} below its choice",
+                gaps[same], behind[same]
             )
         };
         report.push(line);
         assert_eq!(ours.tokens.len(), steps, "{name}");
-        if same < steps && gaps[same] >= NEAR_TIE {
+        if same < steps && behind[same] >= NEAR_TIE {
             failures.push(format!(
-                "{name}: ours {:?} vs llama.cpp {:?} diverge at step {same}, where llama.cpp's \
-                 top two logits are {} apart",
-                ours.tokens, theirs, gaps[same]
+                "{name}: ours {:?} vs llama.cpp {:?} diverge at step {same}, where our token \
+                 is {} below llama.cpp's choice by its own logits",
+                ours.tokens, theirs, behind[same]
             ));
         }
     }
