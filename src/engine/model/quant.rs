@@ -87,6 +87,19 @@ enum Format {
 /// Values per K-quant super-block.
 const QK_K: usize = 256;
 
+/// Block-family ids, the const generic by which the SIMD kernels specialise per weight type.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod kind {
+    pub(super) const Q4_0: u8 = 0;
+    pub(super) const Q4_1: u8 = 1;
+    pub(super) const Q8_0: u8 = 2;
+    pub(super) const Q5_0: u8 = 3;
+    pub(super) const Q5_1: u8 = 4;
+    pub(super) const Q4K: u8 = 5;
+    pub(super) const Q5K: u8 = 6;
+    pub(super) const Q6K: u8 = 7;
+}
+
 impl Format {
     fn from_ggml(dtype: GgmlDType) -> Option<Format> {
         match dtype {
@@ -1341,14 +1354,7 @@ mod neon {
     use std::arch::aarch64::*;
     use std::arch::asm;
 
-    const Q4_0: u8 = 0;
-    const Q4_1: u8 = 1;
-    const Q8_0: u8 = 2;
-    const Q5_0: u8 = 3;
-    const Q5_1: u8 = 4;
-    const Q4K: u8 = 5;
-    const Q5K: u8 = 6;
-    const Q6K: u8 = 7;
+    use super::kind::*;
 
     /// Weight rows `first..first + count` against every activation row, into those columns
     /// of `y`, with `sdot`.
@@ -1675,14 +1681,7 @@ mod avx2 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    const Q4_0: u8 = 0;
-    const Q4_1: u8 = 1;
-    const Q8_0: u8 = 2;
-    const Q5_0: u8 = 3;
-    const Q5_1: u8 = 4;
-    const Q4K: u8 = 5;
-    const Q5K: u8 = 6;
-    const Q6K: u8 = 7;
+    use super::kind::*;
 
     /// See `super::quantize_block_scalar`; identical results.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -2218,9 +2217,7 @@ mod avx512 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    const Q4K: u8 = 5;
-    const Q5K: u8 = 6;
-    const Q6K: u8 = 7;
+    use super::kind::{Q4K, Q5K, Q6K};
 
     /// Word-permute indices that spread a super-block's sub-block scales (16-bit words, in the
     /// low words of a register) over the 64 values of one register. Q4_K / Q5_K register `n`
