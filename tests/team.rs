@@ -95,22 +95,33 @@ fn index(id: &str) -> usize {
     id[1..].parse().expect("item ids are tNN")
 }
 
-fn export(who: Option<&str>, data: &Path, dir: &Path) -> BTreeMap<String, Value> {
-    let out = dir.join("labels.jsonl");
+/// `arbiter export DATA [options] -o DIR/FILE` as `who`, its rows keyed by their `key` field.
+fn export_rows(
+    who: Option<&str>,
+    data: &Path,
+    options: &[&str],
+    out: &Path,
+    key: &str,
+) -> BTreeMap<String, Value> {
     let data = data.to_str().expect("utf-8 path");
+    let out_arg = out.to_str().expect("utf-8");
     ok(
         who,
-        &["export", data, "-o", out.to_str().expect("utf-8")],
+        &[&["export", data][..], options, &["-o", out_arg]].concat(),
         "",
     );
-    std::fs::read_to_string(&out)
+    std::fs::read_to_string(out)
         .expect("export written")
         .lines()
         .map(|l| {
             let row: Value = serde_json::from_str(l).expect("a JSON row");
-            (row["id"].as_str().expect("id").to_string(), row)
+            (row[key].as_str().expect("key").to_string(), row)
         })
         .collect()
+}
+
+fn export(who: Option<&str>, data: &Path, dir: &Path) -> BTreeMap<String, Value> {
+    export_rows(who, data, &[], &dir.join("labels.jsonl"), "id")
 }
 
 #[test]
@@ -318,22 +329,8 @@ fn three_annotators_split_decide_agree_and_an_adjudicator_settles() {
 
 /// `arbiter export --as preference --human-only`, by item.
 fn preference(data: &Path, dir: &Path) -> BTreeMap<String, Value> {
-    let out = dir.join("rm.jsonl");
-    let data = data.to_str().expect("utf-8 path");
-    let args = ["export", data, "--as", "preference", "--human-only", "-o"];
-    ok(
-        None,
-        &[&args[..], &[out.to_str().expect("utf-8")]].concat(),
-        "",
-    );
-    std::fs::read_to_string(&out)
-        .expect("export written")
-        .lines()
-        .map(|l| {
-            let row: Value = serde_json::from_str(l).expect("a JSON row");
-            (row["item"].as_str().expect("item").to_string(), row)
-        })
-        .collect()
+    let options = ["--as", "preference", "--human-only"];
+    export_rows(None, data, &options, &dir.join("rm.jsonl"), "item")
 }
 
 #[test]
