@@ -9,8 +9,11 @@
 #
 # Variables: ARBITER (default target/cuda/arbiter), MODEL_DIR (default /tmp/qwen2-7b-random;
 # reused if there), PROMPT (1500), NEW (512), BATCHES ("8 32"), ITEMS (items of the end-to-end
-# run, judged in both orders; 16), E2E_TOKENS (256), CUDA_LIBS, SKIP (words among
-# "check transformers arbiter e2e" to leave out; results already in OUT_DIR are still tabled).
+# run at batch 32, judged in both orders; 500, so 1,000 judgments), E2E_TOKENS (512),
+# E2E_B1_ITEMS (items of the batch-1 run and of transformers' batched run, whose time a
+# judgment is scaled to ITEMS x 2: both would take an hour or more for all 1,000; 16),
+# CUDA_LIBS, SKIP (words among "check profile transformers arbiter e2e" to leave out; results
+# already in OUT_DIR are still tabled).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/arbiter-batch}"
@@ -21,8 +24,9 @@ tiny="$out/tiny-f32"
 prompt="${PROMPT:-1500}"
 new="${NEW:-512}"
 batches="${BATCHES:-8 32}"
-items="${ITEMS:-16}"
-e2e_tokens="${E2E_TOKENS:-256}"
+items="${ITEMS:-500}"
+e2e_tokens="${E2E_TOKENS:-512}"
+b1_items="${E2E_B1_ITEMS:-16}"
 skip="${SKIP:-}"
 export LD_LIBRARY_PATH="${CUDA_LIBS:-/usr/local/cuda-13.0/targets/x86_64-linux/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1
@@ -42,11 +46,19 @@ if [[ " $skip " != *" check "* ]]; then
     # with the fused kernels (paged decode attention) and without (gathered blocks).
     "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 --check \
         --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny.json" 2>"$out/check.log" || status=1
+    ARBITER_CUDA_GROUPED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
+        --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-ungrouped.json" 2>>"$out/check.log" || status=1
     ARBITER_CUDA_FUSED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
         --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-plain.json" 2>>"$out/check.log" || status=1
     # bf16 7B: agreement of batched steps with the single stream, reported.
     "$arbiter" bench --model "$model" --device cuda --dtype bf16 --batch 16 --check \
         --prompt-tokens "$prompt" --new-tokens 16 >"$out/check-7b.json" 2>>"$out/check.log" || status=1
+fi
+
+if [[ " $skip " != *" profile "* ]]; then
+    # Each stage's GPU time in a batch-32 decode step (CUDA events between stages).
+    ARBITER_STEP_PROFILE=1 "$arbiter" bench --model "$model" --device cuda --dtype bf16 \
+        --prompt-tokens "$prompt" --new-tokens 128 --runs 1 --batch 32 >"$out/profile-b32.json" 2>>"$out/arbiter.log" || status=1
 fi
 
 if [[ " $skip " != *" arbiter "* ]]; then
@@ -67,8 +79,9 @@ if [[ " $skip " != *" transformers "* ]]; then
 fi
 
 if [[ " $skip " != *" e2e "* ]]; then
-    # ITEMS items in both orders through `arbiter run`, fixed-length critiques (a random model
-    # rarely ends its turn), at batch 1 and at batch 32; unconstrained, as batching requires.
+    # ITEMS items in both orders through `arbiter run` at batch 32, fixed-length critiques (a
+    # random model rarely ends its turn); E2E_B1_ITEMS of them at batch 1, and through
+    # transformers' batched generate from the prompts the batch-32 run recorded.
     python3 - "$out/e2e" "$items" <<'EOF'
 import json, os, sys
 d, n = sys.argv[1], int(sys.argv[2])
@@ -80,17 +93,25 @@ with open(os.path.join(d, "items.jsonl"), "w") as f:
                             "model_a": "a", "response_a": words * (20 + i % 7),
                             "model_b": "b", "response_b": words * (18 + i % 5)}) + "\n")
 EOF
-    for b in 1 32; do
-        rm -rf "$out/e2e/b$b" && mkdir -p "$out/e2e/b$b" && cp "$out/e2e/items.jsonl" "$out/e2e/b$b/"
+    for b in 32 1; do
+        rm -rf "$out/e2e/b$b" && mkdir -p "$out/e2e/b$b"
+        if [ "$b" = 1 ]; then
+            head -n "$b1_items" "$out/e2e/items.jsonl" >"$out/e2e/b$b/items.jsonl"
+        else
+            cp "$out/e2e/items.jsonl" "$out/e2e/b$b/"
+        fi
         printf '[[judge]]\nname = "local"\nkind = "local"\nmodel = "%s"\ndevice = "cuda"\ndtype = "bf16"\ntemplate = "cj2-quick"\nconstrain = "none"\nmax_tokens = %s\nmax_concurrency = %s\n' \
             "$model" "$e2e_tokens" "$b" >"$out/e2e/b$b/panel.toml"
         start=$(date +%s.%N)
         "$arbiter" run "$out/e2e/b$b/items.jsonl" --panel "$out/e2e/b$b/panel.toml" --swap \
             >"$out/e2e/b$b/run.log" 2>&1 || { status=1; tail -5 "$out/e2e/b$b/run.log"; }
         end=$(date +%s.%N)
-        python3 -c "import sys; print('{\"wall_s\": %.2f}' % (float(sys.argv[2]) - float(sys.argv[1])))" \
-            "$start" "$end" >"$out/e2e/b$b/wall.json"
+        python3 -c "import sys; print('{\"wall_s\": %.2f, \"judgments\": %d}' % (float(sys.argv[2]) - float(sys.argv[1]), 2 * int(sys.argv[3])))" \
+            "$start" "$end" "$(wc -l <"$out/e2e/b$b/items.jsonl")" >"$out/e2e/b$b/wall.json"
     done
+    python3 scripts/e2e_transformers.py "$out/e2e/b32" "$model" --batch 32 --judgments $((2 * b1_items)) \
+        --new-tokens "$e2e_tokens" >"$out/e2e/transformers.json" 2>>"$out/transformers.log" ||
+        { status=1; tail -5 "$out/transformers.log"; }
 fi
 
 python3 - "$out" "$model" "$prompt" "$new" "$batches" <<'EOF'
@@ -137,14 +158,34 @@ if bw:
         if ours and theirs:
             line += f", {ours['aggregate_decode_tokens_per_s'] / theirs['aggregate_decode_tokens_per_s']:.2f}x transformers (goal at 32: >= 6x)"
         print(line)
-for name in ("check-tiny.json", "check-tiny-plain.json", "check-7b.json"):
+for name in ("check-tiny.json", "check-tiny-ungrouped.json", "check-tiny-plain.json", "check-7b.json"):
     c = read(name)
     if c:
         print(f"{name[:-5]}: {c['identical_sequences']}/{c['sequences']} sequences identical to alone over {c['steps']} steps, "
               f"token agreement {c['token_agreement']:.4f}, max logit diff {c['max_logit_diff']:.2e} ({c['precision']})")
 walls = {b: read(f"e2e/b{b}/wall.json") for b in (1, 32)}
-if all(walls.values()):
-    print(f"end to end, `arbiter run`: {walls[1]['wall_s']:.1f} s at batch 1, {walls[32]['wall_s']:.1f} s at batch 32 "
-          f"({walls[1]['wall_s'] / walls[32]['wall_s']:.2f}x), load included")
+hf = read("e2e/transformers.json")
+if walls[32]:
+    w32 = walls[32]
+    n = w32["judgments"]
+    line = f"end to end, `arbiter run` of {n} judgments: {w32['wall_s']:.1f} s at batch 32 (load included)"
+    if walls[1]:
+        w1 = walls[1]
+        scaled = w1["wall_s"] / w1["judgments"] * n
+        line += (f"; batch 1: {w1['wall_s']:.1f} s for {w1['judgments']}, {scaled:.0f} s scaled to {n} "
+                 f"({scaled / w32['wall_s']:.2f}x the batch-32 run)")
+    if hf:
+        scaled = hf["seconds_per_judgment"] * n
+        line += (f"; transformers batch {hf['batch']}: {hf['wall_s']:.1f} s for {hf['judgments']}, {scaled:.0f} s "
+                 f"scaled to {n} ({scaled / w32['wall_s']:.2f}x the batch-32 run)")
+    print(line)
+prof = read("profile-b32.json")
+if prof and prof.get("step_profile"):
+    total = sum(s["ms_per_step"] for s in prof["step_profile"])
+    print(f"\nbatch-32 decode step by stage (CUDA events, {total:.2f} ms a step of GPU time):\n")
+    print("| stage | times a step | ms a step | share |\n| --- | --- | --- | --- |")
+    for st in prof["step_profile"]:
+        print(f"| {st['stage']} | {st['per_step']:g} | {st['ms_per_step']:.3f} | {st['ms_per_step'] / total:.1%} |")
+
 EOF
 exit $status

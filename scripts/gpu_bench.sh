@@ -8,7 +8,7 @@
 # Variables: ARBITER (the binary, default target/cuda/arbiter), MODEL_DIR (where the checkpoint
 # goes, default /tmp/qwen2-7b-random; reused if it is there), PROMPT (1500), NEW (256), RUNS (3),
 # CUDA_LIBS (default /usr/local/cuda-13.0/targets/x86_64-linux/lib), SKIP (words among
-# "bandwidth plain gemv transformers check teacher" to leave out), TRAINED_GGUF (a trained model's
+# "bandwidth plain gemv graph transformers check teacher" to leave out), TRAINED_GGUF (a trained model's
 # GGUF file: converted to bf16 safetensors and teacher-forced on this repo's docs as well; needs
 # the gguf Python package).
 set -uo pipefail
@@ -56,6 +56,12 @@ if [[ " $skip " != *" gemv "* ]]; then
         { status=1; cat "$out/arbiter-cublas-gemv.log"; }
     cat "$out/arbiter-cublas-gemv.json"
 fi
+if [[ " $skip " != *" graph "* ]]; then
+    # Every decode kernel launched from the host, no CUDA graph: what the graph buys.
+    ARBITER_CUDA_GRAPH=0 bench_arbiter >"$out/arbiter-nograph.json" 2>"$out/arbiter-nograph.log" ||
+        { status=1; cat "$out/arbiter-nograph.log"; }
+    cat "$out/arbiter-nograph.json"
+fi
 if [[ " $skip " != *" transformers "* ]]; then
     for attn in sdpa eager; do
         python3 scripts/bench_transformers.py "$model" --attn "$attn" --prompt-tokens "$prompt" \
@@ -88,6 +94,7 @@ def read(name):
         return None
 ours = read("arbiter.json")
 rows = [("Arbiter (prefill in chunks of 512)", ours), ("Arbiter (prefill in one pass)", read("arbiter-onepass.json")),
+        ("Arbiter, no CUDA graph for decode steps", read("arbiter-nograph.json")),
         ("Arbiter, cuBLAS for one-row products", read("arbiter-cublas-gemv.json")),
         ("Arbiter, fused kernels off", read("arbiter-plain.json"))]
 rows += [(f"transformers ({a})", read(f"transformers-{a}.json")) for a in ("sdpa", "eager")]

@@ -28,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_arbiter(
-    arbiter, model_dir, dtype, prompt, steps, force=None, logits_out=None, fused=True, chunk=None
+    arbiter, model_dir, dtype, prompt, steps, force=None, logits_out=None, fused=True, chunk=None,
+    graph=True,
 ):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"prompt": prompt, "steps": steps, "force": force}, f)
@@ -39,7 +40,8 @@ def run_arbiter(
         cmd += ["--logits-out", logits_out]
     if chunk:
         cmd += ["--chunk", str(chunk)]
-    env = dict(os.environ, ARBITER_CUDA_FUSED="1" if fused else "0")
+    env = dict(os.environ, ARBITER_CUDA_FUSED="1" if fused else "0",
+               ARBITER_CUDA_GRAPH="1" if graph else "0")
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     os.unlink(tokens)
     return json.loads(out.strip().splitlines()[-1])
@@ -85,16 +87,19 @@ def tiny(args):
             logits = out.logits[0, -1].float()
     ref_logits = np.stack(ref_logits)
     ok = True
-    for fused in (True, False):
-        ok &= compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, fused)
+    # Decode steps replayed from a CUDA graph (the default), launched kernel by kernel, and
+    # through candle's own ops.
+    for fused, graph in ((True, True), (True, False), (False, False)):
+        ok &= compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, fused, graph)
     return ok
 
 
-def compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, fused):
+def compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, fused, graph):
     import numpy as np
 
     raw = os.path.join(os.path.dirname(model_dir), "logits.f32")
-    ours = run_arbiter(args.arbiter, model_dir, "f32", prompt, steps, logits_out=raw, fused=fused)
+    ours = run_arbiter(args.arbiter, model_dir, "f32", prompt, steps, logits_out=raw, fused=fused,
+                       graph=graph)
     our_logits = np.fromfile(raw, dtype="<f4").reshape(steps, vocab)
     same = sum(a == b for a, b in zip(ours["top1"], ref_tokens))
     first_diff = next(
@@ -107,7 +112,8 @@ def compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, 
     print(
         json.dumps(
             {
-                "check": "tiny-f32-greedy" + ("" if fused else " (fused kernels off)"),
+                "check": "tiny-f32-greedy"
+                + ("" if graph else " (no CUDA graph)" if fused else " (fused kernels off)"),
                 "steps": steps,
                 "prompt_tokens": len(prompt),
                 "identical_tokens": same,

@@ -152,7 +152,7 @@ fn batch_once(
     let Backend::Arbiter(decoder) = decoder else {
         anyhow::bail!("--batch runs on Arbiter's own decoder (Qwen2 and Llama models)");
     };
-    let mut settings = BatchSettings::new(args.batch, decoder.config().max_position);
+    let mut settings = BatchSettings::for_decoder(args.batch, decoder);
     settings.step_tokens = args.step_tokens.max(1);
     let mut scheduler = Scheduler::new(decoder, tokenizer, stop_ids, settings);
     let started = Instant::now();
@@ -223,11 +223,22 @@ fn bench_batch(
     let mut warm = request.clone();
     warm.sampling.max_new_tokens = 2;
     batch_once(args, model, ids, &warm)?;
+    crate::engine::model::take_step_profile();
     let mut runs = Vec::new();
     for _ in 0..args.runs.max(1) {
         runs.push(batch_once(args, model, ids, request)?);
     }
     let peak_gpu = watch.finish();
+    // With ARBITER_STEP_PROFILE=1 on CUDA: each stage's GPU time per decode step (steps with
+    // prompt pieces left out), averaged over the timed runs.
+    let stages = crate::engine::model::take_step_profile();
+    let steps = stages.first().map(|s| s.1).unwrap_or(0).max(1) as f64;
+    let step_profile: Vec<serde_json::Value> = stages
+        .iter()
+        .map(|(name, seen, ms)| {
+            serde_json::json!({"stage": name, "per_step": *seen as f64 / steps, "ms_per_step": ms / steps})
+        })
+        .collect();
     let pick = |f: &dyn Fn(&BatchRun) -> f64| median(runs.iter().map(f).collect());
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
@@ -256,6 +267,7 @@ fn bench_batch(
         "load_s": model.info.load_seconds,
         "peak_rss_bytes": proc_status_kib("VmHWM:").map(|k| k * 1024),
         "peak_gpu_bytes": peak_gpu,
+        "step_profile": step_profile,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)

@@ -83,6 +83,31 @@ impl BatchSettings {
         self.max_blocks = (tokens as usize / self.block_size).max(1);
         self
     }
+
+    /// The same, with the KV cache's limit also kept within `free` bytes (the memory free on
+    /// the device once the model is loaded) less a margin for each step's activations (a
+    /// tenth of it, at least 1 GiB): the pool then never grows past what the device holds,
+    /// and a sequence that would not fit waits for blocks instead of failing on an
+    /// allocation. Never raises the limit.
+    pub fn within_memory(self, free: u64, bytes_per_token: u64) -> BatchSettings {
+        let margin = (free / 10).max(1 << 30);
+        let fitted = self.with_memory(free.saturating_sub(margin), bytes_per_token);
+        BatchSettings {
+            max_blocks: self.max_blocks.min(fitted.max_blocks),
+            ..self
+        }
+    }
+
+    /// [`new`](Self::new) for `decoder`, its KV cache kept within the memory free on its
+    /// device when that can be read (see [`within_memory`](Self::within_memory)).
+    pub fn for_decoder(max_batch: usize, decoder: &Decoder) -> BatchSettings {
+        let settings = BatchSettings::new(max_batch, decoder.config().max_position);
+        let per_token = decoder.paged_cache(settings.block_size, 1).token_bytes(1) as u64;
+        match super::device::available_memory(decoder.device()) {
+            Some(free) => settings.within_memory(free, per_token),
+            None => settings,
+        }
+    }
 }
 
 /// What the last step ran: for benchmarks, which count decode throughput over the steps
@@ -622,4 +647,38 @@ fn advance(
         seq.pending = Some(vec![next]);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Qwen2.5-7B in bf16: 28 layers x 4 kv heads x 128 x 2 (k, v) x 2 bytes a token.
+    const PER_TOKEN: u64 = 57_344;
+
+    #[test]
+    fn the_kv_limit_keeps_within_free_memory_less_a_margin() {
+        let settings = BatchSettings::new(32, 32_768);
+        assert_eq!(settings.max_blocks, 32 * 4096 / DEFAULT_BLOCK_SIZE);
+        // 4 GiB free: 1 GiB kept for activations, the pool gets 3 GiB of 16-token blocks.
+        let fitted = settings.within_memory(4 << 30, PER_TOKEN);
+        let tokens = (3u64 << 30) / PER_TOKEN;
+        assert_eq!(fitted.max_blocks, tokens as usize / DEFAULT_BLOCK_SIZE);
+        assert!(fitted.max_blocks < settings.max_blocks);
+        // 100 GiB free: a tenth kept; more room than 32 contexts need, so the limit stays.
+        assert_eq!(
+            settings.within_memory(100 << 30, PER_TOKEN).max_blocks,
+            settings.max_blocks
+        );
+        // Everything else is unchanged.
+        assert_eq!(fitted.max_batch, settings.max_batch);
+        assert_eq!(fitted.step_tokens, settings.step_tokens);
+        assert_eq!(fitted.block_size, settings.block_size);
+    }
+
+    #[test]
+    fn a_device_with_less_free_than_the_margin_leaves_one_block() {
+        let fitted = BatchSettings::new(4, 4096).within_memory(512 << 20, PER_TOKEN);
+        assert_eq!(fitted.max_blocks, 1);
+    }
 }

@@ -371,7 +371,7 @@ fn run_batch(
     // The single-stream cache is not used meanwhile: free it for the batch's blocks.
     decoder.clear_cache();
     cached_tokens.clear();
-    let settings = BatchSettings::new(max_batch, decoder.config().max_position);
+    let settings = BatchSettings::for_decoder(max_batch, decoder);
     let vocab_size = decoder.config().vocab_size;
     let mut scheduler = Scheduler::new(decoder, tokenizer, stop_ids, settings);
     let mut in_flight: Vec<RequestId> = Vec::new();

@@ -402,11 +402,27 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_marked(x, &mut |_| Ok(()))
+    }
+
+    /// [`forward`](Self::forward), calling `mark` at the end of each stage (for profiling).
+    pub(crate) fn forward_marked(
+        &self,
+        x: &Tensor,
+        mark: &mut dyn FnMut(&'static str) -> Result<()>,
+    ) -> Result<Tensor> {
         let h = match &self.gate_up {
             GateUp::Separate { gate, up } => (gate.forward(x)?.silu()? * up.forward(x)?)?,
-            GateUp::Merged(proj) => silu_mul_halves(&proj.forward(x)?)?,
+            GateUp::Merged(proj) => {
+                let both = proj.forward(x)?;
+                mark("gate/up projection")?;
+                silu_mul_halves(&both)?
+            }
         };
-        self.down.forward(&h)
+        mark("silu")?;
+        let out = self.down.forward(&h)?;
+        mark("down projection")?;
+        Ok(out)
     }
 }
 

@@ -119,6 +119,8 @@ pub fn load_safetensors(
         )?,
         device: device.clone(),
         dtype,
+        #[cfg(feature = "cuda")]
+        graph: Default::default(),
     })
 }
 
@@ -274,5 +276,7 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
         )?,
         device: device.clone(),
         dtype: DType::F32,
+        #[cfg(feature = "cuda")]
+        graph: Default::default(),
     })
 }

@@ -98,6 +98,9 @@ impl Layer {
     /// Runs the layer on the residual stream `x + delta` (`delta`: the previous layer's MLP
     /// output, not yet added, so that the add and this layer's first norm are one step) and
     /// returns the stream after attention with the MLP output beside it, likewise not added.
+    ///
+    /// `len_dev`: inside a CUDA graph's capture, where the positions held are read when the
+    /// graph runs (see [`Decoder::forward_graphed`]); `None` otherwise.
     fn forward(
         &mut self,
         x: &Tensor,
@@ -105,9 +108,10 @@ impl Layer {
         start: usize,
         rope: &Rope,
         mask: Option<&Tensor>,
+        len_dev: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let (x, h) = self.attn_norm.add_forward(x, delta)?;
-        let h = self.attention(&h, start, rope, mask)?;
+        let h = self.attention(&h, start, rope, mask, len_dev)?;
         let (x, h) = self.mlp_norm.add_forward(&x, Some(&h))?;
         Ok((x, self.mlp.forward(&h)?))
     }
@@ -118,10 +122,14 @@ impl Layer {
         start: usize,
         rope: &Rope,
         mask: Option<&Tensor>,
+        len_dev: Option<&Tensor>,
     ) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if let Some(out) = self.attention_cuda(x, rope)? {
+        if let Some(out) = self.attention_cuda(x, rope, len_dev)? {
             return Ok(out);
+        }
+        if len_dev.is_some() {
+            candle_core::bail!("a captured decode step needs the fused CUDA attention");
         }
         let a = &self.attn;
         let (b, seq, _) = x.dims3()?;
@@ -183,6 +191,20 @@ struct BatchStep<'a> {
     /// What the CUDA kernels need, uploaded once a step for every layer; `None` elsewhere.
     #[cfg(feature = "cuda")]
     cuda: Option<CudaStep>,
+    /// The step's stage timings (`ARBITER_STEP_PROFILE=1`); `None` when off.
+    #[cfg(feature = "cuda")]
+    clock: std::cell::RefCell<Option<cuda::StageClock>>,
+}
+
+impl BatchStep<'_> {
+    /// Ends profiling stage `name` of the step (nothing unless profiling is on).
+    fn mark(&self, _name: &'static str) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(clock) = self.clock.borrow_mut().as_mut() {
+            clock.mark(_name)?;
+        }
+        Ok(())
+    }
 }
 
 /// A batched step's slots and block tables on the GPU.
@@ -190,6 +212,8 @@ struct BatchStep<'a> {
 struct CudaStep {
     /// Every token's pool slot, in step order (u32).
     slots: Tensor,
+    /// Every token's position in its own sequence, in step order (u32).
+    positions: Tensor,
     /// The inputs of one token (decode steps, and a prompt's last single token), attended
     /// in one launch over their blocks.
     single: Option<SingleTokens>,
@@ -215,6 +239,7 @@ impl CudaStep {
         cache: &PagedCache,
         inputs: &[StepInput<'_>],
         rows: &[Vec<u32>],
+        positions: &[u32],
         dtype: DType,
         head_dim: usize,
         device: &Device,
@@ -264,6 +289,7 @@ impl CudaStep {
         };
         Ok(Some(CudaStep {
             slots: Tensor::new(slots.as_slice(), device)?,
+            positions: Tensor::new(positions, device)?,
             single,
         }))
     }
@@ -283,9 +309,13 @@ impl Layer {
         rope: &Rope,
     ) -> Result<(Tensor, Tensor)> {
         let (x, h) = self.attn_norm.add_forward(x, delta)?;
+        step.mark("attention norm")?;
         let h = self.attention_batch(&h, index, cache, step, rope)?;
+        step.mark("o projection")?;
         let (x, h) = self.mlp_norm.add_forward(&x, Some(&h))?;
-        Ok((x, self.mlp.forward(&h)?))
+        step.mark("mlp norm")?;
+        let out = self.mlp.forward_marked(&h, &mut |name| step.mark(name))?;
+        Ok((x, out))
     }
 
     fn attention_batch(
@@ -299,6 +329,30 @@ impl Layer {
         let a = &self.attn;
         let (_, total, _) = x.dims3()?;
         let d = a.head_dim;
+        #[cfg(feature = "cuda")]
+        if let (Some(fast), Qkv::Merged(Proj::Dense { weight, bias })) = (&step.cuda, &a.qkv) {
+            // One product for q, k and v, then one kernel for the bias, both rotations and the
+            // pool write; q comes back as the (tokens, heads, d) rows decode attention reads.
+            let qkv = layers::matmul_t(&x.reshape((total, x.dim(2)?))?, weight)?;
+            step.mark("qkv projection")?;
+            let (k_pool, v_pool) = cache.pools(index)?;
+            let (cos, sin) = rope.cos_sin();
+            let q_rows = cuda::qkv_rope_paged(
+                &qkv,
+                bias.as_ref(),
+                cos,
+                sin,
+                &fast.positions,
+                &fast.slots,
+                k_pool,
+                v_pool,
+                a.heads,
+            )?;
+            step.mark("bias, rope, cache write")?;
+            let out = self.attend_rows(&q_rows, index, cache, step, fast)?;
+            step.mark("attention")?;
+            return a.o.forward(&out);
+        }
         let (q, k, v) = a.project(x)?;
         let q = q.reshape((1, total, a.heads, d))?.transpose(1, 2)?;
         let q = rope.apply_with(&q, step.cos, step.sin)?;
@@ -306,69 +360,35 @@ impl Layer {
         let k = rope.apply_with(&k, step.cos, step.sin)?;
         let k_rows = k.squeeze(0)?.transpose(0, 1)?; // (tokens, kv_heads, d)
         let v_rows = v.reshape((total, a.kv_heads, d))?;
-        let mut outs: Vec<Option<Tensor>> = vec![None; step.inputs.len()];
         #[cfg(feature = "cuda")]
-        let written = match &step.cuda {
-            Some(fast) => {
-                let (k_pool, v_pool) = cache.pools(index)?;
-                cuda::paged_write(
-                    &k_rows.contiguous()?,
-                    &v_rows.contiguous()?,
-                    &fast.slots,
-                    k_pool,
-                    v_pool,
-                )?;
-                if let Some(one) = &fast.single {
-                    // (tokens, heads, d): the single-token inputs' query rows.
-                    let q_rows = q.squeeze(0)?.transpose(0, 1)?.contiguous()?;
-                    let q_rows = match &one.rows {
-                        Some(rows) => q_rows.index_select(rows, 0)?,
-                        None => q_rows,
-                    };
-                    let out = cuda::attend_paged(
-                        &q_rows,
-                        k_pool,
-                        v_pool,
-                        &one.tables,
-                        &one.lens,
-                        cache.block_size(),
-                        one.max_len,
-                        1.0 / (d as f32).sqrt(),
-                    )?;
-                    if one.rows.is_none() {
-                        return a.o.forward(&out.unsqueeze(0)?);
-                    }
-                    for (j, &i) in one.inputs.iter().enumerate() {
-                        outs[i] = Some(out.narrow(0, j, 1)?.unsqueeze(0)?);
-                    }
-                }
-                true
-            }
-            None => false,
-        };
-        #[cfg(not(feature = "cuda"))]
-        let written = false;
-        if !written {
-            let mut at = 0;
-            for (input, rows) in step.inputs.iter().zip(step.rows) {
-                let n = input.tokens.len();
-                let (k, v) = (k_rows.narrow(0, at, n)?, v_rows.narrow(0, at, n)?);
-                cache.write(index, rows, &k, &v)?;
-                at += n;
-            }
+        if let Some(fast) = &step.cuda {
+            let (k_pool, v_pool) = cache.pools(index)?;
+            let (k_rows, v_rows) = (k_rows.contiguous()?, v_rows.contiguous()?);
+            cuda::paged_write(&k_rows, &v_rows, &fast.slots, k_pool, v_pool)?;
+            // (tokens, heads, d): the query rows decode attention reads.
+            let q_rows = q.squeeze(0)?.transpose(0, 1)?.contiguous()?;
+            step.mark("bias, rope, cache write")?;
+            let out = self.attend_rows(&q_rows, index, cache, step, fast)?;
+            step.mark("attention")?;
+            return a.o.forward(&out);
         }
         let mut at = 0;
-        for ((input, mask), slot) in step.inputs.iter().zip(step.masks).zip(outs.iter_mut()) {
+        for (input, rows) in step.inputs.iter().zip(step.rows) {
             let n = input.tokens.len();
-            if slot.is_none() {
-                // The general path: this sequence's keys and values gathered out of its blocks.
-                let q = q.narrow(2, at, n)?;
-                let (k, v) = cache.gather(index, input.seq)?;
-                *slot = Some(a.attend(&q, &k, &v, mask.as_ref())?);
-            }
+            let (k, v) = (k_rows.narrow(0, at, n)?, v_rows.narrow(0, at, n)?);
+            cache.write(index, rows, &k, &v)?;
             at += n;
         }
-        let mut outs: Vec<Tensor> = outs.into_iter().flatten().collect();
+        // Each sequence's keys and values gathered out of its blocks.
+        let mut outs = Vec::with_capacity(step.inputs.len());
+        let mut at = 0;
+        for (input, mask) in step.inputs.iter().zip(step.masks) {
+            let n = input.tokens.len();
+            let q = q.narrow(2, at, n)?;
+            let (k, v) = cache.gather(index, input.seq)?;
+            outs.push(a.attend(&q, &k, &v, mask.as_ref())?);
+            at += n;
+        }
         let out = if outs.len() == 1 {
             outs.remove(0)
         } else {
@@ -396,10 +416,70 @@ impl Layer {
 
 #[cfg(feature = "cuda")]
 impl Layer {
+    /// A batched step's attention from rotated query rows `q_rows` (tokens, heads, d), the
+    /// step's keys and values already in the pool: the one-token inputs in one launch over
+    /// their blocks, longer inputs (prompt pieces) each over its gathered blocks with its
+    /// causal mask. Returns (1, tokens, heads * d), the o projection's input.
+    fn attend_rows(
+        &self,
+        q_rows: &Tensor,
+        index: usize,
+        cache: &PagedCache,
+        step: &BatchStep<'_>,
+        fast: &CudaStep,
+    ) -> Result<Tensor> {
+        let a = &self.attn;
+        let d = a.head_dim;
+        let mut outs: Vec<Option<Tensor>> = vec![None; step.inputs.len()];
+        if let Some(one) = &fast.single {
+            let (k_pool, v_pool) = cache.pools(index)?;
+            let q = match &one.rows {
+                Some(rows) => q_rows.index_select(rows, 0)?,
+                None => q_rows.clone(),
+            };
+            let out = cuda::attend_paged(
+                &q,
+                k_pool,
+                v_pool,
+                &one.tables,
+                &one.lens,
+                cache.block_size(),
+                one.max_len,
+                1.0 / (d as f32).sqrt(),
+            )?;
+            if one.rows.is_none() {
+                return out.unsqueeze(0);
+            }
+            for (j, &i) in one.inputs.iter().enumerate() {
+                outs[i] = Some(out.narrow(0, j, 1)?.unsqueeze(0)?);
+            }
+        }
+        let mut at = 0;
+        for ((input, mask), slot) in step.inputs.iter().zip(step.masks).zip(outs.iter_mut()) {
+            let n = input.tokens.len();
+            if slot.is_none() {
+                let q = q_rows.narrow(0, at, n)?.transpose(0, 1)?.unsqueeze(0)?;
+                let (k, v) = cache.gather(index, input.seq)?;
+                *slot = Some(a.attend(&q, &k, &v, mask.as_ref())?);
+            }
+            at += n;
+        }
+        let mut outs: Vec<Tensor> = outs.into_iter().flatten().collect();
+        if outs.len() == 1 {
+            return Ok(outs.remove(0));
+        }
+        Tensor::cat(&outs, 1)
+    }
+
     /// Attention through the fused kernels (see `cuda`), for a merged dense q/k/v projection
     /// on a CUDA device, one sequence, f32 or bf16; `None` where they do not apply. Writes
     /// the cache like the general path and computes the same function.
-    fn attention_cuda(&mut self, x: &Tensor, rope: &Rope) -> Result<Option<Tensor>> {
+    fn attention_cuda(
+        &mut self,
+        x: &Tensor,
+        rope: &Rope,
+        len_dev: Option<&Tensor>,
+    ) -> Result<Option<Tensor>> {
         if !self.fused(x) {
             return Ok(None);
         }
@@ -423,11 +503,12 @@ impl Layer {
             heads,
             kv_heads,
             start,
+            len_dev,
         )?;
         let total = start + seq;
         let scale = 1.0 / (d as f32).sqrt();
         let out = if seq == 1 {
-            cuda::attend_decode(&q, &k_cache, &v_cache, total, scale)?
+            cuda::attend_decode(&q, &k_cache, &v_cache, total, scale, len_dev)?
         } else {
             let group = heads / kv_heads;
             let k = k_cache.narrow(2, 0, total)?.squeeze(0)?;
@@ -465,6 +546,16 @@ pub(crate) fn argmax(logits: &Tensor) -> Result<u32> {
     logits.argmax(0)?.to_scalar::<u32>()
 }
 
+/// The GPU time of batched decode steps (every input one token) by stage, gathered while
+/// `ARBITER_STEP_PROFILE=1` (name, times seen, total ms, in the order stages first ran), and
+/// emptied; nothing elsewhere.
+pub fn take_step_profile() -> Vec<(&'static str, u64, f64)> {
+    #[cfg(feature = "cuda")]
+    return cuda::take_step_profile();
+    #[cfg(not(feature = "cuda"))]
+    Vec::new()
+}
+
 /// One sequence's share of a batched step (`Decoder::forward_batch`): its new tokens (a
 /// piece of its prompt, or the one token it decodes next), run after what the paged cache
 /// holds for it.
@@ -487,6 +578,29 @@ pub struct Decoder {
     device: Device,
     /// The dtype activations and the KV cache use.
     dtype: DType,
+    /// The single stream's decode step as a CUDA graph, once captured.
+    #[cfg(feature = "cuda")]
+    graph: GraphSlot,
+}
+
+/// Where a decoder keeps its captured decode step (see [`Decoder::forward_graphed`]).
+#[cfg(feature = "cuda")]
+#[derive(Debug, Default)]
+pub(crate) struct GraphSlot {
+    step: Option<cuda::StepGraph>,
+    /// Set when a capture failed: this decoder launches kernel by kernel from then on.
+    off: bool,
+}
+
+#[cfg(feature = "cuda")]
+impl Clone for GraphSlot {
+    /// A graph holds its own decoder's cache addresses: a copy captures its own.
+    fn clone(&self) -> Self {
+        GraphSlot {
+            step: None,
+            off: self.off,
+        }
+    }
 }
 
 impl Decoder {
@@ -526,6 +640,11 @@ impl Decoder {
         for layer in &mut self.layers {
             layer.cache.clear();
         }
+        // The graph holds the freed buffers' addresses.
+        #[cfg(feature = "cuda")]
+        {
+            self.graph.step = None;
+        }
     }
 
     /// Allocates cache and RoPE tables for `tokens` positions up front, so a generation of
@@ -543,6 +662,12 @@ impl Decoder {
 
     /// Runs `tokens` after what is cached and returns the f32 logits of the last one.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let [token] = tokens {
+            if let Some(logits) = self.forward_graphed(*token)? {
+                return Ok(logits);
+            }
+        }
         let hidden = self.hidden(tokens)?;
         let last = hidden.narrow(1, tokens.len() - 1, 1)?;
         self.lm_head
@@ -633,13 +758,22 @@ impl Decoder {
                 cache,
                 inputs,
                 &rows,
+                &positions,
                 self.dtype,
                 self.config.head_dim,
                 &self.device,
             )?,
+            #[cfg(feature = "cuda")]
+            // Decode steps only: a step with prompt pieces has another profile.
+            clock: std::cell::RefCell::new(if inputs.iter().all(|i| i.tokens.len() == 1) {
+                cuda::StageClock::start(&self.device)?
+            } else {
+                None
+            }),
         };
         let ids = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
         let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
+        step.mark("embedding")?;
         let mut delta = None;
         for (index, layer) in self.layers.iter().enumerate() {
             let (next, mlp_out) =
@@ -649,10 +783,127 @@ impl Decoder {
         }
         let hidden = self.norm.add_forward(&x, delta.as_ref())?.1;
         let last = Tensor::new(last.as_slice(), &self.device)?;
-        self.lm_head
+        let logits = self
+            .lm_head
             .forward(&hidden.index_select(&last, 1)?)?
             .squeeze(0)?
-            .to_dtype(DType::F32)
+            .to_dtype(DType::F32)?;
+        step.mark("final norm, output head")?;
+        #[cfg(feature = "cuda")]
+        if let Some(clock) = step.clock.into_inner() {
+            clock.finish()?;
+        }
+        Ok(logits)
+    }
+
+    /// One decode step of the single stream on CUDA, replayed from a graph of the whole
+    /// layer stack, the final norm and the output head: one launch instead of ~12 a layer,
+    /// so no per-kernel launch gaps. Captured on the first step and again whenever the KV
+    /// cache or the rope tables were reallocated (the graph holds their addresses); the
+    /// step's embedding, the positions held and the logits pass through device buffers.
+    /// `None` where it does not apply (not CUDA, a layer off the fused kernels, an output
+    /// head that is not dense, `ARBITER_CUDA_GRAPH=0`, or a capture that failed before),
+    /// and the caller runs the step kernel by kernel.
+    #[cfg(feature = "cuda")]
+    fn forward_graphed(&mut self, token: u32) -> Result<Option<Tensor>> {
+        if self.graph.off
+            || !self.device.is_cuda()
+            || !cuda::graph_enabled()
+            || !matches!(self.lm_head, Proj::Dense { .. })
+        {
+            return Ok(None);
+        }
+        check_tokens(&[token], self.config.vocab_size)?;
+        let ids = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
+        let x = self
+            .embed
+            .forward(&ids)?
+            .to_dtype(self.dtype)?
+            .contiguous()?;
+        if !self.layers.iter().all(|l| l.fused(&x)) {
+            self.graph.off = true;
+            return Ok(None);
+        }
+        let start = self.position();
+        let len = start + 1;
+        let capacity = |d: &Decoder| d.layers.iter().map(|l| l.cache.capacity()).min();
+        if let Some(step) = &self.graph.step {
+            if capacity(self) != Some(step.capacity)
+                || len > step.capacity
+                || self.rope.positions() != step.rope_positions
+            {
+                self.graph.step = None;
+            }
+        }
+        if self.graph.step.is_none() {
+            // Room first, as the single stream grows it, so that nothing is reallocated
+            // inside the capture.
+            let held = capacity(self).unwrap_or(0);
+            if len > held {
+                self.reserve(len.max(held * 2).max(256))?;
+            }
+            let held = capacity(self).unwrap_or(0);
+            self.rope.reserve(held)?;
+            match self.capture_step(&x, held) {
+                Ok(step) => self.graph.step = Some(step),
+                Err(e) => {
+                    tracing::warn!("decode steps run without a CUDA graph: {e}");
+                    self.graph.off = true;
+                    // The capture's host side counted the step's position in every cache.
+                    self.truncate(start);
+                    return Ok(None);
+                }
+            }
+        } else {
+            // The replay writes each cache at `len - 1`: count it, as the capture's host side
+            // did (no layer grows: the capacity was checked above).
+            let (kv, d) = (self.config.kv_heads, self.config.head_dim);
+            for layer in &mut self.layers {
+                layer.cache.extend(1, kv, d, self.dtype, &self.device)?;
+            }
+        }
+        match &self.graph.step {
+            Some(step) => step.replay(&x, len).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Captures a decode step over the cache as it stands (`capacity` positions, the next
+    /// token at the current position); the step's host side (each cache counting one more
+    /// position) runs once, here.
+    #[cfg(feature = "cuda")]
+    fn capture_step(&mut self, x: &Tensor, capacity: usize) -> Result<cuda::StepGraph> {
+        let start = self.position();
+        let x_in = Tensor::zeros(x.shape(), x.dtype(), &self.device)?;
+        let len_dev = Tensor::new(&[start as u32 + 1], &self.device)?;
+        let logits = Tensor::zeros(self.config.vocab_size, DType::F32, &self.device)?;
+        let rope_positions = self.rope.positions();
+        let (layers, rope, norm, lm_head) =
+            (&mut self.layers, &self.rope, &self.norm, &self.lm_head);
+        cuda::StepGraph::capture(
+            &self.device,
+            x_in,
+            len_dev,
+            logits,
+            capacity,
+            rope_positions,
+            |x_in, len_dev, logits| {
+                let mut x = x_in.clone();
+                let mut delta = None;
+                for layer in layers.iter_mut() {
+                    let (next, mlp_out) =
+                        layer.forward(&x, delta.as_ref(), start, rope, None, Some(len_dev))?;
+                    x = next;
+                    delta = Some(mlp_out);
+                }
+                let hidden = norm.add_forward(&x, delta.as_ref())?.1;
+                let out = lm_head
+                    .forward(&hidden)?
+                    .flatten_all()?
+                    .to_dtype(DType::F32)?;
+                cuda::copy_into(logits, &out)
+            },
+        )
     }
 
     fn hidden(&mut self, tokens: &[u32]) -> Result<Tensor> {
@@ -672,7 +923,7 @@ impl Decoder {
         let mut delta = None;
         for layer in &mut self.layers {
             let (next, mlp_out) =
-                layer.forward(&x, delta.as_ref(), start, &self.rope, mask.as_ref())?;
+                layer.forward(&x, delta.as_ref(), start, &self.rope, mask.as_ref(), None)?;
             x = next;
             delta = Some(mlp_out);
         }

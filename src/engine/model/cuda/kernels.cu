@@ -60,30 +60,55 @@ __device__ __forceinline__ void store2(T* p, float x, float y) {
     }
 }
 
-// The merged q/k/v projection's output, bias added, RoPE applied to q and k (rotate-half, as
-// Qwen2 and transformers do), q written as [heads, seq, d] and k, v written into the layer's
-// cache [kv_heads, cap, d] at positions start..start+seq. Each thread takes two adjacent
-// elements of each half of a head (d a multiple of 4). grid seq, block 256 threads.
+// One thread's share of a q/k/v row: two adjacent elements of each half of head h at i, bias
+// added, rotated for position `pos` (rotate-half, as Qwen2 and transformers do) unless the head
+// is a value head, written to `dst` (the head's d elements).
+template <typename T>
+__device__ __forceinline__ void qkv_pair(const T* row, const T* bias, const T* cos, const T* sin,
+                                         int h, int i, int d, bool rotate, int pos, T* dst) {
+    const int half = d / 2;
+    float x1[2], x2[2];
+    load_e<T, 2>(row + (size_t)h * d + i, x1);
+    load_e<T, 2>(row + (size_t)h * d + i + half, x2);
+    if (bias) {
+        float b1[2], b2[2];
+        load_e<T, 2>(bias + (size_t)h * d + i, b1);
+        load_e<T, 2>(bias + (size_t)h * d + i + half, b2);
+#pragma unroll
+        for (int e = 0; e < 2; e++) x1[e] += b1[e], x2[e] += b2[e];
+    }
+    if (rotate) {
+        float c[2], sn[2];
+        load_e<T, 2>(cos + (size_t)pos * half + i, c);
+        load_e<T, 2>(sin + (size_t)pos * half + i, sn);
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const float r1 = x1[e] * c[e] - x2[e] * sn[e];
+            const float r2 = x2[e] * c[e] + x1[e] * sn[e];
+            x1[e] = r1;
+            x2[e] = r2;
+        }
+    }
+    store2<T>(dst + i, x1[0], x1[1]);
+    store2<T>(dst + i + half, x2[0], x2[1]);
+}
+
+// The merged q/k/v projection's output, bias added, RoPE applied to q and k, q written as
+// [heads, seq, d] and k, v written into the layer's cache [kv_heads, cap, d] at positions
+// start..start+seq. Each thread takes two adjacent elements of each half of a head (d a
+// multiple of 4). With `len_dev` (a replayed CUDA graph), start is read there instead: the
+// positions held after this step, less seq. grid seq, block 256 threads.
 template <typename T>
 __device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin, T* q_out,
                          T* k_cache, T* v_cache, int seq, int heads, int kv_heads, int d, int cap,
-                         int start) {
-    const int t = blockIdx.x, half = d / 2, pairs = half / 2;
+                         int start, const int* len_dev) {
+    if (len_dev) start = *len_dev - seq;
+    const int t = blockIdx.x, pairs = d / 4;
     const int nh = heads + 2 * kv_heads;
     const T* row = qkv + (size_t)t * nh * d;
     const int pos = start + t;
     for (int w = threadIdx.x; w < nh * pairs; w += blockDim.x) {
         const int h = w / pairs, i = (w % pairs) * 2;
-        float x1[2], x2[2];
-        load_e<T, 2>(row + (size_t)h * d + i, x1);
-        load_e<T, 2>(row + (size_t)h * d + i + half, x2);
-        if (bias) {
-            float b1[2], b2[2];
-            load_e<T, 2>(bias + (size_t)h * d + i, b1);
-            load_e<T, 2>(bias + (size_t)h * d + i + half, b2);
-#pragma unroll
-            for (int e = 0; e < 2; e++) x1[e] += b1[e], x2[e] += b2[e];
-        }
         T* dst;
         if (h < heads) {
             dst = q_out + ((size_t)h * seq + t) * d;
@@ -92,20 +117,34 @@ __device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin
         } else {
             dst = v_cache + ((size_t)(h - heads - kv_heads) * cap + pos) * d;
         }
-        if (h < heads + kv_heads) {
-            float c[2], sn[2];
-            load_e<T, 2>(cos + (size_t)pos * half + i, c);
-            load_e<T, 2>(sin + (size_t)pos * half + i, sn);
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const float r1 = x1[e] * c[e] - x2[e] * sn[e];
-                const float r2 = x2[e] * c[e] + x1[e] * sn[e];
-                x1[e] = r1;
-                x2[e] = r2;
-            }
+        qkv_pair<T>(row, bias, cos, sin, h, i, d, h < heads + kv_heads, pos, dst);
+    }
+}
+
+// The same for a batched step over a paged pool: token t of the step sits at position
+// positions[t] of its own sequence and owns pool slot slots[t]; q is written as [tokens,
+// heads, d] (the decode attention's rows), k and v into the pools [slots, kv_heads, d].
+// grid tokens, block 256 threads.
+template <typename T>
+__device__ void qkv_rope_paged(const T* qkv, const T* bias, const T* cos, const T* sin,
+                               const uint32_t* positions, const uint32_t* slots, T* q_out,
+                               T* k_pool, T* v_pool, int heads, int kv_heads, int d) {
+    const int t = blockIdx.x, pairs = d / 4;
+    const int nh = heads + 2 * kv_heads;
+    const T* row = qkv + (size_t)t * nh * d;
+    const int pos = (int)positions[t];
+    const size_t slot = slots[t];
+    for (int w = threadIdx.x; w < nh * pairs; w += blockDim.x) {
+        const int h = w / pairs, i = (w % pairs) * 2;
+        T* dst;
+        if (h < heads) {
+            dst = q_out + ((size_t)t * heads + h) * d;
+        } else if (h < heads + kv_heads) {
+            dst = k_pool + (slot * kv_heads + (h - heads)) * d;
+        } else {
+            dst = v_pool + (slot * kv_heads + (h - heads - kv_heads)) * d;
         }
-        store2<T>(dst + i, x1[0], x1[1]);
-        store2<T>(dst + i + half, x2[0], x2[1]);
+        qkv_pair<T>(row, bias, cos, sin, h, i, d, h < heads + kv_heads, pos, dst);
     }
 }
 
@@ -234,11 +273,14 @@ __device__ void attn_partial(const T* qh, Rows rows, float* part, float* ml, int
     }
 }
 
-// The single stream: q [heads, D]; k, v [kv_heads, cap, D]; grid (heads, blocks).
+// The single stream: q [heads, D]; k, v [kv_heads, cap, D]; grid (heads, blocks). With
+// `len_dev` (a replayed CUDA graph, its grid sized for the whole capacity), len is read
+// there; blocks past it write empty parts.
 template <typename T, int D>
 __device__ void attn_decode_partial(const T* q, const T* k, const T* v, float* part, float* ml,
                                     int heads, int kv_heads, int cap, int len, int per_run,
-                                    float scale) {
+                                    float scale, const int* len_dev) {
+    if (len_dev) len = *len_dev;
     const int h = blockIdx.x;
     const int kvh = h / (heads / kv_heads);
     const ContiguousRows<T, D> rows{k + (size_t)kvh * cap * D, v + (size_t)kvh * cap * D};
@@ -259,6 +301,157 @@ __device__ void attn_paged_partial(const T* q, const T* k, const T* v, const uin
     const PagedRows<T, D> rows{k, v, tables + (size_t)seq * max_blocks, block, kv_heads,
                                h / (heads / kv_heads)};
     attn_partial<T, D>(q + (size_t)row * D, rows, part, ml, row, (int)lens[seq], per_run, scale);
+}
+
+// attn_partial for the G query heads that share one kv head (grouped-query attention): each
+// cached key and value is loaded once for all G heads instead of once a head, so a batch's
+// decode attention reads the pool once rather than G times over (through L2). The same
+// per-head arithmetic as attn_partial. q: the G heads' queries [G, D]; their part/ml rows are
+// row0..row0+G. Dynamic shared memory: 4 * G * (D + 2) floats.
+template <typename T, int D, int G>
+__device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, float* part,
+                                   float* ml, int row0, int len, int per_run, float scale) {
+    constexpr int E = D / 32;
+    constexpr int U = G > 4 ? 2 : 4;
+    extern __shared__ float smem[];
+    float* s_acc = smem;              // [4][G][D]
+    float* s_ml = smem + 4 * G * D;   // [4][G][2]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int blocks = gridDim.y;
+    const int run = blockIdx.y * 4 + warp;
+    float qv[G][E], acc[G][E], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            qv[g][e] = to_f(q[g * D + lane * E + e]) * scale;
+            acc[g][e] = 0.f;
+        }
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+    }
+    const int begin = run * per_run;
+    const int end = min(len, begin + per_run);
+    for (int p0 = begin; p0 < end; p0 += U) {
+        float kk[U][E], vv[U][E], s[G][U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int p = min(p0 + u, end - 1);  // past the end: a repeat, masked below
+            load_e<T, E>(rows.key(p) + lane * E, kk[u]);
+            load_e<T, E>(rows.value(p) + lane * E, vv[u]);
+        }
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                float t = 0.f;
+#pragma unroll
+                for (int e = 0; e < E; e++) t += qv[g][e] * kk[u][e];
+                s[g][u] = t;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+#pragma unroll
+                for (int u = 0; u < U; u++) s[g][u] += __shfl_xor_sync(0xffffffffu, s[g][u], o);
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float m_new = m[g];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                if (p0 + u < end) {
+                    m_new = fmaxf(m_new, s[g][u]);
+                } else {
+                    s[g][u] = -INFINITY;
+                }
+            }
+            const float corr = __expf(m[g] - m_new);
+            l[g] *= corr;
+#pragma unroll
+            for (int e = 0; e < E; e++) acc[g][e] *= corr;
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const float w = s[g][u] == -INFINITY ? 0.f : __expf(s[g][u] - m_new);
+                l[g] += w;
+#pragma unroll
+                for (int e = 0; e < E; e++) acc[g][e] += w * vv[u][e];
+            }
+            m[g] = m_new;
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+#pragma unroll
+        for (int e = 0; e < E; e++) s_acc[(warp * G + g) * D + lane * E + e] = acc[g][e];
+        if (lane == 0) {
+            s_ml[(warp * G + g) * 2] = m[g];
+            s_ml[(warp * G + g) * 2 + 1] = l[g];
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
+        const int g = idx / D, i = idx % D;
+        float mb = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[(w * G + g) * 2]);
+        float num = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            const float mw = s_ml[(w * G + g) * 2];
+            if (mw != -INFINITY) num += __expf(mw - mb) * s_acc[(w * G + g) * D + i];
+        }
+        part[((size_t)(row0 + g) * blocks + blockIdx.y) * D + i] = num;
+    }
+    if (threadIdx.x < G) {
+        const int g = threadIdx.x;
+        float mb = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[(w * G + g) * 2]);
+        float lb = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            const float mw = s_ml[(w * G + g) * 2];
+            if (mw != -INFINITY) lb += __expf(mw - mb) * s_ml[(w * G + g) * 2 + 1];
+        }
+        const size_t slot = (size_t)(row0 + g) * blocks + blockIdx.y;
+        ml[slot * 2] = mb;
+        ml[slot * 2 + 1] = lb;
+    }
+}
+
+// Paged decode attention with the heads of a group together: grid (seqs * kv_heads, blocks),
+// block 4 warps; group = heads / kv_heads, 2 to 8 (others take attn_paged_partial).
+template <typename T, int D>
+__device__ void attn_paged_group(const T* q, const T* k, const T* v, const uint32_t* tables,
+                                 const uint32_t* lens, float* part, float* ml, int heads,
+                                 int kv_heads, int max_blocks, int block, int per_run,
+                                 float scale) {
+    const int seq = blockIdx.x / kv_heads, kvh = blockIdx.x % kv_heads;
+    const int group = heads / kv_heads;
+    const PagedRows<T, D> rows{k, v, tables + (size_t)seq * max_blocks, block, kv_heads, kvh};
+    const int row0 = seq * heads + kvh * group;
+    const T* qg = q + (size_t)row0 * D;
+    const int len = (int)lens[seq];
+    switch (group) {
+#define GROUP_CASE(G)                                                                   \
+    case G:                                                                             \
+        attn_group_partial<T, D, G>(qg, rows, part, ml, row0, len, per_run, scale);    \
+        break;
+        GROUP_CASE(2)
+        GROUP_CASE(3)
+        GROUP_CASE(4)
+        GROUP_CASE(5)
+        GROUP_CASE(6)
+        GROUP_CASE(7)
+        GROUP_CASE(8)
+#undef GROUP_CASE
+        default:
+            break;
+    }
 }
 
 // Writes the step's new keys and values into their pool slots: k, v [tokens, width] (width =
@@ -608,23 +801,23 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
     extern "C" __global__ void qkv_rope_##SUFFIX(const T* qkv, const T* bias, const T* cos,      \
                                                  const T* sin, T* q_out, T* k_cache, T* v_cache, \
                                                  int seq, int heads, int kv_heads, int d,        \
-                                                 int cap, int start) {                           \
+                                                 int cap, int start, const int* len_dev) {       \
         qkv_rope<T>(qkv, bias, cos, sin, q_out, k_cache, v_cache, seq, heads, kv_heads, d, cap, \
-                    start);                                                                      \
+                    start, len_dev);                                                             \
     }                                                                                            \
     extern "C" __global__ void __launch_bounds__(128)                                            \
         attn_decode_partial_d128_##SUFFIX(const T* q, const T* k, const T* v, float* part,       \
                                           float* ml, int heads, int kv_heads, int cap, int len,  \
-                                          int per_run, float scale) {                            \
+                                          int per_run, float scale, const int* len_dev) {        \
         attn_decode_partial<T, 128>(q, k, v, part, ml, heads, kv_heads, cap, len, per_run,       \
-                                    scale);                                                      \
+                                    scale, len_dev);                                             \
     }                                                                                            \
     extern "C" __global__ void __launch_bounds__(128)                                            \
         attn_decode_partial_d64_##SUFFIX(const T* q, const T* k, const T* v, float* part,        \
                                          float* ml, int heads, int kv_heads, int cap, int len,   \
-                                         int per_run, float scale) {                             \
+                                         int per_run, float scale, const int* len_dev) {         \
         attn_decode_partial<T, 64>(q, k, v, part, ml, heads, kv_heads, cap, len, per_run,        \
-                                   scale);                                                       \
+                                   scale, len_dev);                                              \
     }                                                                                            \
     extern "C" __global__ void __launch_bounds__(128) attn_paged_partial_d128_##SUFFIX(         \
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
@@ -640,7 +833,27 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
         attn_paged_partial<T, 64>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,  \
                                   block, per_run, scale);                                        \
     }                                                                                            \
-    extern "C" __global__ void paged_write_##SUFFIX(const T* k, const T* v, const uint32_t* slots, \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d128_##SUFFIX(           \
+        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
+        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
+        float scale) {                                                                           \
+        attn_paged_group<T, 128>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,   \
+                                 block, per_run, scale);                                         \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d64_##SUFFIX(            \
+        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
+        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
+        float scale) {                                                                           \
+        attn_paged_group<T, 64>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,    \
+                                block, per_run, scale);                                          \
+    }                                                                                            \
+    extern "C" __global__ void qkv_rope_paged_##SUFFIX(                                          \
+        const T* qkv, const T* bias, const T* cos, const T* sin, const uint32_t* positions,      \
+        const uint32_t* slots, T* q_out, T* k_pool, T* v_pool, int heads, int kv_heads, int d) { \
+        qkv_rope_paged<T>(qkv, bias, cos, sin, positions, slots, q_out, k_pool, v_pool, heads,   \
+                          kv_heads, d);                                                          \
+    }                                                                                            \
+    extern "C" __global__ void paged_write_##SUFFIX(const T* k, const T* v, const uint32_t* slots,\
                                                     T* k_pool, T* v_pool, int tokens,            \
                                                     int width) {                                 \
         paged_write<T>(k, v, slots, k_pool, v_pool, tokens, width);                              \

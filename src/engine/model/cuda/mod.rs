@@ -42,6 +42,13 @@ pub(crate) fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("ARBITER_CUDA_FUSED").map_or(true, |v| v != "0"))
 }
 
+/// Whether paged decode attention takes the grouped-query kernel (one pass over a kv head for
+/// all its query heads): yes, unless `ARBITER_CUDA_GROUPED=0` asks for one pass a head.
+fn grouped_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ARBITER_CUDA_GROUPED").map_or(true, |v| v != "0"))
+}
+
 /// Whether one-row products take the project's GEMV kernel: with the fused kernels, unless
 /// `ARBITER_CUDA_GEMV=0` keeps cuBLAS for them (for comparing).
 fn gemv_enabled() -> bool {
@@ -134,7 +141,9 @@ fn grid(x: usize, y: usize, block: usize) -> LaunchConfig {
 
 /// Adds the bias to the merged q/k/v projection `qkv` (seq, (heads + 2 kv_heads) d), rotates q
 /// and k for positions `start..start+seq`, writes k and v into the cache buffers (1, kv_heads,
-/// capacity, d) at those positions, and returns q as (heads, seq, d).
+/// capacity, d) at those positions, and returns q as (heads, seq, d). With `len_dev` (a u32
+/// on the device: the positions held after this step), the kernel reads start there when it
+/// runs, so that a captured graph replays at any position (`start` is then only checked).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn qkv_rope(
     qkv: &Tensor,
@@ -146,6 +155,7 @@ pub(crate) fn qkv_rope(
     heads: usize,
     kv_heads: usize,
     start: usize,
+    len_dev: Option<&Tensor>,
 ) -> Result<Tensor> {
     let dev = device(qkv)?;
     let dtype = qkv.dtype();
@@ -183,6 +193,7 @@ pub(crate) fn qkv_rope(
         ptr(sin)?,
     );
     let (p_q, p_k, p_v) = (ptr(&q)?, ptr(k_cache)?, ptr(v_cache)?);
+    let p_len = len_dev.map(ptr).transpose()?.unwrap_or(0);
     let ints = [seq, heads, kv_heads, d, cap, start].map(|v| v as i32);
     let mut b = func.builder();
     for p in [&p_qkv, &p_bias, &p_cos, &p_sin, &p_q, &p_k, &p_v] {
@@ -191,19 +202,101 @@ pub(crate) fn qkv_rope(
     for v in &ints {
         b.arg(v);
     }
-    // SAFETY: shapes checked above; the kernel writes q entirely and the cache at start..+seq.
+    b.arg(&p_len);
+    // SAFETY: shapes checked above; the kernel writes q entirely and the cache at start..+seq
+    // (a graph's replays keep len_dev within the capacity it was captured for).
     unsafe { b.launch(grid(seq, 1, 256)) }.w()?;
+    Ok(q)
+}
+
+/// The batched step's version of [`qkv_rope`]: token t of `qkv` (tokens, (heads + 2 kv_heads) d)
+/// sits at position `positions[t]` of its sequence and owns pool slot `slots[t]` (both u32,
+/// one a token); the bias is added, q and k rotated, k and v written into the pools (slots,
+/// kv_heads, d), and q returned as (tokens, heads, d). One launch for what was a bias add,
+/// two rotations with their copies, two transposes and the pool write.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn qkv_rope_paged(
+    qkv: &Tensor,
+    bias: Option<&Tensor>,
+    cos: &Tensor,
+    sin: &Tensor,
+    positions: &Tensor,
+    slots: &Tensor,
+    k_pool: &Tensor,
+    v_pool: &Tensor,
+    heads: usize,
+) -> Result<Tensor> {
+    let dev = device(qkv)?;
+    let dtype = qkv.dtype();
+    let (_, kv_heads, d) = k_pool.dims3()?;
+    let (tokens, width) = qkv.dims2()?;
+    if width != (heads + 2 * kv_heads) * d
+        || !d.is_multiple_of(4)
+        || positions.elem_count() != tokens
+        || slots.elem_count() != tokens
+        || positions.dtype() != DType::U32
+        || slots.dtype() != DType::U32
+        || v_pool.dims() != k_pool.dims()
+        || cos.dim(1)? * 2 != d
+    {
+        bail!(
+            "qkv_rope_paged: qkv {:?} does not fit pool {:?} with {} positions",
+            qkv.dims(),
+            k_pool.dims(),
+            positions.elem_count()
+        );
+    }
+    for t in [cos, sin, k_pool, v_pool].into_iter().chain(bias) {
+        if t.dtype() != dtype {
+            bail!(
+                "qkv_rope_paged: mixed dtypes {:?} and {:?}",
+                dtype,
+                t.dtype()
+            );
+        }
+    }
+    let q = alloc(&dev, (tokens, heads, d), dtype)?;
+    let func =
+        dev.get_or_load_custom_func(&format!("qkv_rope_paged_{}", suffix(dtype)?), MODULE, PTX)?;
+    let (p_qkv, p_bias, p_cos, p_sin, p_pos, p_slots) = (
+        ptr(qkv)?,
+        bias.map(ptr).transpose()?.unwrap_or(0),
+        ptr(cos)?,
+        ptr(sin)?,
+        ptr(positions)?,
+        ptr(slots)?,
+    );
+    let (p_q, p_k, p_v) = (ptr(&q)?, ptr(k_pool)?, ptr(v_pool)?);
+    let ints = [heads, kv_heads, d].map(|v| v as i32);
+    let mut b = func.builder();
+    for p in [
+        &p_qkv, &p_bias, &p_cos, &p_sin, &p_pos, &p_slots, &p_q, &p_k, &p_v,
+    ] {
+        b.arg(p);
+    }
+    for v in &ints {
+        b.arg(v);
+    }
+    // SAFETY: shapes checked above; the caller's rope tables cover every position (the
+    // decoder reserves them for the step's last position first); slots are distinct rows of
+    // the pools, so no two blocks write one element; q is written entirely.
+    unsafe { b.launch(grid(tokens, 1, 256)) }.w()?;
     Ok(q)
 }
 
 /// Attention of one new token's q (heads, 1, d) over the first `len` cached positions of the
 /// cache buffers (1, kv_heads, capacity, d); returns (1, heads * d).
+///
+/// With `len_dev` (a u32 on the device), the kernel reads len there when it runs and the
+/// launch covers the whole capacity (blocks past len write empty parts), so that a captured
+/// graph replays at any length.
 pub(crate) fn attend_decode(
     q: &Tensor,
     k_cache: &Tensor,
     v_cache: &Tensor,
     len: usize,
     scale: f32,
+    len_dev: Option<&Tensor>,
 ) -> Result<Tensor> {
     let dev = device(q)?;
     let dtype = q.dtype();
@@ -218,9 +311,10 @@ pub(crate) fn attend_decode(
     }
     // Split the positions so the launch fills the GPU: runs of `per_run` positions, one warp
     // each, four warps a block.
+    let span = if len_dev.is_some() { cap } else { len };
     let blocks_y = TARGET_BLOCKS.div_ceil(heads).max(1);
-    let per_run = len.div_ceil(blocks_y * 4).max(8);
-    let blocks_y = len.div_ceil(per_run * 4);
+    let per_run = span.div_ceil(blocks_y * 4).max(8);
+    let blocks_y = span.div_ceil(per_run * 4);
     if blocks_y > MAX_COMBINED {
         bail!("attend_decode: {blocks_y} blocks a head, more than the combine takes");
     }
@@ -240,6 +334,7 @@ pub(crate) fn attend_decode(
         ptr(&ml)?,
         ptr(&out)?,
     );
+    let p_len = len_dev.map(ptr).transpose()?.unwrap_or(0);
     let ints = [heads, kv_heads, cap, len, per_run].map(|v| v as i32);
     let mut b = partial.builder();
     for p in [&p_q, &p_k, &p_v, &p_part, &p_ml] {
@@ -249,7 +344,8 @@ pub(crate) fn attend_decode(
         b.arg(v);
     }
     b.arg(&scale);
-    // SAFETY: every (head, block) slot of part and ml is written; no block is empty.
+    b.arg(&p_len);
+    // SAFETY: every (head, block) slot of part and ml is written, empty runs included.
     unsafe { b.launch(grid(heads, blocks_y, 128)) }.w()?;
     let blocks_i = blocks_y as i32;
     let mut b = combine.builder();
@@ -299,9 +395,14 @@ pub(crate) fn attend_paged(
         );
     }
     let rows = n * heads;
-    // Every (sequence, head) is a block row already; split positions only as far as it takes
-    // to fill the GPU.
-    let blocks_y = TARGET_BLOCKS.div_ceil(rows).max(1);
+    // The heads of a group read their kv head's keys and values once together where the
+    // kernel has that group size.
+    let group = heads / kv_heads;
+    let grouped = (2..=8).contains(&group) && grouped_enabled();
+    let block_rows = if grouped { n * kv_heads } else { rows };
+    // Every (sequence, head or group) is a block row already; split positions only as far as
+    // it takes to fill the GPU.
+    let blocks_y = TARGET_BLOCKS.div_ceil(block_rows).max(1);
     let per_run = max_len.div_ceil(blocks_y * 4).max(8);
     let blocks_y = max_len.div_ceil(per_run * 4);
     if blocks_y > MAX_COMBINED {
@@ -311,8 +412,9 @@ pub(crate) fn attend_paged(
     let ml = alloc(&dev, (rows, blocks_y, 2), DType::F32)?;
     let out = alloc(&dev, (n, heads * d), dtype)?;
     let sfx = suffix(dtype)?;
+    let kind = if grouped { "group" } else { "partial" };
     let partial =
-        dev.get_or_load_custom_func(&format!("attn_paged_partial_d{d}_{sfx}"), MODULE, PTX)?;
+        dev.get_or_load_custom_func(&format!("attn_paged_{kind}_d{d}_{sfx}"), MODULE, PTX)?;
     let combine =
         dev.get_or_load_custom_func(&format!("attn_decode_combine_d{d}_{sfx}"), MODULE, PTX)?;
     let (p_q, p_k, p_v, p_t, p_l, p_part, p_ml, p_out) = (
@@ -334,8 +436,14 @@ pub(crate) fn attend_paged(
         b.arg(v);
     }
     b.arg(&scale);
-    // SAFETY: every (row, block) slot of part and ml is written, empty runs included.
-    unsafe { b.launch(grid(rows, blocks_y, 128)) }.w()?;
+    let mut config = grid(block_rows, blocks_y, 128);
+    if grouped {
+        // Each warp's accumulators and maxima for every head of the group.
+        config.shared_mem_bytes = (4 * group * (d + 2) * std::mem::size_of::<f32>()) as u32;
+    }
+    // SAFETY: every (row, block) slot of part and ml is written, empty runs included; the
+    // grouped kernel's shared memory is sized above for its group.
+    unsafe { b.launch(config) }.w()?;
     let blocks_i = blocks_y as i32;
     let mut b = combine.builder();
     b.arg(&p_part).arg(&p_ml).arg(&p_out).arg(&blocks_i);
@@ -606,4 +714,219 @@ pub(crate) fn argmax(logits: &Tensor) -> Result<Option<u32>> {
     // SAFETY: one block reads the keys written above and writes out[0].
     unsafe { b.launch(grid(1, 1, 1024)) }.w()?;
     Ok(Some(out.to_vec1::<u32>()?[0]))
+}
+
+/// Where a batched step's GPU time goes, stage by stage, when `ARBITER_STEP_PROFILE=1`: an
+/// event is recorded on the stream at each stage's end, and the step's end waits once and adds
+/// each stage's elapsed time (from the previous event) to process-wide totals, which
+/// `arbiter bench --batch` prints. The events do not stall the stream, so the totals add up to
+/// the step's GPU time, launch gaps included in the stage they delay. Off, a stage costs one
+/// check.
+pub(crate) struct StageClock {
+    stream: std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+    start: candle_core::cuda_backend::cudarc::driver::CudaEvent,
+    marks: Vec<(
+        &'static str,
+        candle_core::cuda_backend::cudarc::driver::CudaEvent,
+    )>,
+}
+
+/// Each stage's (name, times seen, total ms), in the order stages first ran.
+type StageTotals = Vec<(&'static str, u64, f64)>;
+
+fn stage_totals() -> &'static std::sync::Mutex<StageTotals> {
+    static TOTALS: OnceLock<std::sync::Mutex<StageTotals>> = OnceLock::new();
+    TOTALS.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+impl StageClock {
+    /// A clock for one step on `device`, or `None` when profiling is off or not on CUDA.
+    pub(crate) fn start(device: &Device) -> Result<Option<StageClock>> {
+        static ON: OnceLock<bool> = OnceLock::new();
+        let on = *ON.get_or_init(|| std::env::var("ARBITER_STEP_PROFILE").is_ok_and(|v| v == "1"));
+        let Device::Cuda(dev) = device else {
+            return Ok(None);
+        };
+        if !on {
+            return Ok(None);
+        }
+        let stream = dev.cuda_stream();
+        let timed =
+            Some(candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = stream.record_event(timed).w()?;
+        Ok(Some(StageClock {
+            stream,
+            start,
+            marks: Vec::with_capacity(512),
+        }))
+    }
+
+    /// Ends stage `name` here (it began where the previous stage ended).
+    pub(crate) fn mark(&mut self, name: &'static str) -> Result<()> {
+        let timed =
+            Some(candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let event = self.stream.record_event(timed).w()?;
+        self.marks.push((name, event));
+        Ok(())
+    }
+
+    /// Waits for the step and adds its stages to the totals.
+    pub(crate) fn finish(self) -> Result<()> {
+        let mut previous = &self.start;
+        let mut times = Vec::with_capacity(self.marks.len());
+        for (name, event) in &self.marks {
+            times.push((*name, previous.elapsed_ms(event).w()? as f64));
+            previous = event;
+        }
+        let mut totals = stage_totals()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("step profile lock poisoned".into()))?;
+        for (name, ms) in times {
+            match totals.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.2 += ms;
+                }
+                None => totals.push((name, 1, ms)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stage totals gathered so far (name, times seen, total ms), emptied.
+pub fn take_step_profile() -> Vec<(&'static str, u64, f64)> {
+    stage_totals()
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default()
+}
+
+/// Whether a single stream's decode steps replay a captured CUDA graph: with the fused
+/// kernels, unless `ARBITER_CUDA_GRAPH=0` launches every kernel each step (for comparing).
+pub(crate) fn graph_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").map_or(true, |v| v != "0")
+    })
+}
+
+/// A decode step of the single stream captured as a CUDA graph: every layer's kernels, the
+/// final norm and the output head, replayed with one launch. What changes from step to step
+/// lives in device buffers the graph reads: the step's hidden state in, the positions held
+/// (which the cache write and the attention read when they run), the logits out. The graph
+/// holds the KV cache's and the rope tables' addresses, so it is captured again when either
+/// is reallocated.
+pub(crate) struct StepGraph {
+    graph: SendGraph,
+    /// The step's input, (1, 1, hidden): the new token's embedding, written before a replay.
+    pub(crate) x_in: Tensor,
+    /// Positions held after the step (one u32), written before a replay.
+    pub(crate) len_dev: Tensor,
+    /// The step's f32 logits (vocab,), written by the graph.
+    pub(crate) logits: Tensor,
+    /// The KV cache's capacity and the rope tables' length when captured.
+    pub(crate) capacity: usize,
+    pub(crate) rope_positions: usize,
+}
+
+/// A graph moved with the decoder that owns it.
+struct SendGraph(candle_core::cuda_backend::cudarc::driver::CudaGraph);
+
+// SAFETY: a graph's handles are used by the one thread that holds its decoder (`&mut self`
+// for every launch), never by two at once; CUDA allows launching a graph from any thread.
+unsafe impl Send for SendGraph {}
+
+impl std::fmt::Debug for StepGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepGraph")
+            .field("capacity", &self.capacity)
+            .field("rope_positions", &self.rope_positions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepGraph {
+    /// Captures what `body` launches on `device`'s stream (nothing runs until a replay) into
+    /// a graph over the buffers given: `body` must read its input from `x_in` and the
+    /// positions from `len_dev`, and leave the logits in `logits`.
+    pub(crate) fn capture(
+        device: &Device,
+        x_in: Tensor,
+        len_dev: Tensor,
+        logits: Tensor,
+        capacity: usize,
+        rope_positions: usize,
+        body: impl FnOnce(&Tensor, &Tensor, &Tensor) -> Result<()>,
+    ) -> Result<StepGraph> {
+        use candle_core::cuda_backend::cudarc::driver::sys;
+        let Device::Cuda(dev) = device else {
+            bail!("a CUDA graph needs a CUDA device");
+        };
+        let stream = dev.cuda_stream();
+        // Relaxed: other threads (a memory watch reading the free memory) may call the
+        // driver meanwhile.
+        stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+            .w()?;
+        let ran = body(&x_in, &len_dev, &logits);
+        // Always ended, so that the stream leaves capture mode whatever the body did.
+        let ended = stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        ran?;
+        let Some(graph) = ended.w()? else {
+            bail!("the decode step's capture recorded nothing");
+        };
+        graph.upload().w()?;
+        Ok(StepGraph {
+            graph: SendGraph(graph),
+            x_in,
+            len_dev,
+            logits,
+            capacity,
+            rope_positions,
+        })
+    }
+
+    /// Runs the step for `x` (1, 1, hidden), `len` positions held after it; returns a copy of
+    /// its logits (the graph's own buffer is overwritten by the next replay).
+    pub(crate) fn replay(&self, x: &Tensor, len: usize) -> Result<Tensor> {
+        copy_into(&self.x_in, x)?;
+        write_u32(&self.len_dev, len as u32)?;
+        self.graph.0.launch().w()?;
+        self.logits.copy()
+    }
+}
+
+/// Copies `src` into `dst` on the device (same dtype and element count, both contiguous):
+/// captured as a copy node when a capture is on.
+pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    let dev = device(dst)?;
+    if dst.dtype() != src.dtype()
+        || dst.elem_count() != src.elem_count()
+        || !dst.is_contiguous()
+        || !src.is_contiguous()
+    {
+        bail!("copy_into: {:?} into {:?}", src.shape(), dst.shape());
+    }
+    let bytes = src.elem_count() * src.dtype().size_in_bytes();
+    let stream = dev.cuda_stream();
+    // SAFETY: both pointers address `bytes` bytes of live device buffers (checked above); the
+    // copy is ordered on the stream every kernel runs on.
+    unsafe { result::memcpy_dtod_async(ptr(dst)?, ptr(src)?, bytes, stream.cu_stream()) }.w()?;
+    Ok(())
+}
+
+/// Writes `value` into the one-element u32 tensor `dst` on the device.
+fn write_u32(dst: &Tensor, value: u32) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    let dev = device(dst)?;
+    if dst.dtype() != DType::U32 || dst.elem_count() != 1 {
+        bail!("write_u32: {:?} of {:?}", dst.shape(), dst.dtype());
+    }
+    let stream = dev.cuda_stream();
+    // SAFETY: dst holds one u32; a copy from pageable host memory returns once the source
+    // has been read, so the local may go.
+    unsafe { result::memcpy_htod_async(ptr(dst)?, &[value], stream.cu_stream()) }.w()?;
+    Ok(())
 }
