@@ -181,11 +181,17 @@ if walls[32]:
     print(line)
 prof = read("profile-b32.json")
 if prof and prof.get("step_profile"):
-    total = sum(s["ms_per_step"] for s in prof["step_profile"])
-    print(f"\nbatch-32 decode step by stage (CUDA events, {total:.2f} ms a step of GPU time):\n")
-    print("| stage | times a step | ms a step | share |\n| --- | --- | --- | --- |")
-    for st in prof["step_profile"]:
+    gpu = [s for s in prof["step_profile"] if not s["stage"].startswith("host:")]
+    host = [s for s in prof["step_profile"] if s["stage"].startswith("host:")]
+    total = sum(s["ms_per_step"] for s in gpu)
+    wall = 1e3 * 32 / prof["aggregate_decode_tokens_per_s"]
+    print(f"\nbatch-32 decode step by stage (CUDA events, {total:.2f} ms a step of GPU time; "
+          f"{wall:.2f} ms a step of wall time in this profiled run):\n")
+    print("| stage | times a step | ms a step | share of GPU time |\n| --- | --- | --- | --- |")
+    for st in gpu:
         print(f"| {st['stage']} | {st['per_step']:g} | {st['ms_per_step']:.3f} | {st['ms_per_step'] / total:.1%} |")
+    for st in host:
+        print(f"| {st['stage']} | {st['per_step']:g} | {st['ms_per_step']:.3f} | (host) |")
 
 EOF
 exit $status

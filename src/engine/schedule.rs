@@ -322,6 +322,7 @@ impl<'t> Scheduler<'t> {
     /// runs every sequence's next tokens together, and reports text, finished generations and
     /// failures through `out`.
     pub fn step(&mut self, decoder: &mut Decoder, out: &mut dyn FnMut(SeqEvent)) {
+        let started = Instant::now();
         self.drop_cancelled(out);
         self.admit();
         let plan = self.plan();
@@ -343,7 +344,17 @@ impl<'t> Scheduler<'t> {
                 tokens,
             })
             .collect();
+        // Host-side stages of decode steps, for the step profile (ARBITER_STEP_PROFILE=1).
+        let decode = self.last_step.prefill_tokens == 0;
+        if decode {
+            super::model::profile_host("host: before the step (schedule, admit)", started);
+        }
+        let forward = Instant::now();
         let logits = decoder.forward_batch(&mut self.cache, &inputs);
+        if decode {
+            super::model::profile_host("host: the step's call (issue and wait)", forward);
+        }
+        let after = Instant::now();
         drop(inputs);
         let logits = match logits {
             Ok(l) => l,
@@ -395,6 +406,9 @@ impl<'t> Scheduler<'t> {
             self.running.retain(|s| !failed.contains(&s.id));
         }
         self.retire(out);
+        if decode {
+            super::model::profile_host("host: after the step (sample, stream, retire)", after);
+        }
     }
 
     /// Ends cancelled sequences, running or waiting, with what they have.

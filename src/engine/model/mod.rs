@@ -183,8 +183,10 @@ impl Attention {
 struct BatchStep<'a> {
     inputs: &'a [StepInput<'a>],
     rows: &'a [Vec<u32>],
-    cos: &'a Tensor,
-    sin: &'a Tensor,
+    /// The rotation tables of every token, (tokens, head_dim / 2) each; `None` when every
+    /// layer rotates in the fused CUDA kernel, which reads the whole tables itself.
+    cos: Option<&'a Tensor>,
+    sin: Option<&'a Tensor>,
     /// Each input's causal mask over its cache, for inputs of several tokens: built once a
     /// step rather than once a layer (on a GPU, each is an upload).
     masks: &'a [Option<Tensor>],
@@ -355,9 +357,12 @@ impl Layer {
         }
         let (q, k, v) = a.project(x)?;
         let q = q.reshape((1, total, a.heads, d))?.transpose(1, 2)?;
-        let q = rope.apply_with(&q, step.cos, step.sin)?;
+        let (Some(cos), Some(sin)) = (step.cos, step.sin) else {
+            candle_core::bail!("a batched step without rotation tables for this layer");
+        };
+        let q = rope.apply_with(&q, cos, sin)?;
         let k = k.reshape((1, total, a.kv_heads, d))?.transpose(1, 2)?;
-        let k = rope.apply_with(&k, step.cos, step.sin)?;
+        let k = rope.apply_with(&k, cos, sin)?;
         let k_rows = k.squeeze(0)?.transpose(0, 1)?; // (tokens, kv_heads, d)
         let v_rows = v.reshape((total, a.kv_heads, d))?;
         #[cfg(feature = "cuda")]
@@ -556,6 +561,15 @@ pub fn take_step_profile() -> Vec<(&'static str, u64, f64)> {
     Vec::new()
 }
 
+/// Adds a host-side stage of a batched decode step to the step profile (see
+/// [`take_step_profile`]): `since` is when the stage began. Nothing unless profiling is on.
+pub fn profile_host(_name: &'static str, _since: std::time::Instant) {
+    #[cfg(feature = "cuda")]
+    if cuda::profiling() {
+        cuda::add_stage(_name, _since.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
 /// One sequence's share of a batched step (`Decoder::forward_batch`): its new tokens (a
 /// piece of its prompt, or the one token it decodes next), run after what the paged cache
 /// holds for it.
@@ -737,7 +751,32 @@ impl Decoder {
         }
         let grow: Vec<(SeqId, usize)> = inputs.iter().map(|i| (i.seq, i.tokens.len())).collect();
         let rows = cache.extend(&grow)?;
-        let (cos, sin) = self.rope.tables_at(&positions)?;
+        #[cfg(feature = "cuda")]
+        let cuda = CudaStep::new(
+            cache,
+            inputs,
+            &rows,
+            &positions,
+            self.dtype,
+            self.config.head_dim,
+            &self.device,
+        )?;
+        // The fused kernel rotates from the whole tables: no per-token rows to gather.
+        #[cfg(feature = "cuda")]
+        let gather = cuda.is_none()
+            || !self
+                .layers
+                .iter()
+                .all(|l| matches!(l.attn.qkv, Qkv::Merged(Proj::Dense { .. })));
+        #[cfg(not(feature = "cuda"))]
+        let gather = true;
+        let tables = if gather {
+            Some(self.rope.tables_at(&positions)?)
+        } else {
+            let last = positions.iter().copied().max().unwrap_or(0) as usize;
+            self.rope.reserve(last + 1)?;
+            None
+        };
         let masks = inputs
             .iter()
             .zip(&starts)
@@ -750,19 +789,11 @@ impl Decoder {
         let step = BatchStep {
             inputs,
             rows: &rows,
-            cos: &cos,
-            sin: &sin,
+            cos: tables.as_ref().map(|t| &t.0),
+            sin: tables.as_ref().map(|t| &t.1),
             masks: &masks,
             #[cfg(feature = "cuda")]
-            cuda: CudaStep::new(
-                cache,
-                inputs,
-                &rows,
-                &positions,
-                self.dtype,
-                self.config.head_dim,
-                &self.device,
-            )?,
+            cuda,
             #[cfg(feature = "cuda")]
             // Decode steps only: a step with prompt pieces has another profile.
             clock: std::cell::RefCell::new(if inputs.iter().all(|i| i.tokens.len() == 1) {
@@ -782,10 +813,15 @@ impl Decoder {
             delta = Some(mlp_out);
         }
         let hidden = self.norm.add_forward(&x, delta.as_ref())?.1;
-        let last = Tensor::new(last.as_slice(), &self.device)?;
+        // Each input's last token; every token when all are one token long (decode steps).
+        let hidden = if last.len() == tokens.len() {
+            hidden
+        } else {
+            hidden.index_select(&Tensor::new(last.as_slice(), &self.device)?, 1)?
+        };
         let logits = self
             .lm_head
-            .forward(&hidden.index_select(&last, 1)?)?
+            .forward(&hidden)?
             .squeeze(0)?
             .to_dtype(DType::F32)?;
         step.mark("final norm, output head")?;

@@ -303,20 +303,46 @@ __device__ void attn_paged_partial(const T* q, const T* k, const T* v, const uin
     attn_partial<T, D>(q + (size_t)row * D, rows, part, ml, row, (int)lens[seq], per_run, scale);
 }
 
-// attn_partial for the G query heads that share one kv head (grouped-query attention): each
-// cached key and value is loaded once for all G heads instead of once a head, so a batch's
-// decode attention reads the pool once rather than G times over (through L2). The same
-// per-head arithmetic as attn_partial. q: the G heads' queries [G, D]; their part/ml rows are
-// row0..row0+G. Dynamic shared memory: 4 * G * (D + 2) floats.
-template <typename T, int D, int G>
+// E consecutive elements (E = 4 or 8) as floats; 8 bf16 values (16 bytes) in one access.
+template <typename T, int E>
+__device__ __forceinline__ void load_wide(const T* p, float* o) {
+    if constexpr (E == 8 && !std::is_same<T, float>::value) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(p);
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = __bfloat1622float2(h[i]);
+            o[2 * i] = f.x;
+            o[2 * i + 1] = f.y;
+        }
+    } else if constexpr (E == 8) {
+        load_e<T, 4>(p, o);
+        load_e<T, 4>(p + 4, o + 4);
+    } else {
+        load_e<T, E>(p, o);
+    }
+}
+
+// Decode attention for the G query heads that share one kv head (grouped-query attention):
+// each cached key and value is loaded once for all G heads instead of once a head, so a batch's
+// decode attention reads the pool once rather than G times over (through L2). With SPLIT = 2
+// each half-warp takes its own positions (a lane holds D / 16 elements of a row, loaded 16
+// bytes at a time for bf16), so a warp has twice the rows in flight and each score needs four
+// shuffles, not five; the halves merge their running max, sum and weighted values before the
+// warps merge theirs. With SPLIT = 1 a whole warp takes each position (D / 32 a lane).
+// q: the G heads' queries [G, D]; their part/ml rows are row0..row0+G. Dynamic shared memory:
+// 4 * G * (D + 2) floats.
+template <typename T, int D, int G, int SPLIT>
 __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, float* part,
                                    float* ml, int row0, int len, int per_run, float scale) {
-    constexpr int E = D / 32;
-    constexpr int U = G > 4 ? 2 : 4;
+    constexpr int LANES = 32 / SPLIT;  // lanes a position
+    constexpr int E = D / LANES;
+    constexpr int U = G > 4 ? 2 : 4;  // positions a lane group loads per iteration
     extern __shared__ float smem[];
-    float* s_acc = smem;              // [4][G][D]
-    float* s_ml = smem + 4 * G * D;   // [4][G][2]
+    float* s_acc = smem;             // [4][G][D]
+    float* s_ml = smem + 4 * G * D;  // [4][G][2]
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int half = lane / LANES, hl = lane % LANES;
     const int blocks = gridDim.y;
     const int run = blockIdx.y * 4 + warp;
     float qv[G][E], acc[G][E], m[G], l[G];
@@ -324,7 +350,7 @@ __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, floa
     for (int g = 0; g < G; g++) {
 #pragma unroll
         for (int e = 0; e < E; e++) {
-            qv[g][e] = to_f(q[g * D + lane * E + e]) * scale;
+            qv[g][e] = to_f(q[g * D + hl * E + e]) * scale;
             acc[g][e] = 0.f;
         }
         m[g] = -INFINITY;
@@ -332,13 +358,13 @@ __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, floa
     }
     const int begin = run * per_run;
     const int end = min(len, begin + per_run);
-    for (int p0 = begin; p0 < end; p0 += U) {
+    for (int p0 = begin; p0 < end; p0 += SPLIT * U) {
         float kk[U][E], vv[U][E], s[G][U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int p = min(p0 + u, end - 1);  // past the end: a repeat, masked below
-            load_e<T, E>(rows.key(p) + lane * E, kk[u]);
-            load_e<T, E>(rows.value(p) + lane * E, vv[u]);
+            const int p = min(p0 + SPLIT * u + half, end - 1);  // past the end: a repeat, masked
+            load_wide<T, E>(rows.key(p) + hl * E, kk[u]);
+            load_wide<T, E>(rows.value(p) + hl * E, vv[u]);
         }
 #pragma unroll
         for (int g = 0; g < G; g++) {
@@ -350,8 +376,9 @@ __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, floa
                 s[g][u] = t;
             }
         }
+        // Sums within each lane group (xor offsets below LANES stay in the group).
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
+        for (int o = LANES / 2; o > 0; o >>= 1) {
 #pragma unroll
             for (int g = 0; g < G; g++) {
 #pragma unroll
@@ -363,12 +390,13 @@ __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, floa
             float m_new = m[g];
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                if (p0 + u < end) {
+                if (p0 + SPLIT * u + half < end) {
                     m_new = fmaxf(m_new, s[g][u]);
                 } else {
                     s[g][u] = -INFINITY;
                 }
             }
+            if (m_new == -INFINITY) continue;  // this half had no position yet
             const float corr = __expf(m[g] - m_new);
             l[g] *= corr;
 #pragma unroll
@@ -383,13 +411,31 @@ __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, floa
             m[g] = m_new;
         }
     }
+    // The two halves' states merged (both end with the same values).
 #pragma unroll
-    for (int g = 0; g < G; g++) {
+    for (int g = 0; g < G && SPLIT == 2; g++) {
+        const float m_o = __shfl_xor_sync(0xffffffffu, m[g], 16);
+        const float l_o = __shfl_xor_sync(0xffffffffu, l[g], 16);
+        const float mm = fmaxf(m[g], m_o);
+        const float a = m[g] == -INFINITY ? 0.f : __expf(m[g] - mm);
+        const float b = m_o == -INFINITY ? 0.f : __expf(m_o - mm);
+        l[g] = l[g] * a + l_o * b;
 #pragma unroll
-        for (int e = 0; e < E; e++) s_acc[(warp * G + g) * D + lane * E + e] = acc[g][e];
-        if (lane == 0) {
-            s_ml[(warp * G + g) * 2] = m[g];
-            s_ml[(warp * G + g) * 2 + 1] = l[g];
+        for (int e = 0; e < E; e++) {
+            const float acc_o = __shfl_xor_sync(0xffffffffu, acc[g][e], 16);
+            acc[g][e] = acc[g][e] * a + acc_o * b;
+        }
+        m[g] = mm;
+    }
+    if (half == 0) {
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+#pragma unroll
+            for (int e = 0; e < E; e++) s_acc[(warp * G + g) * D + hl * E + e] = acc[g][e];
+            if (hl == 0) {
+                s_ml[(warp * G + g) * 2] = m[g];
+                s_ml[(warp * G + g) * 2 + 1] = l[g];
+            }
         }
     }
     __syncthreads();
@@ -425,7 +471,7 @@ __device__ void attn_group_partial(const T* q, const PagedRows<T, D>& rows, floa
 
 // Paged decode attention with the heads of a group together: grid (seqs * kv_heads, blocks),
 // block 4 warps; group = heads / kv_heads, 2 to 8 (others take attn_paged_partial).
-template <typename T, int D>
+template <typename T, int D, int SPLIT>
 __device__ void attn_paged_group(const T* q, const T* k, const T* v, const uint32_t* tables,
                                  const uint32_t* lens, float* part, float* ml, int heads,
                                  int kv_heads, int max_blocks, int block, int per_run,
@@ -439,7 +485,7 @@ __device__ void attn_paged_group(const T* q, const T* k, const T* v, const uint3
     switch (group) {
 #define GROUP_CASE(G)                                                                   \
     case G:                                                                             \
-        attn_group_partial<T, D, G>(qg, rows, part, ml, row0, len, per_run, scale);    \
+        attn_group_partial<T, D, G, SPLIT>(qg, rows, part, ml, row0, len, per_run, scale); \
         break;
         GROUP_CASE(2)
         GROUP_CASE(3)
@@ -837,14 +883,28 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
         float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
         float scale) {                                                                           \
-        attn_paged_group<T, 128>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,   \
+        attn_paged_group<T, 128, 2>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,\
                                  block, per_run, scale);                                         \
     }                                                                                            \
     extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d64_##SUFFIX(            \
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
         float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
         float scale) {                                                                           \
-        attn_paged_group<T, 64>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,    \
+        attn_paged_group<T, 64, 2>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
+                                block, per_run, scale);                                          \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group1_d128_##SUFFIX(           \
+        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
+        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
+        float scale) {                                                                           \
+        attn_paged_group<T, 128, 1>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,\
+                                 block, per_run, scale);                                         \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group1_d64_##SUFFIX(            \
+        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
+        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
+        float scale) {                                                                           \
+        attn_paged_group<T, 64, 1>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
                                 block, per_run, scale);                                          \
     }                                                                                            \
     extern "C" __global__ void qkv_rope_paged_##SUFFIX(                                          \

@@ -42,11 +42,17 @@ pub(crate) fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("ARBITER_CUDA_FUSED").map_or(true, |v| v != "0"))
 }
 
-/// Whether paged decode attention takes the grouped-query kernel (one pass over a kv head for
-/// all its query heads): yes, unless `ARBITER_CUDA_GROUPED=0` asks for one pass a head.
-fn grouped_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ARBITER_CUDA_GROUPED").map_or(true, |v| v != "0"))
+/// Which kernel paged decode attention takes: the grouped-query one (one pass over a kv head
+/// for all its query heads) with half a warp a position (`Some(2)`, the default) or a whole
+/// warp (`ARBITER_CUDA_GROUPED=1`), or one pass a head (`ARBITER_CUDA_GROUPED=0`, `None`); the
+/// variants are there for comparing.
+fn grouped_split() -> Option<usize> {
+    static SPLIT: OnceLock<Option<usize>> = OnceLock::new();
+    *SPLIT.get_or_init(|| match std::env::var("ARBITER_CUDA_GROUPED").as_deref() {
+        Ok("0") => None,
+        Ok("1") => Some(1),
+        _ => Some(2),
+    })
 }
 
 /// Whether one-row products take the project's GEMV kernel: with the fused kernels, unless
@@ -398,7 +404,8 @@ pub(crate) fn attend_paged(
     // The heads of a group read their kv head's keys and values once together where the
     // kernel has that group size.
     let group = heads / kv_heads;
-    let grouped = (2..=8).contains(&group) && grouped_enabled();
+    let split = grouped_split().filter(|_| (2..=8).contains(&group));
+    let grouped = split.is_some();
     let block_rows = if grouped { n * kv_heads } else { rows };
     // Every (sequence, head or group) is a block row already; split positions only as far as
     // it takes to fill the GPU.
@@ -412,7 +419,11 @@ pub(crate) fn attend_paged(
     let ml = alloc(&dev, (rows, blocks_y, 2), DType::F32)?;
     let out = alloc(&dev, (n, heads * d), dtype)?;
     let sfx = suffix(dtype)?;
-    let kind = if grouped { "group" } else { "partial" };
+    let kind = match split {
+        Some(1) => "group1",
+        Some(_) => "group",
+        None => "partial",
+    };
     let partial =
         dev.get_or_load_custom_func(&format!("attn_paged_{kind}_d{d}_{sfx}"), MODULE, PTX)?;
     let combine =
@@ -739,15 +750,32 @@ fn stage_totals() -> &'static std::sync::Mutex<StageTotals> {
     TOTALS.get_or_init(|| std::sync::Mutex::new(Vec::new()))
 }
 
+/// Whether `ARBITER_STEP_PROFILE=1` asks for step profiles.
+pub(crate) fn profiling() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ARBITER_STEP_PROFILE").is_ok_and(|v| v == "1"))
+}
+
+/// Adds `ms` to stage `name`'s total (host-side stages of a step, timed by the caller).
+pub(crate) fn add_stage(name: &'static str, ms: f64) {
+    if let Ok(mut totals) = stage_totals().lock() {
+        match totals.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += ms;
+            }
+            None => totals.push((name, 1, ms)),
+        }
+    }
+}
+
 impl StageClock {
     /// A clock for one step on `device`, or `None` when profiling is off or not on CUDA.
     pub(crate) fn start(device: &Device) -> Result<Option<StageClock>> {
-        static ON: OnceLock<bool> = OnceLock::new();
-        let on = *ON.get_or_init(|| std::env::var("ARBITER_STEP_PROFILE").is_ok_and(|v| v == "1"));
         let Device::Cuda(dev) = device else {
             return Ok(None);
         };
-        if !on {
+        if !profiling() {
             return Ok(None);
         }
         let stream = dev.cuda_stream();
@@ -778,17 +806,8 @@ impl StageClock {
             times.push((*name, previous.elapsed_ms(event).w()? as f64));
             previous = event;
         }
-        let mut totals = stage_totals()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("step profile lock poisoned".into()))?;
         for (name, ms) in times {
-            match totals.iter_mut().find(|(n, _, _)| *n == name) {
-                Some(entry) => {
-                    entry.1 += 1;
-                    entry.2 += ms;
-                }
-                None => totals.push((name, 1, ms)),
-            }
+            add_stage(name, ms);
         }
         Ok(())
     }
