@@ -87,10 +87,20 @@ impl DeviceChoice {
                 if !cfg!(feature = "cuda") {
                     return Err(DeviceError::NotBuilt("cuda"));
                 }
-                Device::new_cuda(i).map_err(|e| DeviceError::Open {
+                let device = Device::new_cuda(i).map_err(|e| DeviceError::Open {
                     device: self.to_string(),
                     why: e.to_string(),
-                })
+                })?;
+                #[cfg(feature = "cuda")]
+                if let Device::Cuda(cuda) = &device {
+                    // Every buffer would otherwise carry two CUDA events, created and destroyed
+                    // with it (four driver calls an allocation, a few hundred a decode step),
+                    // that only synchronise several streams: the engine runs on one.
+                    // SAFETY: nothing here creates a second stream, so no buffer is shared
+                    // between streams that the events would have ordered.
+                    unsafe { cuda.disable_event_tracking() };
+                }
+                Ok(device)
             }
             DeviceChoice::Metal(i) => {
                 if !cfg!(feature = "metal") {
