@@ -48,6 +48,9 @@ if [[ " $skip " != *" check "* ]]; then
         --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny.json" 2>"$out/check.log" || status=1
     ARBITER_CUDA_GROUPED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
         --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-ungrouped.json" 2>>"$out/check.log" || status=1
+    # The half-warp grouped kernel, with the single stream's steps from a CUDA graph.
+    ARBITER_CUDA_GROUPED=2 ARBITER_CUDA_GRAPH=1 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 \
+        --batch 16 --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-halfwarp-graph.json" 2>>"$out/check.log" || status=1
     ARBITER_CUDA_FUSED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
         --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-plain.json" 2>>"$out/check.log" || status=1
     # bf16 7B: agreement of batched steps with the single stream, reported.
@@ -158,7 +161,8 @@ if bw:
         if ours and theirs:
             line += f", {ours['aggregate_decode_tokens_per_s'] / theirs['aggregate_decode_tokens_per_s']:.2f}x transformers (goal at 32: >= 6x)"
         print(line)
-for name in ("check-tiny.json", "check-tiny-ungrouped.json", "check-tiny-plain.json", "check-7b.json"):
+for name in ("check-tiny.json", "check-tiny-ungrouped.json", "check-tiny-halfwarp-graph.json",
+             "check-tiny-plain.json", "check-7b.json"):
     c = read(name)
     if c:
         print(f"{name[:-5]}: {c['identical_sequences']}/{c['sequences']} sequences identical to alone over {c['steps']} steps, "

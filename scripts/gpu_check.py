@@ -87,8 +87,8 @@ def tiny(args):
             logits = out.logits[0, -1].float()
     ref_logits = np.stack(ref_logits)
     ok = True
-    # Decode steps replayed from a CUDA graph (the default), launched kernel by kernel, and
-    # through candle's own ops.
+    # Decode steps replayed from a CUDA graph (ARBITER_CUDA_GRAPH=1), launched kernel by kernel
+    # (the default), and through candle's own ops.
     for fused, graph in ((True, True), (True, False), (False, False)):
         ok &= compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, fused, graph)
     return ok
@@ -113,7 +113,7 @@ def compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, 
         json.dumps(
             {
                 "check": "tiny-f32-greedy"
-                + ("" if graph else " (no CUDA graph)" if fused else " (fused kernels off)"),
+                + (" (CUDA graph)" if graph else "" if fused else " (fused kernels off)"),
                 "steps": steps,
                 "prompt_tokens": len(prompt),
                 "identical_tokens": same,

@@ -879,28 +879,28 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
         attn_paged_partial<T, 64>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,  \
                                   block, per_run, scale);                                        \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d128_##SUFFIX(           \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group2_d128_##SUFFIX(           \
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
         float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
         float scale) {                                                                           \
         attn_paged_group<T, 128, 2>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,\
                                  block, per_run, scale);                                         \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d64_##SUFFIX(            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group2_d64_##SUFFIX(            \
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
         float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
         float scale) {                                                                           \
         attn_paged_group<T, 64, 2>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
                                 block, per_run, scale);                                          \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group1_d128_##SUFFIX(           \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d128_##SUFFIX(            \
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
         float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
         float scale) {                                                                           \
         attn_paged_group<T, 128, 1>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,\
                                  block, per_run, scale);                                         \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group1_d64_##SUFFIX(            \
+    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d64_##SUFFIX(             \
         const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
         float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
         float scale) {                                                                           \

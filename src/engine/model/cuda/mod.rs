@@ -43,15 +43,15 @@ pub(crate) fn enabled() -> bool {
 }
 
 /// Which kernel paged decode attention takes: the grouped-query one (one pass over a kv head
-/// for all its query heads) with half a warp a position (`Some(2)`, the default) or a whole
-/// warp (`ARBITER_CUDA_GROUPED=1`), or one pass a head (`ARBITER_CUDA_GROUPED=0`, `None`); the
-/// variants are there for comparing.
+/// for all its query heads) with a whole warp a position (`Some(1)`, the default, the one
+/// checked on a GPU) or half a warp (`ARBITER_CUDA_GROUPED=2`, not yet run on a GPU), or one
+/// pass a head (`ARBITER_CUDA_GROUPED=0`, `None`); the variants are there for comparing.
 fn grouped_split() -> Option<usize> {
     static SPLIT: OnceLock<Option<usize>> = OnceLock::new();
     *SPLIT.get_or_init(|| match std::env::var("ARBITER_CUDA_GROUPED").as_deref() {
         Ok("0") => None,
-        Ok("1") => Some(1),
-        _ => Some(2),
+        Ok("2") => Some(2),
+        _ => Some(1),
     })
 }
 
@@ -420,7 +420,7 @@ pub(crate) fn attend_paged(
     let out = alloc(&dev, (n, heads * d), dtype)?;
     let sfx = suffix(dtype)?;
     let kind = match split {
-        Some(1) => "group1",
+        Some(2) => "group2",
         Some(_) => "group",
         None => "partial",
     };
@@ -822,12 +822,11 @@ pub fn take_step_profile() -> Vec<(&'static str, u64, f64)> {
 }
 
 /// Whether a single stream's decode steps replay a captured CUDA graph: with the fused
-/// kernels, unless `ARBITER_CUDA_GRAPH=0` launches every kernel each step (for comparing).
+/// kernels, when `ARBITER_CUDA_GRAPH=1` asks for it. Off by default until it has been
+/// checked on a GPU against the kernel-by-kernel step (`scripts/gpu_check.py tiny` runs both).
 pub(crate) fn graph_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").map_or(true, |v| v != "0")
-    })
+    *ON.get_or_init(|| gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").is_ok_and(|v| v == "1"))
 }
 
 /// A decode step of the single stream captured as a CUDA graph: every layer's kernels, the
