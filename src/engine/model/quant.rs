@@ -192,8 +192,8 @@ struct Weights {
     m: Vec<f16>,
     /// `rows * blocks` masks of fifth bits, bit `i` for value `i` (Q5_0 and Q5_1 only).
     qh: Vec<u32>,
-    /// Q4_K rows `0..tiled`, sixteen rows interleaved per super-block (see
-    /// `kquant::pack_q4k_tiles`), for the AVX-512 kernel; `qs` then holds only the rows after
+    /// Q4_K or Q6_K rows `0..tiled`, sixteen rows interleaved per super-block (see
+    /// `kquant::pack_q4k_tiles` and `kquant::pack_q6k_tiles`), for the AVX-512 kernels; `qs` then holds only the rows after
     /// them. Empty when the matrix is not tiled.
     tiles: Vec<u8>,
 }
@@ -247,7 +247,8 @@ impl QuantMatrix {
     }
 
     /// Splits GGML blocks (`d`, [`m`,] quants per block, little-endian f16) into `Weights`;
-    /// Q4_K rows are tiled where the process runs the AVX-512 kernels, which read that layout.
+    /// Q4_K and Q6_K rows are tiled where the process runs the AVX-512 kernels, which read
+    /// that layout.
     fn from_blocks(format: Format, rows: usize, cols: usize, data: &[u8]) -> Result<QuantMatrix> {
         #[cfg(target_arch = "x86_64")]
         let tile = Kernel::detect() == Kernel::Avx512;
@@ -256,7 +257,7 @@ impl QuantMatrix {
         Self::from_blocks_with(format, rows, cols, data, tile)
     }
 
-    /// As `from_blocks`, tiling the Q4_K rows (all but the last `rows % 16`) or not.
+    /// As `from_blocks`, tiling the Q4_K or Q6_K rows (all but the last `rows % 16`) or not.
     fn from_blocks_with(
         format: Format,
         rows: usize,
@@ -284,7 +285,7 @@ impl QuantMatrix {
             .into());
         }
         if format.is_k() {
-            let tiled = if tile && format == Format::Q4K {
+            let tiled = if tile && matches!(format, Format::Q4K | Format::Q6K) {
                 rows / kquant::TILE_ROWS * kquant::TILE_ROWS
             } else {
                 0
@@ -302,7 +303,11 @@ impl QuantMatrix {
                     d: Vec::new(),
                     m: Vec::new(),
                     qh: Vec::new(),
-                    tiles: kquant::pack_q4k_tiles(head, blocks),
+                    tiles: if format == Format::Q4K {
+                        kquant::pack_q4k_tiles(head, blocks)
+                    } else {
+                        kquant::pack_q6k_tiles(head, blocks)
+                    },
                 }),
             });
         }
@@ -436,7 +441,11 @@ impl QuantMatrix {
     /// Super-block `b` of K-quant row `row`, unpacked from whichever layout holds it.
     fn k_block(&self, row: usize, b: usize) -> kquant::Unpacked {
         if row < self.tiled {
-            return kquant::unpack_q4k_tile(&self.weights.tiles, self.blocks, row, b);
+            return if self.format == Format::Q4K {
+                kquant::unpack_q4k_tile(&self.weights.tiles, self.blocks, row, b)
+            } else {
+                kquant::unpack_q6k_tile(&self.weights.tiles, self.blocks, row, b)
+            };
         }
         let bb = self.format.block_bytes();
         let at = ((row - self.tiled) * self.blocks + b) * bb;
@@ -1210,6 +1219,78 @@ mod kquant {
         }
         for (s, m) in u.mins.iter_mut().enumerate() {
             *m = i32::from(tile[TILE_MIN + TILE_ROWS * s + r]);
+        }
+        u
+    }
+
+    /// Bytes of one super-block of a Q6_K tile: the low nibbles placed as Q4_K's, the high bit
+    /// pairs, the scales and `d`: 16 times the file's 210.
+    pub(super) const Q6K_TILE_BYTES: usize = Q6K_TILE_D + 2 * TILE_ROWS;
+    /// Offsets in a Q6_K tile's super-block of the high bit pairs, the scales (sub-blocks
+    /// `2i` and `2i + 1` of row `r` in bytes `32i + 2r` and `32i + 2r + 1`) and the f16 `d`.
+    pub(super) const Q6K_TILE_HIGH: usize = TILE_QUANTS;
+    pub(super) const Q6K_TILE_SC: usize = Q6K_TILE_HIGH + QK_K * TILE_ROWS / 4;
+    pub(super) const Q6K_TILE_D: usize = Q6K_TILE_SC + 16 * TILE_ROWS;
+
+    /// Where the high bit pair of Q6_K value `v` of tile row `row` sits: byte and shift. The
+    /// 64-byte run `2t + p / 2` of the high pairs serves the nibble runs `p` of sub-block pair
+    /// `t` (see `tile_at`) with `p` even and odd: shift 0 and 2 for the low and high nibbles
+    /// of the even run, 4 and 6 for the odd one.
+    fn q6k_high_at(row: usize, v: usize) -> (usize, u32) {
+        let (t, i) = (v / 32, v % 32);
+        let p = (i % 16) / 4;
+        let shift = 4 * (p % 2) + if i >= 16 { 2 } else { 0 };
+        (
+            Q6K_TILE_HIGH + 128 * t + 64 * (p / 2) + 4 * row + i % 4,
+            shift as u32,
+        )
+    }
+
+    /// Q6_K rows (a multiple of `TILE_ROWS` rows of `blocks` super-blocks) in the tiled
+    /// layout: per tile of sixteen rows and super-block, the low nibbles placed by `tile_at`,
+    /// the high bit pairs by `q6k_high_at`, the signed scales in pairs per row, then `d`.
+    pub(super) fn pack_q6k_tiles(data: &[u8], blocks: usize) -> Vec<u8> {
+        const BB: usize = 210;
+        let tiles = data.len() / (TILE_ROWS * blocks * BB);
+        let mut out = vec![0u8; tiles * blocks * Q6K_TILE_BYTES];
+        for (i, tile) in out.chunks_exact_mut(Q6K_TILE_BYTES).enumerate() {
+            let (t, b) = (i / blocks, i % blocks);
+            for row in 0..TILE_ROWS {
+                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * BB..][..BB];
+                let u = unpack(Format::Q6K, blk);
+                for (v, &q) in u.q.iter().enumerate() {
+                    let (at, shift) = tile_at(row, v);
+                    tile[at] |= (q & 0x0F) << shift;
+                    let (at, shift) = q6k_high_at(row, v);
+                    tile[at] |= (q >> 4) << shift;
+                }
+                for (j, &sc) in blk[192..208].iter().enumerate() {
+                    tile[Q6K_TILE_SC + 32 * (j / 2) + 2 * row + j % 2] = sc;
+                }
+                tile[Q6K_TILE_D + 2 * row..][..2].copy_from_slice(&blk[208..210]);
+            }
+        }
+        out
+    }
+
+    /// Super-block `b` of row `row` of `pack_q6k_tiles`'s output, as `unpack` gives it.
+    pub(super) fn unpack_q6k_tile(tiles: &[u8], blocks: usize, row: usize, b: usize) -> Unpacked {
+        let tile = &tiles[((row / TILE_ROWS) * blocks + b) * Q6K_TILE_BYTES..][..Q6K_TILE_BYTES];
+        let r = row % TILE_ROWS;
+        let mut u = Unpacked {
+            q: [0; QK_K],
+            sc: [0; 16],
+            mins: [0; 8],
+            d: half(tile, Q6K_TILE_D + 2 * r),
+            dmin: 0.0,
+        };
+        for (v, q) in u.q.iter_mut().enumerate() {
+            let (at, shift) = tile_at(r, v);
+            let (high_at, high_shift) = q6k_high_at(r, v);
+            *q = ((tile[at] >> shift) & 0x0F) | (((tile[high_at] >> high_shift) & 3) << 4);
+        }
+        for (j, s) in u.sc.iter_mut().enumerate() {
+            *s = i32::from(tile[Q6K_TILE_SC + 32 * (j / 2) + 2 * r + j % 2] as i8);
         }
         u
     }
@@ -2428,9 +2509,9 @@ mod avx512 {
         mut count: usize,
         y: &Output<'_>,
     ) {
-        if KIND == Q4K && first < w.tiled {
+        if first < w.tiled {
             let end = (first + count).min(w.tiled);
-            q4k_tiles(w, acts, first, end, y);
+            k_tiles::<KIND>(w, acts, first, end, y);
             count -= end - first;
             first = end;
             if count == 0 {
@@ -2448,26 +2529,32 @@ mod avx512 {
         super::avx2::tiled_rows::<Avx512Tiles, KIND>(w, acts, first, count, y);
     }
 
-    /// Tiled Q4_K rows `first..end` (whole tiles) against every activation row, into those
-    /// columns of `y`: each tile against three activation rows at a time.
+    /// Tiled Q4_K or Q6_K rows `first..end` (whole tiles) against every activation row, into
+    /// those columns of `y`: each tile against three activation rows at a time.
     ///
     /// # Safety
     /// As `rows_times`; `end <= w.tiled`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn q4k_tiles(
+    unsafe fn k_tiles<const KIND: u8>(
         w: &QuantMatrix,
         acts: &Activations,
         first: usize,
         end: usize,
         y: &Output<'_>,
     ) {
-        use super::kquant::{Q4K_TILE_BYTES, TILE_ROWS};
+        use super::kquant::{Q4K_TILE_BYTES, Q6K_TILE_BYTES, TILE_ROWS};
+        let tile_bytes = if KIND == Q4K {
+            Q4K_TILE_BYTES
+        } else {
+            Q6K_TILE_BYTES
+        };
         // The kernel reads through raw pointers: these bounds cover every read.
         assert!(
-            first.is_multiple_of(TILE_ROWS)
+            (KIND == Q4K || KIND == Q6K)
+                && first.is_multiple_of(TILE_ROWS)
                 && end.is_multiple_of(TILE_ROWS)
                 && end <= w.tiled
-                && w.weights.tiles.len() >= w.tiled / TILE_ROWS * w.blocks * Q4K_TILE_BYTES
+                && w.weights.tiles.len() >= w.tiled / TILE_ROWS * w.blocks * tile_bytes
                 && acts.qs.len() >= acts.rows * w.cols
                 && acts.d.len() >= acts.rows * w.blocks
                 && acts.bsums.len() >= acts.rows * w.blocks * 16
@@ -2479,7 +2566,11 @@ mod avx512 {
             while r < m {
                 macro_rules! run {
                     ($r:literal) => {{
-                        let out = q4k_tile::<$r>(w, tile, acts, r);
+                        let out = if KIND == Q4K {
+                            q4k_tile::<$r>(w, tile, acts, r)
+                        } else {
+                            q6k_tile::<$r>(w, tile, acts, r)
+                        };
                         for (k, o) in out.iter().enumerate() {
                             for (i, &v) in o.iter().enumerate() {
                                 y.set(r + k, tile * TILE_ROWS + i, v);
@@ -2562,6 +2653,108 @@ mod avx512 {
                     let mins = _mm512_mul_ps(m, _mm512_set1_ps(sum));
                     acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(dot[k][l]), acc[k][l]);
                     acc[k][l] = _mm512_fnmadd_ps(dm[k], mins, acc[k][l]);
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+            );
+            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+        }
+        out
+    }
+
+    /// One tile of sixteen Q6_K rows against activation rows `r..r + R`, computing what
+    /// `super::dot_k_scalar` computes, as `q4k_tile` does for Q4_K: the six-bit quants from
+    /// a run of nibbles and a run of high bit pairs, the scales of a sub-block pair expanded
+    /// once per tile and super-block; the offset 32 meets the activations' 16-value sums with
+    /// one `madd` per lane register, as the other tiers do it.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn q6k_tile<const R: usize>(
+        w: &QuantMatrix,
+        tile: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; 16]; R] {
+        use super::kquant::{Q6K_TILE_BYTES, Q6K_TILE_D, Q6K_TILE_HIGH, Q6K_TILE_SC};
+        let (blocks, cols) = (w.blocks, w.cols);
+        let base = w.weights.tiles.as_ptr().add(tile * blocks * Q6K_TILE_BYTES);
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
+        let xs: [*const i16; R] =
+            std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
+        let low4 = _mm512_set1_epi8(0x0F);
+        let pair_bits = _mm512_set1_epi8(0x30);
+        // Byte shuffles (within each 16 bytes) that copy a lane's first (second) scale word
+        // into both of its words.
+        let even = _mm512_broadcast_i32x4(_mm_setr_epi32(
+            0x0100_0100,
+            0x0504_0504,
+            0x0908_0908,
+            0x0d0c_0d0c,
+        ));
+        let odd = _mm512_broadcast_i32x4(_mm_setr_epi32(
+            0x0302_0302,
+            0x0706_0706,
+            0x0b0a_0b0a,
+            0x0f0e_0f0e,
+        ));
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        for b in 0..blocks {
+            let t = base.add(b * Q6K_TILE_BYTES);
+            let mut dot = [[_mm512_setzero_si512(); 8]; R];
+            for s in 0..8 {
+                // Per row lane, the scales of sub-blocks 2s and 2s + 1 as 16-bit words.
+                let pair =
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * s).cast()));
+                let sc_lo = _mm512_shuffle_epi8(pair, even);
+                let sc_hi = _mm512_shuffle_epi8(pair, odd);
+                for p in 0..4 {
+                    let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
+                    let high =
+                        _mm512_loadu_si512(t.add(Q6K_TILE_HIGH + 128 * s + 64 * (p / 2)).cast());
+                    let high = if p % 2 == 1 {
+                        _mm512_srli_epi16::<4>(high)
+                    } else {
+                        high
+                    };
+                    let lo = _mm512_or_si512(
+                        _mm512_and_si512(raw, low4),
+                        _mm512_and_si512(_mm512_slli_epi16::<4>(high), pair_bits),
+                    );
+                    let hi = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
+                        _mm512_and_si512(_mm512_slli_epi16::<2>(high), pair_bits),
+                    );
+                    let at = b * QK_K + 32 * s + 4 * p;
+                    for k in 0..R {
+                        let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
+                        let xb =
+                            _mm512_set1_epi32(xq[k].add(at + 16).cast::<i32>().read_unaligned());
+                        dot[k][p] =
+                            _mm512_dpwssd_epi32(dot[k][p], _mm512_maddubs_epi16(lo, xa), sc_lo);
+                        dot[k][p + 4] =
+                            _mm512_dpwssd_epi32(dot[k][p + 4], _mm512_maddubs_epi16(hi, xb), sc_hi);
+                    }
+                }
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(Q6K_TILE_D).cast()));
+            let dd: [__m512; R] =
+                std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
+            for l in 0..8 {
+                // Lane l's offset: 32 * (sc[2l] * bsums[2l] + sc[2l + 1] * bsums[2l + 1]).
+                let pair =
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * l).cast()));
+                for k in 0..R {
+                    let bs =
+                        _mm512_set1_epi32(xs[k].add(b * 16 + 2 * l).cast::<i32>().read_unaligned());
+                    let off = _mm512_slli_epi32::<5>(_mm512_madd_epi16(pair, bs));
+                    let v = _mm512_sub_epi32(dot[k][l], off);
+                    acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(v), acc[k][l]);
                 }
             }
         }
@@ -3612,26 +3805,32 @@ mod tests {
     }
 
     #[test]
-    fn tiled_q4k_rows_give_the_same_bits() {
+    fn tiled_k_rows_give_the_same_bits() {
         // The tiled layout (what the AVX-512 kernel reads) holds the same super-blocks: every
         // tier, on either layout, gives the portable kernel's bits on the file's layout, and
         // the rows dequantize alike; whole tiles, a partial last one and a matrix too short
         // for any.
         let mut rng = SplitMix(77);
-        for (n, k) in [(67usize, 512usize), (48, 1536), (130, 256), (9, 256)] {
-            let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), GgmlDType::Q4K)
-                .expect("quantize");
+        let shapes = [(67usize, 512usize), (48, 1536), (130, 256), (9, 256)];
+        for (dtype, (n, k)) in [GgmlDType::Q4K, GgmlDType::Q6K]
+            .into_iter()
+            .flat_map(|d| shapes.map(|s| (d, s)))
+        {
+            let format = Format::from_ggml(dtype).expect("format");
+            let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("quantize");
             let data = w.data().expect("data");
-            let file = QuantMatrix::from_blocks_with(Format::Q4K, n, k, &data, false)
-                .expect("file layout");
-            let tiled =
-                QuantMatrix::from_blocks_with(Format::Q4K, n, k, &data, true).expect("tiled");
+            let file =
+                QuantMatrix::from_blocks_with(format, n, k, &data, false).expect("file layout");
+            let tiled = QuantMatrix::from_blocks_with(format, n, k, &data, true).expect("tiled");
             assert_eq!(tiled.tiled, n / 16 * 16);
             let (mut a, mut b) = (vec![0f32; k], vec![0f32; k]);
             for row in 0..n {
                 file.dequantize_row(row, &mut a);
                 tiled.dequantize_row(row, &mut b);
-                assert!(a == b, "({n},{k}) row {row} dequantizes differently");
+                assert!(
+                    a == b,
+                    "{dtype:?} ({n},{k}) row {row} dequantizes differently"
+                );
             }
             for m in [1, 2, 3, 4, 7] {
                 let x = tensor(rng.matrix(m, k), &[m, k]);
@@ -3645,14 +3844,9 @@ mod tests {
                 };
                 let want = bits(&file, Kernel::Scalar);
                 for kernel in kernels() {
-                    assert!(
-                        bits(&tiled, kernel) == want,
-                        "tiled ({n},{k}) m={m} {kernel:?}"
-                    );
-                    assert!(
-                        bits(&file, kernel) == want,
-                        "file ({n},{k}) m={m} {kernel:?}"
-                    );
+                    let what = format!("{dtype:?} ({n},{k}) m={m} {kernel:?}");
+                    assert!(bits(&tiled, kernel) == want, "tiled {what}");
+                    assert!(bits(&file, kernel) == want, "file {what}");
                 }
             }
         }
