@@ -311,16 +311,24 @@ impl QuantMatrix {
                 }),
             });
         }
-        let mut qs = Vec::with_capacity(rows * blocks * quant_bytes);
-        let mut d = vec![f16::ZERO; rows * stride];
+        let tiled = if tile && matches!(format, Format::Q8_0 | Format::Q5_0) {
+            rows / tile32::ROWS * tile32::ROWS
+        } else {
+            0
+        };
+        let (head, data) = data.split_at(tiled * blocks * block_bytes);
+        let tiles = tile32::pack(format, head, blocks);
+        let rows_left = rows - tiled;
+        let mut qs = Vec::with_capacity(rows_left * blocks * quant_bytes);
+        let mut d = vec![f16::ZERO; rows_left * stride];
         let mut m = if format.has_min() {
-            vec![f16::ZERO; rows * stride]
+            vec![f16::ZERO; rows_left * stride]
         } else {
             Vec::new()
         };
         let mut qh = Vec::new();
         if format.has_high_bits() {
-            qh.reserve_exact(rows * blocks);
+            qh.reserve_exact(rows_left * blocks);
         }
         let half_at = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]);
         for (i, block) in data.chunks_exact(block_bytes).enumerate() {
@@ -344,13 +352,13 @@ impl QuantMatrix {
             cols,
             blocks,
             stride,
-            tiled: 0,
+            tiled,
             weights: Arc::new(Weights {
                 qs,
                 d,
                 m,
                 qh,
-                tiles: Vec::new(),
+                tiles,
             }),
         })
     }
@@ -395,6 +403,10 @@ impl QuantMatrix {
             }
             return;
         }
+        if row < self.tiled {
+            return self.file_row(row).dequantize_row(0, dst);
+        }
+        let row = row - self.tiled;
         for (b, out) in dst.chunks_exact_mut(QK).enumerate().take(self.blocks) {
             let at = row * self.stride + b;
             let d = w.d[at].to_f32();
@@ -436,6 +448,14 @@ impl QuantMatrix {
 
     pub(crate) fn dtype_name(&self) -> &'static str {
         self.format.name()
+    }
+
+    /// Tiled row `row` of a 32-value type as a one-row matrix in the file's layout, for the
+    /// portable code (tests and tiers other than AVX-512 only: it copies).
+    fn file_row(&self, row: usize) -> QuantMatrix {
+        let bytes = tile32::unpack_row(self.format, &self.weights.tiles, self.blocks, row);
+        QuantMatrix::from_blocks_with(self.format, 1, self.cols, &bytes, false)
+            .expect("a tiled row holds one row of whole blocks")
     }
 
     /// Super-block `b` of K-quant row `row`, unpacked from whichever layout holds it.
@@ -919,6 +939,10 @@ fn dot_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 
     if w.format.is_k() {
         return dot_k_scalar(w, row, acts, r);
     }
+    if row < w.tiled {
+        return dot_scalar(&w.file_row(row), 0, acts, r);
+    }
+    let row = row - w.tiled;
     let qb = w.format.quant_bytes();
     let wq = &w.weights.qs[row * w.blocks * qb..(row + 1) * w.blocks * qb];
     let xq = &acts.qs[r * w.cols..(r + 1) * w.cols];
@@ -1357,6 +1381,104 @@ mod kquant {
     }
 }
 
+mod tile32 {
+    //! Q8_0 and Q5_0 rows interleaved sixteen to a tile for the AVX-512 kernels: per tile and
+    //! 32-value block, each run of four values of the sixteen rows is one 64-byte register,
+    //! row `r` in bytes `4r..4r + 4` (one i32 lane), so one `vpdpbusd` against four broadcast
+    //! activations forms the four-value sums that the other tiers' lane `(v % 32) / 4` holds,
+    //! for all sixteen rows. Exactly the file's bytes per row and block.
+
+    use super::{Format, QK};
+
+    /// Weight rows per tile.
+    pub(super) const ROWS: usize = 16;
+    /// Offset in a Q5_0 tile block of its fifth bits: per run `l` of four values a 64-bit
+    /// mask, bit `4r + j` for value `4l + j` of row `r`.
+    pub(super) const Q5_HIGH: usize = 256;
+
+    /// Bytes of one block of a tile.
+    pub(super) fn bytes(format: Format) -> usize {
+        format.block_bytes() * ROWS
+    }
+
+    /// Offset in a tile block of the rows' f16 scales `d`: after the quants (and fifth bits).
+    pub(super) fn d_at(format: Format) -> usize {
+        (format.block_bytes() - 2) * ROWS
+    }
+
+    /// Where value `v` of row `row` sits in a tile block: byte and shift. Q8_0: run `v / 4`'s
+    /// 64 bytes hold the signed bytes. Q5_0: 64-byte run `c` holds in its low nibbles values
+    /// `4c..4c + 4` and in its high ones `16 + 4c..` (as the file pairs them).
+    fn at(format: Format, row: usize, v: usize) -> (usize, u32) {
+        if format == Format::Q8_0 {
+            return (64 * (v / 4) + 4 * row + v % 4, 0);
+        }
+        let i = v % 16;
+        (64 * (i / 4) + 4 * row + i % 4, if v >= 16 { 4 } else { 0 })
+    }
+
+    /// Q8_0 or Q5_0 rows as the file stores them (a multiple of `ROWS` rows of `blocks`
+    /// blocks) in tiles; empty for any other type.
+    pub(super) fn pack(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
+        if !matches!(format, Format::Q8_0 | Format::Q5_0) || data.is_empty() {
+            return Vec::new();
+        }
+        let (bb, tb) = (format.block_bytes(), bytes(format));
+        let mut out = vec![0u8; data.len()];
+        for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
+            let (t, b) = (i / blocks, i % blocks);
+            for row in 0..ROWS {
+                let blk = &data[((t * ROWS + row) * blocks + b) * bb..][..bb];
+                tile[d_at(format) + 2 * row..][..2].copy_from_slice(&blk[..2]);
+                if format == Format::Q8_0 {
+                    for (v, &q) in blk[2..].iter().enumerate() {
+                        tile[at(format, row, v).0] = q;
+                    }
+                    continue;
+                }
+                let mask = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                for v in 0..QK {
+                    let byte = blk[6 + v % 16];
+                    let nibble = if v < 16 { byte & 0x0F } else { byte >> 4 };
+                    let (pos, shift) = at(format, row, v);
+                    tile[pos] |= nibble << shift;
+                    if (mask >> v) & 1 == 1 {
+                        let bit = 4 * row + v % 4;
+                        tile[Q5_HIGH + 8 * (v / 4) + bit / 8] |= 1 << (bit % 8);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Row `row` of `pack`'s output as the file's blocks.
+    pub(super) fn unpack_row(format: Format, tiles: &[u8], blocks: usize, row: usize) -> Vec<u8> {
+        let (bb, tb) = (format.block_bytes(), bytes(format));
+        let r = row % ROWS;
+        let mut out = vec![0u8; blocks * bb];
+        for (b, blk) in out.chunks_exact_mut(bb).enumerate() {
+            let tile = &tiles[((row / ROWS) * blocks + b) * tb..][..tb];
+            blk[..2].copy_from_slice(&tile[d_at(format) + 2 * r..][..2]);
+            if format == Format::Q8_0 {
+                for v in 0..QK {
+                    blk[2 + v] = tile[at(format, r, v).0];
+                }
+                continue;
+            }
+            let mut mask = 0u32;
+            for v in 0..QK {
+                let (pos, shift) = at(format, r, v);
+                blk[6 + v % 16] |= ((tile[pos] >> shift) & 0x0F) << if v < 16 { 0 } else { 4 };
+                let bit = 4 * r + v % 4;
+                mask |= u32::from((tile[Q5_HIGH + 8 * (v / 4) + bit / 8] >> (bit % 8)) & 1) << v;
+            }
+            blk[2..6].copy_from_slice(&mask.to_le_bytes());
+        }
+        out
+    }
+}
+
 /// Threads that `par_items` spreads work over: the calling thread and its helpers.
 fn pool_threads() -> usize {
     helpers().threads.len() + 1
@@ -1726,6 +1848,8 @@ mod neon {
     ) -> f32 {
         let qb = if KIND == Q8_0 { QK } else { QK / 2 };
         let blocks = w.blocks;
+        // Rows after the tiles (the NEON tiers never see tiled ones).
+        let row = row - w.tiled;
         let wq = w.weights.qs.as_ptr().add(row * blocks * qb);
         let xq = acts.qs.as_ptr().add(r * w.cols);
         let (ws, xs) = (row * w.stride, r * acts.stride);
@@ -2341,6 +2465,8 @@ mod avx2 {
     ) -> [[f32; R]; W] {
         let qb = if KIND == Q8_0 { QK } else { QK / 2 };
         let blocks = w.blocks;
+        // Rows after the tiles: the AVX-512 tier takes the tiled ones itself.
+        let row = row - w.tiled;
         let (w_stride, x_stride) = (w.stride, acts.stride);
         let wq: [*const u8; W] =
             std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * qb));
@@ -2449,7 +2575,7 @@ mod avx512 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    use super::kind::{Q4K, Q5K, Q6K};
+    use super::kind::{Q4K, Q5K, Q5_0, Q6K, Q8_0};
 
     /// Word-permute indices that spread a super-block's sub-block scales (16-bit words, in the
     /// low words of a register) over the 64 values of one register. Q4_K / Q5_K register `n`
@@ -2497,6 +2623,8 @@ mod avx512 {
             Format::Q4K => rows_times_kind::<Q4K>(w, acts, first, count, y),
             Format::Q5K => rows_times_kind::<Q5K>(w, acts, first, count, y),
             Format::Q6K => rows_times_kind::<Q6K>(w, acts, first, count, y),
+            Format::Q8_0 if w.tiled > 0 => rows_times_kind::<Q8_0>(w, acts, first, count, y),
+            Format::Q5_0 if w.tiled > 0 => rows_times_kind::<Q5_0>(w, acts, first, count, y),
             _ => super::avx2::rows_times(w, acts, first, count, y),
         }
     }
@@ -2517,6 +2645,10 @@ mod avx512 {
             if count == 0 {
                 return;
             }
+        }
+        if KIND < Q4K {
+            // The rows after the tiles.
+            return super::avx2::rows_times(w, acts, first, count, y);
         }
         assert!(
             first + count <= w.rows
@@ -2543,22 +2675,31 @@ mod avx512 {
         y: &Output<'_>,
     ) {
         use super::kquant::{Q4K_TILE_BYTES, Q6K_TILE_BYTES, TILE_ROWS};
-        let tile_bytes = if KIND == Q4K {
-            Q4K_TILE_BYTES
-        } else {
-            Q6K_TILE_BYTES
+        let tile_bytes = match KIND {
+            Q4K => Q4K_TILE_BYTES,
+            Q6K => Q6K_TILE_BYTES,
+            _ => super::tile32::bytes(w.format),
         };
         // The kernel reads through raw pointers: these bounds cover every read.
+        if KIND < Q4K {
+            assert!(
+                acts.d.len() >= acts.rows * acts.stride
+                    && acts.off.len() >= acts.rows * acts.stride
+                    && acts.stride >= w.blocks.next_multiple_of(super::SCALE_GROUP)
+            );
+        }
         assert!(
-            (KIND == Q4K || KIND == Q6K)
+            matches!(KIND, Q4K | Q6K | Q8_0 | Q5_0)
+                && super::tile32::ROWS == TILE_ROWS
                 && first.is_multiple_of(TILE_ROWS)
                 && end.is_multiple_of(TILE_ROWS)
                 && end <= w.tiled
                 && w.weights.tiles.len() >= w.tiled / TILE_ROWS * w.blocks * tile_bytes
                 && acts.qs.len() >= acts.rows * w.cols
-                && acts.d.len() >= acts.rows * w.blocks
-                && acts.bsums.len() >= acts.rows * w.blocks * 16
-                && acts.stride == w.blocks
+                && (KIND < Q4K
+                    || acts.d.len() >= acts.rows * w.blocks
+                        && acts.bsums.len() >= acts.rows * w.blocks * 16
+                        && acts.stride == w.blocks)
         );
         let m = acts.rows;
         for tile in first / TILE_ROWS..end / TILE_ROWS {
@@ -2566,10 +2707,10 @@ mod avx512 {
             while r < m {
                 macro_rules! run {
                     ($r:literal) => {{
-                        let out = if KIND == Q4K {
-                            q4k_tile::<$r>(w, tile, acts, r)
-                        } else {
-                            q6k_tile::<$r>(w, tile, acts, r)
+                        let out = match KIND {
+                            Q4K => q4k_tile::<$r>(w, tile, acts, r),
+                            Q6K => q6k_tile::<$r>(w, tile, acts, r),
+                            _ => tile32::<KIND, $r>(w, tile, acts, r),
                         };
                         for (k, o) in out.iter().enumerate() {
                             for (i, &v) in o.iter().enumerate() {
@@ -2755,6 +2896,104 @@ mod avx512 {
                     let off = _mm512_slli_epi32::<5>(_mm512_madd_epi16(pair, bs));
                     let v = _mm512_sub_epi32(dot[k][l], off);
                     acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(v), acc[k][l]);
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+            );
+            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+        }
+        out
+    }
+
+    /// One tile of sixteen Q8_0 or Q5_0 rows against activation rows `r..r + R`, computing
+    /// what `super::dot_scalar` computes: per block and run of four values one `vpdpbusd`
+    /// forms the sixteen rows' four-value sums (the other tiers' integer lane `(v % 32) / 4`),
+    /// which take the f32 steps of that lane in registers of their own, row by row in the
+    /// sixteen f32 lanes; Q5_0's offset terms come first in each group of eight blocks, as
+    /// there. Q8_0's weights are signed, so the activations enter offset by 128 (unsigned)
+    /// and `128 * sum(w)`, formed once per run for all activation rows, is taken back.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn tile32<const KIND: u8, const R: usize>(
+        w: &QuantMatrix,
+        tile: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; 16]; R] {
+        use super::tile32::{bytes, d_at, Q5_HIGH};
+        use super::{QK, SCALE_GROUP};
+        let (blocks, cols, stride) = (w.blocks, w.cols, acts.stride);
+        let (tb, dpos) = (bytes(w.format), d_at(w.format));
+        let base = w.weights.tiles.as_ptr().add(tile * blocks * tb);
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * stride));
+        let xo: [*const f32; R] = std::array::from_fn(|k| acts.off.as_ptr().add((r + k) * stride));
+        let low4 = _mm512_set1_epi8(0x0F);
+        let fifth = _mm512_set1_epi8(0x10);
+        let bias = _mm512_set1_epi8(-128);
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        for group in (0..blocks).step_by(SCALE_GROUP) {
+            if KIND != Q8_0 {
+                // The offset terms of blocks group..group + 8 (zero past the last block, as
+                // the other tiers' padded scale arrays read).
+                for l in 0..SCALE_GROUP {
+                    let b = group + l;
+                    let dw = if b < blocks {
+                        _mm512_cvtph_ps(_mm256_loadu_si256(base.add(b * tb + dpos).cast()))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    for k in 0..R {
+                        let off = _mm512_set1_ps(*xo[k].add(b));
+                        acc[k][l] = _mm512_fmadd_ps(dw, off, acc[k][l]);
+                    }
+                }
+            }
+            for b in group..(group + SCALE_GROUP).min(blocks) {
+                let t = base.add(b * tb);
+                let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(dpos).cast()));
+                let scale: [__m512; R] =
+                    std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
+                let x4 = |k: usize, v: usize| {
+                    _mm512_set1_epi32(xq[k].add(b * QK + v).cast::<i32>().read_unaligned())
+                };
+                if KIND == Q8_0 {
+                    for l in 0..8 {
+                        let q = _mm512_loadu_si512(t.add(64 * l).cast());
+                        let minus = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, q));
+                        for k in 0..R {
+                            let x = _mm512_xor_si512(x4(k, 4 * l), bias);
+                            let p = _mm512_dpbusd_epi32(minus, x, q);
+                            acc[k][l] = _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p), acc[k][l]);
+                        }
+                    }
+                } else {
+                    for c in 0..4 {
+                        let raw = _mm512_loadu_si512(t.add(64 * c).cast());
+                        let bits = |l: usize| {
+                            let mask = t.add(Q5_HIGH + 8 * l).cast::<u64>().read_unaligned();
+                            _mm512_and_si512(_mm512_movm_epi8(mask), fifth)
+                        };
+                        let lo = _mm512_or_si512(_mm512_and_si512(raw, low4), bits(c));
+                        let hi = _mm512_or_si512(
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
+                            bits(c + 4),
+                        );
+                        for k in 0..R {
+                            let p_lo = _mm512_dpbusd_epi32(zero, lo, x4(k, 4 * c));
+                            let p_hi = _mm512_dpbusd_epi32(zero, hi, x4(k, 16 + 4 * c));
+                            acc[k][c] =
+                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_lo), acc[k][c]);
+                            acc[k][c + 4] =
+                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_hi), acc[k][c + 4]);
+                        }
+                    }
                 }
             }
         }
@@ -3805,17 +4044,30 @@ mod tests {
     }
 
     #[test]
-    fn tiled_k_rows_give_the_same_bits() {
-        // The tiled layout (what the AVX-512 kernel reads) holds the same super-blocks: every
+    fn tiled_rows_give_the_same_bits() {
+        // The tiled layout (what the AVX-512 kernels read) holds the same blocks: every
         // tier, on either layout, gives the portable kernel's bits on the file's layout, and
         // the rows dequantize alike; whole tiles, a partial last one and a matrix too short
         // for any.
         let mut rng = SplitMix(77);
-        let shapes = [(67usize, 512usize), (48, 1536), (130, 256), (9, 256)];
-        for (dtype, (n, k)) in [GgmlDType::Q4K, GgmlDType::Q6K]
-            .into_iter()
-            .flat_map(|d| shapes.map(|s| (d, s)))
-        {
+        let shapes = [
+            (67usize, 512usize),
+            (48, 1536),
+            (130, 256),
+            (9, 256),
+            (33, 96),
+            (16, 800),
+        ];
+        let types = [
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+            GgmlDType::Q8_0,
+            GgmlDType::Q5_0,
+        ];
+        for (dtype, (n, k)) in types.into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
+            if !k.is_multiple_of(block_values(dtype)) {
+                continue;
+            }
             let format = Format::from_ggml(dtype).expect("format");
             let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("quantize");
             let data = w.data().expect("data");
