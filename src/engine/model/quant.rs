@@ -7,7 +7,12 @@
 //! between the calling thread and a few helper threads. Every tier forms the same exact integer
 //! lanes and then computes the same f32 operations in the same order (the portable code follows
 //! the AVX2 lanes), so a product has the same bits on every CPU; the tier is chosen once per
-//! process from the CPU, capped by `ARBITER_CPU_KERNELS`.
+//! process from the CPU, capped by `ARBITER_CPU_KERNELS`. Where that tier is AVX-512, the
+//! Q4_K, Q6_K, Q8_0 and Q5_0 matrices are stored at load as tiles of sixteen interleaved rows
+//! (one per 32-bit lane of a 64-byte register) in place of the file's layout: one instruction
+//! then multiplies four values of sixteen rows and no per-row unpacking is repeated per
+//! activation row, while each of the other tiers' eight lanes is a register of its own, so the
+//! f32 steps, and the bits, stay the same.
 //! candle's `QMatMul` is no reference: on AVX-512-VNNI and AVX-VNNI CPUs it quantizes the
 //! activations of Q8_0 (and K-quant) products per 256 values instead of per 32.
 //!
@@ -181,8 +186,7 @@ impl Format {
 /// The weights, repacked from GGML's interleaved blocks into separate arrays: quants contiguous
 /// per row, and per-row scale arrays padded to `SCALE_GROUP` so the kernel converts eight f16
 /// scales with one instruction instead of one per block. Same bytes as the file, plus padding.
-/// K-quant super-blocks stay as the file has them (in `qs`): their scales are read once per
-/// 256 values, where unpacking them costs little next to the quants.
+/// K-quant super-blocks stay as the file has them (in `qs`), except where tiled (`tiles`).
 struct Weights {
     /// `rows * blocks * quant_bytes`.
     qs: Vec<u8>,
@@ -285,7 +289,7 @@ impl QuantMatrix {
             .into());
         }
         if format.is_k() {
-            let tiled = if tile && matches!(format, Format::Q4K | Format::Q6K) {
+            let tiled = if tile && format.is_k() {
                 rows / kquant::TILE_ROWS * kquant::TILE_ROWS
             } else {
                 0
@@ -303,8 +307,8 @@ impl QuantMatrix {
                     d: Vec::new(),
                     m: Vec::new(),
                     qh: Vec::new(),
-                    tiles: if format == Format::Q4K {
-                        kquant::pack_q4k_tiles(head, blocks)
+                    tiles: if format != Format::Q6K {
+                        kquant::pack_q4k_tiles(format, head, blocks)
                     } else {
                         kquant::pack_q6k_tiles(head, blocks)
                     },
@@ -461,8 +465,8 @@ impl QuantMatrix {
     /// Super-block `b` of K-quant row `row`, unpacked from whichever layout holds it.
     fn k_block(&self, row: usize, b: usize) -> kquant::Unpacked {
         if row < self.tiled {
-            return if self.format == Format::Q4K {
-                kquant::unpack_q4k_tile(&self.weights.tiles, self.blocks, row, b)
+            return if self.format != Format::Q6K {
+                kquant::unpack_q4k_tile(self.format, &self.weights.tiles, self.blocks, row, b)
             } else {
                 kquant::unpack_q6k_tile(&self.weights.tiles, self.blocks, row, b)
             };
@@ -1168,6 +1172,11 @@ mod kquant {
     pub(super) const TILE_ROWS: usize = 16;
     /// Bytes of one super-block of a tile: quants, then scales, minimums, `d` and `dmin`.
     pub(super) const Q4K_TILE_BYTES: usize = TILE_DMIN + 2 * TILE_ROWS;
+    /// Bytes of one super-block of a Q5_K tile: Q4_K's, then the fifth bits at
+    /// `Q5K_TILE_HIGH`, per sub-block `s` and run `l` of four values a 64-bit mask, bit
+    /// `4r + j` for value `32s + 4l + j` of row `r`. 2880 bytes where the file has 2816.
+    pub(super) const Q5K_TILE_BYTES: usize = Q5K_TILE_HIGH + QK_K * TILE_ROWS / 8;
+    pub(super) const Q5K_TILE_HIGH: usize = Q4K_TILE_BYTES;
     const TILE_QUANTS: usize = QK_K * TILE_ROWS / 2;
     /// Offsets in a tile's super-block of the scales, minimums (both `[sub-block][row]` bytes)
     /// and the f16 `d` and `dmin` (`[row]`).
@@ -1188,18 +1197,24 @@ mod kquant {
         (256 * s + 64 * p + 4 * row + i % 4, if high { 4 } else { 0 })
     }
 
-    /// Q4_K rows (whole super-blocks as the file stores them, a multiple of `TILE_ROWS` rows of
-    /// `blocks` super-blocks) in the tiled layout: per tile of sixteen rows and super-block,
-    /// the quants placed by `tile_at`, then the 6-bit scales and minimums unpacked to bytes,
-    /// then `d` and `dmin`. 2368 bytes where the file has 2304 (+2.8%).
-    pub(super) fn pack_q4k_tiles(data: &[u8], blocks: usize) -> Vec<u8> {
-        const BB: usize = 144;
-        let tiles = data.len() / (TILE_ROWS * blocks * BB);
-        let mut out = vec![0u8; tiles * blocks * Q4K_TILE_BYTES];
-        for (i, tile) in out.chunks_exact_mut(Q4K_TILE_BYTES).enumerate() {
+    /// Q4_K or Q5_K rows (whole super-blocks as the file stores them, a multiple of
+    /// `TILE_ROWS` rows of `blocks` super-blocks) in the tiled layout: per tile of sixteen rows
+    /// and super-block, the low four bits of the quants placed by `tile_at`, then the 6-bit
+    /// scales and minimums unpacked to bytes, then `d` and `dmin` (and Q5_K's fifth bits).
+    /// Q4_K: 2368 bytes where the file has 2304 (+2.8%).
+    pub(super) fn pack_q4k_tiles(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
+        let bb = format.block_bytes();
+        let tb = if format == Format::Q5K {
+            Q5K_TILE_BYTES
+        } else {
+            Q4K_TILE_BYTES
+        };
+        let tiles = data.len() / (TILE_ROWS * blocks * bb);
+        let mut out = vec![0u8; tiles * blocks * tb];
+        for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
             let (t, b) = (i / blocks, i % blocks);
             for row in 0..TILE_ROWS {
-                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * BB..][..BB];
+                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * bb..][..bb];
                 tile[TILE_D + 2 * row..][..2].copy_from_slice(&blk[0..2]);
                 tile[TILE_DMIN + 2 * row..][..2].copy_from_slice(&blk[2..4]);
                 let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
@@ -1208,14 +1223,12 @@ mod kquant {
                     tile[TILE_SC + TILE_ROWS * s + row] = sc[s];
                     tile[TILE_MIN + TILE_ROWS * s + row] = mins[s];
                 }
-                // File order: 32 bytes per 64 values, low nibbles the first 32.
-                for (j, &byte) in blk[16..].iter().enumerate() {
-                    for (v, q) in [
-                        (64 * (j / 32) + j % 32, byte & 0x0F),
-                        (64 * (j / 32) + 32 + j % 32, byte >> 4),
-                    ] {
-                        let (at, shift) = tile_at(row, v);
-                        tile[at] |= q << shift;
+                for (v, &q) in unpack(format, blk).q.iter().enumerate() {
+                    let (at, shift) = tile_at(row, v);
+                    tile[at] |= (q & 0x0F) << shift;
+                    if q >> 4 != 0 {
+                        let (at, bit) = q5k_high_at(row, v);
+                        tile[at] |= 1 << bit;
                     }
                 }
             }
@@ -1223,9 +1236,26 @@ mod kquant {
         out
     }
 
+    /// Where the fifth bit of Q5_K value `v` of tile row `row` sits: byte and bit.
+    fn q5k_high_at(row: usize, v: usize) -> (usize, u32) {
+        let bit = 4 * row + v % 4;
+        (Q5K_TILE_HIGH + 8 * (v / 4) + bit / 8, (bit % 8) as u32)
+    }
+
     /// Super-block `b` of row `row` of `pack_q4k_tiles`'s output, as `unpack` gives it.
-    pub(super) fn unpack_q4k_tile(tiles: &[u8], blocks: usize, row: usize, b: usize) -> Unpacked {
-        let tile = &tiles[((row / TILE_ROWS) * blocks + b) * Q4K_TILE_BYTES..][..Q4K_TILE_BYTES];
+    pub(super) fn unpack_q4k_tile(
+        format: Format,
+        tiles: &[u8],
+        blocks: usize,
+        row: usize,
+        b: usize,
+    ) -> Unpacked {
+        let tb = if format == Format::Q5K {
+            Q5K_TILE_BYTES
+        } else {
+            Q4K_TILE_BYTES
+        };
+        let tile = &tiles[((row / TILE_ROWS) * blocks + b) * tb..][..tb];
         let r = row % TILE_ROWS;
         let mut u = Unpacked {
             q: [0; QK_K],
@@ -1237,6 +1267,10 @@ mod kquant {
         for (v, q) in u.q.iter_mut().enumerate() {
             let (at, shift) = tile_at(r, v);
             *q = (tile[at] >> shift) & 0x0F;
+            if format == Format::Q5K {
+                let (at, bit) = q5k_high_at(r, v);
+                *q |= ((tile[at] >> bit) & 1) << 4;
+            }
         }
         for (i, s) in u.sc.iter_mut().enumerate() {
             *s = i32::from(tile[TILE_SC + TILE_ROWS * (i / 2) + r]);
@@ -2691,9 +2725,10 @@ mod avx512 {
         end: usize,
         y: &Output<'_>,
     ) {
-        use super::kquant::{Q4K_TILE_BYTES, Q6K_TILE_BYTES, TILE_ROWS};
+        use super::kquant::{Q4K_TILE_BYTES, Q5K_TILE_BYTES, Q6K_TILE_BYTES, TILE_ROWS};
         let tile_bytes = match KIND {
             Q4K => Q4K_TILE_BYTES,
+            Q5K => Q5K_TILE_BYTES,
             Q6K => Q6K_TILE_BYTES,
             _ => super::tile32::bytes(w.format),
         };
@@ -2706,7 +2741,7 @@ mod avx512 {
             );
         }
         assert!(
-            matches!(KIND, Q4K | Q6K | Q8_0 | Q5_0)
+            matches!(KIND, Q4K | Q5K | Q6K | Q8_0 | Q5_0)
                 && super::tile32::ROWS == TILE_ROWS
                 && first.is_multiple_of(TILE_ROWS)
                 && end.is_multiple_of(TILE_ROWS)
@@ -2725,7 +2760,7 @@ mod avx512 {
                 macro_rules! run {
                     ($r:literal) => {{
                         let out = match KIND {
-                            Q4K => q4k_tile::<$r>(w, tile, acts, r),
+                            Q4K | Q5K => q4k_tile::<KIND, $r>(w, tile, acts, r),
                             Q6K => q6k_tile::<$r>(w, tile, acts, r),
                             _ => tile32::<KIND, $r>(w, tile, acts, r),
                         };
@@ -2756,24 +2791,31 @@ mod avx512 {
     /// the eight are summed in the other tiers' order.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
-    unsafe fn q4k_tile<const R: usize>(
+    unsafe fn q4k_tile<const KIND: u8, const R: usize>(
         w: &QuantMatrix,
         tile: usize,
         acts: &Activations,
         r: usize,
     ) -> [[f32; 16]; R] {
-        use super::kquant::{Q4K_TILE_BYTES, TILE_D, TILE_DMIN, TILE_MIN, TILE_SC};
+        use super::kquant::{Q4K_TILE_BYTES, Q5K_TILE_BYTES, Q5K_TILE_HIGH};
+        use super::kquant::{TILE_D, TILE_DMIN, TILE_MIN, TILE_SC};
+        let tb = if KIND == Q5K {
+            Q5K_TILE_BYTES
+        } else {
+            Q4K_TILE_BYTES
+        };
         let (blocks, cols) = (w.blocks, w.cols);
-        let base = w.weights.tiles.as_ptr().add(tile * blocks * Q4K_TILE_BYTES);
+        let base = w.weights.tiles.as_ptr().add(tile * blocks * tb);
         let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
         let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
         let xs: [*const i16; R] =
             std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
         let low4 = _mm512_set1_epi8(0x0F);
+        let fifth = _mm512_set1_epi8(0x10);
         let mut acc = [[_mm512_setzero_ps(); 8]; R];
         for b in 0..blocks {
-            let t = base.add(b * Q4K_TILE_BYTES);
-            prefetch_ahead(t.add(TILE_SC), Q4K_TILE_BYTES - TILE_SC);
+            let t = base.add(b * tb);
+            prefetch_ahead(t.add(TILE_SC), tb - TILE_SC);
             let mut dot = [[_mm512_setzero_si512(); 8]; R];
             for s in 0..8 {
                 // A few lines at a time, between the multiply-adds.
@@ -2783,8 +2825,17 @@ mod avx512 {
                 let sc = _mm512_or_si512(sc, _mm512_slli_epi32::<16>(sc));
                 for p in 0..4 {
                     let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
-                    let lo = _mm512_and_si512(raw, low4);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4);
+                    let mut lo = _mm512_and_si512(raw, low4);
+                    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4);
+                    if KIND == Q5K {
+                        let bits = |l: usize| {
+                            let at = Q5K_TILE_HIGH + 64 * s + 8 * l;
+                            let mask = t.add(at).cast::<u64>().read_unaligned();
+                            _mm512_and_si512(_mm512_movm_epi8(mask), fifth)
+                        };
+                        lo = _mm512_or_si512(lo, bits(p));
+                        hi = _mm512_or_si512(hi, bits(p + 4));
+                    }
                     let at = b * QK_K + 32 * s + 4 * p;
                     for k in 0..R {
                         let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
@@ -4084,6 +4135,7 @@ mod tests {
         ];
         let types = [
             GgmlDType::Q4K,
+            GgmlDType::Q5K,
             GgmlDType::Q6K,
             GgmlDType::Q8_0,
             GgmlDType::Q5_0,
