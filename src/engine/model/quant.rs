@@ -3011,21 +3011,21 @@ mod avx512 {
         let fifth = _mm512_set1_epi8(0x10);
         let bias = _mm512_set1_epi8(-128);
         let zero = _mm512_setzero_si512();
-        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        // Lane register l of activation row k in acc[l][k].
+        let mut acc = [[_mm512_setzero_ps(); R]; 8];
         for group in (0..blocks).step_by(SCALE_GROUP) {
             if KIND != Q8_0 {
                 // The offset terms of blocks group..group + 8 (zero past the last block, as
                 // the other tiers' padded scale arrays read).
-                for l in 0..SCALE_GROUP {
+                for (l, acc_l) in acc.iter_mut().enumerate() {
                     let b = group + l;
                     let dw = if b < blocks {
                         _mm512_cvtph_ps(_mm256_loadu_si256(base.add(b * tb + dpos).cast()))
                     } else {
                         _mm512_setzero_ps()
                     };
-                    for k in 0..R {
-                        let off = _mm512_set1_ps(*xo[k].add(b));
-                        acc[k][l] = _mm512_fmadd_ps(dw, off, acc[k][l]);
+                    for (a, x) in acc_l.iter_mut().zip(&xo) {
+                        *a = _mm512_fmadd_ps(dw, _mm512_set1_ps(*x.add(b)), *a);
                     }
                 }
             }
@@ -3039,13 +3039,13 @@ mod avx512 {
                     _mm512_set1_epi32(xq[k].add(b * QK + v).cast::<i32>().read_unaligned())
                 };
                 if KIND == Q8_0 {
-                    for l in 0..8 {
+                    for (l, acc_l) in acc.iter_mut().enumerate() {
                         let q = _mm512_loadu_si512(t.add(64 * l).cast());
                         let minus = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, q));
                         for k in 0..R {
                             let x = _mm512_xor_si512(x4(k, 4 * l), bias);
                             let p = _mm512_dpbusd_epi32(minus, x, q);
-                            acc[k][l] = _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p), acc[k][l]);
+                            acc_l[k] = _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p), acc_l[k]);
                         }
                     }
                 } else {
@@ -3063,17 +3063,18 @@ mod avx512 {
                         for k in 0..R {
                             let p_lo = _mm512_dpbusd_epi32(zero, lo, x4(k, 4 * c));
                             let p_hi = _mm512_dpbusd_epi32(zero, hi, x4(k, 16 + 4 * c));
-                            acc[k][c] =
-                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_lo), acc[k][c]);
-                            acc[k][c + 4] =
-                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_hi), acc[k][c + 4]);
+                            acc[c][k] =
+                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_lo), acc[c][k]);
+                            acc[c + 4][k] =
+                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_hi), acc[c + 4][k]);
                         }
                     }
                 }
             }
         }
         let mut out = [[0f32; 16]; R];
-        for (o, a) in out.iter_mut().zip(&acc) {
+        for (k, o) in out.iter_mut().enumerate() {
+            let a: [__m512; 8] = std::array::from_fn(|l| acc[l][k]);
             let sum = _mm512_add_ps(
                 _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
                 _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
