@@ -7,7 +7,12 @@
 //! between the calling thread and a few helper threads. Every tier forms the same exact integer
 //! lanes and then computes the same f32 operations in the same order (the portable code follows
 //! the AVX2 lanes), so a product has the same bits on every CPU; the tier is chosen once per
-//! process from the CPU, capped by `ARBITER_CPU_KERNELS`.
+//! process from the CPU, capped by `ARBITER_CPU_KERNELS`. Where that tier is AVX-512, the
+//! Q4_K, Q6_K, Q8_0 and Q5_0 matrices are stored at load as tiles of sixteen interleaved rows
+//! (one per 32-bit lane of a 64-byte register) in place of the file's layout: one instruction
+//! then multiplies four values of sixteen rows and no per-row unpacking is repeated per
+//! activation row, while each of the other tiers' eight lanes is a register of its own, so the
+//! f32 steps, and the bits, stay the same.
 //! candle's `QMatMul` is no reference: on AVX-512-VNNI and AVX-VNNI CPUs it quantizes the
 //! activations of Q8_0 (and K-quant) products per 256 values instead of per 32.
 //!
@@ -181,8 +186,7 @@ impl Format {
 /// The weights, repacked from GGML's interleaved blocks into separate arrays: quants contiguous
 /// per row, and per-row scale arrays padded to `SCALE_GROUP` so the kernel converts eight f16
 /// scales with one instruction instead of one per block. Same bytes as the file, plus padding.
-/// K-quant super-blocks stay as the file has them (in `qs`): their scales are read once per
-/// 256 values, where unpacking them costs little next to the quants.
+/// K-quant super-blocks stay as the file has them (in `qs`), except where tiled (`tiles`).
 struct Weights {
     /// `rows * blocks * quant_bytes`.
     qs: Vec<u8>,
@@ -192,6 +196,10 @@ struct Weights {
     m: Vec<f16>,
     /// `rows * blocks` masks of fifth bits, bit `i` for value `i` (Q5_0 and Q5_1 only).
     qh: Vec<u32>,
+    /// Q4_K or Q6_K rows `0..tiled`, sixteen rows interleaved per super-block (see
+    /// `kquant::pack_q4k_tiles` and `kquant::pack_q6k_tiles`), for the AVX-512 kernels; `qs` then holds only the rows after
+    /// them. Empty when the matrix is not tiled.
+    tiles: Vec<u8>,
 }
 
 /// A GGUF weight matrix of shape (rows, cols) = (n output features, k input features) that
@@ -205,6 +213,9 @@ pub(crate) struct QuantMatrix {
     blocks: usize,
     /// `blocks` rounded up to `SCALE_GROUP`: the row pitch of the scale arrays.
     stride: usize,
+    /// Rows kept in `Weights::tiles` (a multiple of `kquant::TILE_ROWS`); row `j >= tiled` is
+    /// row `j - tiled` of `Weights::qs`.
+    tiled: usize,
     weights: Arc<Weights>,
 }
 
@@ -239,8 +250,25 @@ impl QuantMatrix {
         Self::from_blocks(format, rows, cols, &data).map(Some)
     }
 
-    /// Splits GGML blocks (`d`, [`m`,] quants per block, little-endian f16) into `Weights`.
+    /// Splits GGML blocks (`d`, [`m`,] quants per block, little-endian f16) into `Weights`;
+    /// Q4_K and Q6_K rows are tiled where the process runs the AVX-512 kernels, which read
+    /// that layout.
     fn from_blocks(format: Format, rows: usize, cols: usize, data: &[u8]) -> Result<QuantMatrix> {
+        #[cfg(target_arch = "x86_64")]
+        let tile = Kernel::detect() == Kernel::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let tile = false;
+        Self::from_blocks_with(format, rows, cols, data, tile)
+    }
+
+    /// As `from_blocks`, tiling the Q4_K or Q6_K rows (all but the last `rows % 16`) or not.
+    fn from_blocks_with(
+        format: Format,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+        tile: bool,
+    ) -> Result<QuantMatrix> {
         let blocks = cols / format.block_values();
         let stride = if format.is_k() {
             blocks
@@ -261,30 +289,50 @@ impl QuantMatrix {
             .into());
         }
         if format.is_k() {
+            let tiled = if tile && format.is_k() {
+                rows / kquant::TILE_ROWS * kquant::TILE_ROWS
+            } else {
+                0
+            };
+            let (head, tail) = data.split_at(tiled * blocks * block_bytes);
             return Ok(QuantMatrix {
                 format,
                 rows,
                 cols,
                 blocks,
                 stride,
+                tiled,
                 weights: Arc::new(Weights {
-                    qs: data.to_vec(),
+                    qs: tail.to_vec(),
                     d: Vec::new(),
                     m: Vec::new(),
                     qh: Vec::new(),
+                    tiles: if format != Format::Q6K {
+                        kquant::pack_q4k_tiles(format, head, blocks)
+                    } else {
+                        kquant::pack_q6k_tiles(head, blocks)
+                    },
                 }),
             });
         }
-        let mut qs = Vec::with_capacity(rows * blocks * quant_bytes);
-        let mut d = vec![f16::ZERO; rows * stride];
+        let tiled = if tile && matches!(format, Format::Q8_0 | Format::Q5_0) {
+            rows / tile32::ROWS * tile32::ROWS
+        } else {
+            0
+        };
+        let (head, data) = data.split_at(tiled * blocks * block_bytes);
+        let tiles = tile32::pack(format, head, blocks);
+        let rows_left = rows - tiled;
+        let mut qs = Vec::with_capacity(rows_left * blocks * quant_bytes);
+        let mut d = vec![f16::ZERO; rows_left * stride];
         let mut m = if format.has_min() {
-            vec![f16::ZERO; rows * stride]
+            vec![f16::ZERO; rows_left * stride]
         } else {
             Vec::new()
         };
         let mut qh = Vec::new();
         if format.has_high_bits() {
-            qh.reserve_exact(rows * blocks);
+            qh.reserve_exact(rows_left * blocks);
         }
         let half_at = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]);
         for (i, block) in data.chunks_exact(block_bytes).enumerate() {
@@ -308,7 +356,14 @@ impl QuantMatrix {
             cols,
             blocks,
             stride,
-            weights: Arc::new(Weights { qs, d, m, qh }),
+            tiled,
+            weights: Arc::new(Weights {
+                qs,
+                d,
+                m,
+                qh,
+                tiles,
+            }),
         })
     }
 
@@ -346,13 +401,16 @@ impl QuantMatrix {
         let w = &self.weights;
         let qb = self.format.quant_bytes();
         if self.format.is_k() {
-            let bytes = &w.qs[row * self.blocks * qb..(row + 1) * self.blocks * qb];
-            for (block, out) in bytes.chunks_exact(qb).zip(dst.chunks_exact_mut(QK_K)) {
+            for (b, out) in dst.chunks_exact_mut(QK_K).enumerate().take(self.blocks) {
                 let out: &mut [f32; QK_K] = out.try_into().expect("QK_K values");
-                kquant::dequantize(self.format, block, out);
+                kquant::dequantize(self.format, &self.k_block(row, b), out);
             }
             return;
         }
+        if row < self.tiled {
+            return self.file_row(row).dequantize_row(0, dst);
+        }
+        let row = row - self.tiled;
         for (b, out) in dst.chunks_exact_mut(QK).enumerate().take(self.blocks) {
             let at = row * self.stride + b;
             let d = w.d[at].to_f32();
@@ -396,6 +454,28 @@ impl QuantMatrix {
         self.format.name()
     }
 
+    /// Tiled row `row` of a 32-value type as a one-row matrix in the file's layout, for the
+    /// portable code (tests and tiers other than AVX-512 only: it copies).
+    fn file_row(&self, row: usize) -> QuantMatrix {
+        let bytes = tile32::unpack_row(self.format, &self.weights.tiles, self.blocks, row);
+        QuantMatrix::from_blocks_with(self.format, 1, self.cols, &bytes, false)
+            .expect("a tiled row holds one row of whole blocks")
+    }
+
+    /// Super-block `b` of K-quant row `row`, unpacked from whichever layout holds it.
+    fn k_block(&self, row: usize, b: usize) -> kquant::Unpacked {
+        if row < self.tiled {
+            return if self.format != Format::Q6K {
+                kquant::unpack_q4k_tile(self.format, &self.weights.tiles, self.blocks, row, b)
+            } else {
+                kquant::unpack_q6k_tile(&self.weights.tiles, self.blocks, row, b)
+            };
+        }
+        let bb = self.format.block_bytes();
+        let at = ((row - self.tiled) * self.blocks + b) * bb;
+        kquant::unpack(self.format, &self.weights.qs[at..at + bb])
+    }
+
     fn forward_with(&self, x: &Tensor, kernel: Kernel) -> Result<Tensor> {
         if !x.device().is_cpu() {
             return Err(QuantError::NotCpu.into());
@@ -434,6 +514,11 @@ impl QuantMatrix {
             // A decode matvec takes tens of microseconds; items of a few microseconds (64 rows)
             // let the caller start at once and absorb a helper that starts late.
             64
+        } else if self.tiled > 0 {
+            // Whole tiles of sixteen rows.
+            (n / (pool_threads() * 8))
+                .clamp(16, 64)
+                .next_multiple_of(kquant::TILE_ROWS)
         } else {
             (n / (pool_threads() * 8)).clamp(4, 64).next_multiple_of(4)
         };
@@ -459,6 +544,25 @@ impl QuantMatrix {
         y: &Output<'_>,
     ) {
         assert!(first + count <= self.rows && y.cols == self.rows);
+        // Tiled rows are the AVX-512 kernel's layout; the other tiers meet them only where a
+        // test compares tiers, and take them portably (the same bits).
+        #[cfg(target_arch = "x86_64")]
+        let tiled_here = kernel != Kernel::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        let tiled_here = true;
+        if tiled_here && first < self.tiled {
+            let end = (first + count).min(self.tiled);
+            for j in first..end {
+                for r in 0..acts.rows {
+                    // SAFETY: column j belongs to this call alone (see above).
+                    unsafe { y.set(r, j, dot_scalar(self, j, acts, r)) };
+                }
+            }
+            if end < first + count {
+                self.rows_times(kernel, acts, end, first + count - end, y);
+            }
+            return;
+        }
         match kernel {
             Kernel::Scalar => {
                 for j in first..first + count {
@@ -839,6 +943,10 @@ fn dot_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 
     if w.format.is_k() {
         return dot_k_scalar(w, row, acts, r);
     }
+    if row < w.tiled {
+        return dot_scalar(&w.file_row(row), 0, acts, r);
+    }
+    let row = row - w.tiled;
     let qb = w.format.quant_bytes();
     let wq = &w.weights.qs[row * w.blocks * qb..(row + 1) * w.blocks * qb];
     let xq = &acts.qs[r * w.cols..(r + 1) * w.cols];
@@ -901,11 +1009,9 @@ fn five_bit(nibbles: &[u8], mask: u32, i: usize) -> u8 {
 /// lane `l` with one fused multiply-add, then (Q4_K, Q5_K) the minimums' lane with
 /// `-dmin_w * d_x`; at the end the lanes are summed as in `dot_scalar`.
 fn dot_k_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 {
-    let bb = w.format.block_bytes();
     let mut acc = [0f32; 8];
     for b in 0..w.blocks {
-        let block = &w.weights.qs[(row * w.blocks + b) * bb..][..bb];
-        let u = kquant::unpack(w.format, block);
+        let u = w.k_block(row, b);
         let x: &[i8; QK_K] = acts.qs[r * w.cols + b * QK_K..][..QK_K]
             .try_into()
             .expect("QK_K quants");
@@ -1050,8 +1156,7 @@ mod kquant {
 
     /// One super-block as GGML dequantizes it (and candle, bit for bit): Q4_K / Q5_K
     /// `(d * sc) * q - dmin * m`, Q6_K `(d * sc) * (q - 32)`.
-    pub(super) fn dequantize(format: Format, block: &[u8], out: &mut [f32; QK_K]) {
-        let u = unpack(format, block);
+    pub(super) fn dequantize(format: Format, u: &Unpacked, out: &mut [f32; QK_K]) {
         for (v, o) in out.iter_mut().enumerate() {
             let q = i32::from(u.q[v]);
             let scale = u.d * u.sc[v / 16] as f32;
@@ -1061,6 +1166,191 @@ mod kquant {
                 scale * q as f32 - u.dmin * u.mins[v / 32] as f32
             };
         }
+    }
+
+    /// Weight rows per tile of the tiled Q4_K layout: one per i32 lane of a 64-byte register.
+    pub(super) const TILE_ROWS: usize = 16;
+    /// Bytes of one super-block of a tile: quants, then scales, minimums, `d` and `dmin`.
+    pub(super) const Q4K_TILE_BYTES: usize = TILE_DMIN + 2 * TILE_ROWS;
+    /// Bytes of one super-block of a Q5_K tile: Q4_K's, then the fifth bits at
+    /// `Q5K_TILE_HIGH`, per sub-block `s` and run `l` of four values a 64-bit mask, bit
+    /// `4r + j` for value `32s + 4l + j` of row `r`. 2880 bytes where the file has 2816.
+    pub(super) const Q5K_TILE_BYTES: usize = Q5K_TILE_HIGH + QK_K * TILE_ROWS / 8;
+    pub(super) const Q5K_TILE_HIGH: usize = Q4K_TILE_BYTES;
+    const TILE_QUANTS: usize = QK_K * TILE_ROWS / 2;
+    /// Offsets in a tile's super-block of the scales, minimums (both `[sub-block][row]` bytes)
+    /// and the f16 `d` and `dmin` (`[row]`).
+    pub(super) const TILE_SC: usize = TILE_QUANTS;
+    pub(super) const TILE_MIN: usize = TILE_SC + 8 * TILE_ROWS;
+    pub(super) const TILE_D: usize = TILE_MIN + 8 * TILE_ROWS;
+    pub(super) const TILE_DMIN: usize = TILE_D + 2 * TILE_ROWS;
+
+    /// Where value `v` of tile row `row` sits in a tile's quants: byte and nibble (4 for the
+    /// high one). Sub-block `s` (values `32s..32s + 32`) takes 256 bytes, four 64-byte runs;
+    /// run `p` holds the four values `32s + 4p..` of each row in its low nibbles (row `r` in
+    /// bytes `4r..4r + 4`, one 32-bit lane) and the values `32s + 16 + 4p..` in its high ones.
+    /// So one load and two masks give a register of four consecutive values of sixteen rows,
+    /// the lanes `(v % 32) / 4 = p` and `p + 4` of the other tiers' dot products.
+    fn tile_at(row: usize, v: usize) -> (usize, u32) {
+        let (s, i) = (v / 32, v % 32);
+        let (p, high) = ((i % 16) / 4, i >= 16);
+        (256 * s + 64 * p + 4 * row + i % 4, if high { 4 } else { 0 })
+    }
+
+    /// Q4_K or Q5_K rows (whole super-blocks as the file stores them, a multiple of
+    /// `TILE_ROWS` rows of `blocks` super-blocks) in the tiled layout: per tile of sixteen rows
+    /// and super-block, the low four bits of the quants placed by `tile_at`, then the 6-bit
+    /// scales and minimums unpacked to bytes, then `d` and `dmin` (and Q5_K's fifth bits).
+    /// Q4_K: 2368 bytes where the file has 2304 (+2.8%).
+    pub(super) fn pack_q4k_tiles(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
+        let bb = format.block_bytes();
+        let tb = if format == Format::Q5K {
+            Q5K_TILE_BYTES
+        } else {
+            Q4K_TILE_BYTES
+        };
+        let tiles = data.len() / (TILE_ROWS * blocks * bb);
+        let mut out = vec![0u8; tiles * blocks * tb];
+        for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
+            let (t, b) = (i / blocks, i % blocks);
+            for row in 0..TILE_ROWS {
+                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * bb..][..bb];
+                tile[TILE_D + 2 * row..][..2].copy_from_slice(&blk[0..2]);
+                tile[TILE_DMIN + 2 * row..][..2].copy_from_slice(&blk[2..4]);
+                let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
+                let (sc, mins) = scales_mins(packed);
+                for s in 0..8 {
+                    tile[TILE_SC + TILE_ROWS * s + row] = sc[s];
+                    tile[TILE_MIN + TILE_ROWS * s + row] = mins[s];
+                }
+                for (v, &q) in unpack(format, blk).q.iter().enumerate() {
+                    let (at, shift) = tile_at(row, v);
+                    tile[at] |= (q & 0x0F) << shift;
+                    if q >> 4 != 0 {
+                        let (at, bit) = q5k_high_at(row, v);
+                        tile[at] |= 1 << bit;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Where the fifth bit of Q5_K value `v` of tile row `row` sits: byte and bit.
+    fn q5k_high_at(row: usize, v: usize) -> (usize, u32) {
+        let bit = 4 * row + v % 4;
+        (Q5K_TILE_HIGH + 8 * (v / 4) + bit / 8, (bit % 8) as u32)
+    }
+
+    /// Super-block `b` of row `row` of `pack_q4k_tiles`'s output, as `unpack` gives it.
+    pub(super) fn unpack_q4k_tile(
+        format: Format,
+        tiles: &[u8],
+        blocks: usize,
+        row: usize,
+        b: usize,
+    ) -> Unpacked {
+        let tb = if format == Format::Q5K {
+            Q5K_TILE_BYTES
+        } else {
+            Q4K_TILE_BYTES
+        };
+        let tile = &tiles[((row / TILE_ROWS) * blocks + b) * tb..][..tb];
+        let r = row % TILE_ROWS;
+        let mut u = Unpacked {
+            q: [0; QK_K],
+            sc: [0; 16],
+            mins: [0; 8],
+            d: half(tile, TILE_D + 2 * r),
+            dmin: half(tile, TILE_DMIN + 2 * r),
+        };
+        for (v, q) in u.q.iter_mut().enumerate() {
+            let (at, shift) = tile_at(r, v);
+            *q = (tile[at] >> shift) & 0x0F;
+            if format == Format::Q5K {
+                let (at, bit) = q5k_high_at(r, v);
+                *q |= ((tile[at] >> bit) & 1) << 4;
+            }
+        }
+        for (i, s) in u.sc.iter_mut().enumerate() {
+            *s = i32::from(tile[TILE_SC + TILE_ROWS * (i / 2) + r]);
+        }
+        for (s, m) in u.mins.iter_mut().enumerate() {
+            *m = i32::from(tile[TILE_MIN + TILE_ROWS * s + r]);
+        }
+        u
+    }
+
+    /// Bytes of one super-block of a Q6_K tile: the low nibbles placed as Q4_K's, the high bit
+    /// pairs, the scales and `d`: 16 times the file's 210.
+    pub(super) const Q6K_TILE_BYTES: usize = Q6K_TILE_D + 2 * TILE_ROWS;
+    /// Offsets in a Q6_K tile's super-block of the high bit pairs, the scales (sub-blocks
+    /// `2i` and `2i + 1` of row `r` in bytes `32i + 2r` and `32i + 2r + 1`) and the f16 `d`.
+    pub(super) const Q6K_TILE_HIGH: usize = TILE_QUANTS;
+    pub(super) const Q6K_TILE_SC: usize = Q6K_TILE_HIGH + QK_K * TILE_ROWS / 4;
+    pub(super) const Q6K_TILE_D: usize = Q6K_TILE_SC + 16 * TILE_ROWS;
+
+    /// Where the high bit pair of Q6_K value `v` of tile row `row` sits: byte and shift. The
+    /// 64-byte run `2t + p / 2` of the high pairs serves the nibble runs `p` of sub-block pair
+    /// `t` (see `tile_at`) with `p` even and odd: shift 0 and 2 for the low and high nibbles
+    /// of the even run, 4 and 6 for the odd one.
+    fn q6k_high_at(row: usize, v: usize) -> (usize, u32) {
+        let (t, i) = (v / 32, v % 32);
+        let p = (i % 16) / 4;
+        let shift = 4 * (p % 2) + if i >= 16 { 2 } else { 0 };
+        (
+            Q6K_TILE_HIGH + 128 * t + 64 * (p / 2) + 4 * row + i % 4,
+            shift as u32,
+        )
+    }
+
+    /// Q6_K rows (a multiple of `TILE_ROWS` rows of `blocks` super-blocks) in the tiled
+    /// layout: per tile of sixteen rows and super-block, the low nibbles placed by `tile_at`,
+    /// the high bit pairs by `q6k_high_at`, the signed scales in pairs per row, then `d`.
+    pub(super) fn pack_q6k_tiles(data: &[u8], blocks: usize) -> Vec<u8> {
+        const BB: usize = 210;
+        let tiles = data.len() / (TILE_ROWS * blocks * BB);
+        let mut out = vec![0u8; tiles * blocks * Q6K_TILE_BYTES];
+        for (i, tile) in out.chunks_exact_mut(Q6K_TILE_BYTES).enumerate() {
+            let (t, b) = (i / blocks, i % blocks);
+            for row in 0..TILE_ROWS {
+                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * BB..][..BB];
+                let u = unpack(Format::Q6K, blk);
+                for (v, &q) in u.q.iter().enumerate() {
+                    let (at, shift) = tile_at(row, v);
+                    tile[at] |= (q & 0x0F) << shift;
+                    let (at, shift) = q6k_high_at(row, v);
+                    tile[at] |= (q >> 4) << shift;
+                }
+                for (j, &sc) in blk[192..208].iter().enumerate() {
+                    tile[Q6K_TILE_SC + 32 * (j / 2) + 2 * row + j % 2] = sc;
+                }
+                tile[Q6K_TILE_D + 2 * row..][..2].copy_from_slice(&blk[208..210]);
+            }
+        }
+        out
+    }
+
+    /// Super-block `b` of row `row` of `pack_q6k_tiles`'s output, as `unpack` gives it.
+    pub(super) fn unpack_q6k_tile(tiles: &[u8], blocks: usize, row: usize, b: usize) -> Unpacked {
+        let tile = &tiles[((row / TILE_ROWS) * blocks + b) * Q6K_TILE_BYTES..][..Q6K_TILE_BYTES];
+        let r = row % TILE_ROWS;
+        let mut u = Unpacked {
+            q: [0; QK_K],
+            sc: [0; 16],
+            mins: [0; 8],
+            d: half(tile, Q6K_TILE_D + 2 * r),
+            dmin: 0.0,
+        };
+        for (v, q) in u.q.iter_mut().enumerate() {
+            let (at, shift) = tile_at(r, v);
+            let (high_at, high_shift) = q6k_high_at(r, v);
+            *q = ((tile[at] >> shift) & 0x0F) | (((tile[high_at] >> high_shift) & 3) << 4);
+        }
+        for (j, s) in u.sc.iter_mut().enumerate() {
+            *s = i32::from(tile[Q6K_TILE_SC + 32 * (j / 2) + 2 * r + j % 2] as i8);
+        }
+        u
     }
 
     /// Rounds to the nearest integer, ties to even, as llama.cpp's `nearest_int` does (valid
@@ -1122,6 +1412,104 @@ mod kquant {
             }
         }
         (dot, mins)
+    }
+}
+
+mod tile32 {
+    //! Q8_0 and Q5_0 rows interleaved sixteen to a tile for the AVX-512 kernels: per tile and
+    //! 32-value block, each run of four values of the sixteen rows is one 64-byte register,
+    //! row `r` in bytes `4r..4r + 4` (one i32 lane), so one `vpdpbusd` against four broadcast
+    //! activations forms the four-value sums that the other tiers' lane `(v % 32) / 4` holds,
+    //! for all sixteen rows. Exactly the file's bytes per row and block.
+
+    use super::{Format, QK};
+
+    /// Weight rows per tile.
+    pub(super) const ROWS: usize = 16;
+    /// Offset in a Q5_0 tile block of its fifth bits: per run `l` of four values a 64-bit
+    /// mask, bit `4r + j` for value `4l + j` of row `r`.
+    pub(super) const Q5_HIGH: usize = 256;
+
+    /// Bytes of one block of a tile.
+    pub(super) fn bytes(format: Format) -> usize {
+        format.block_bytes() * ROWS
+    }
+
+    /// Offset in a tile block of the rows' f16 scales `d`: after the quants (and fifth bits).
+    pub(super) fn d_at(format: Format) -> usize {
+        (format.block_bytes() - 2) * ROWS
+    }
+
+    /// Where value `v` of row `row` sits in a tile block: byte and shift. Q8_0: run `v / 4`'s
+    /// 64 bytes hold the signed bytes. Q5_0: 64-byte run `c` holds in its low nibbles values
+    /// `4c..4c + 4` and in its high ones `16 + 4c..` (as the file pairs them).
+    fn at(format: Format, row: usize, v: usize) -> (usize, u32) {
+        if format == Format::Q8_0 {
+            return (64 * (v / 4) + 4 * row + v % 4, 0);
+        }
+        let i = v % 16;
+        (64 * (i / 4) + 4 * row + i % 4, if v >= 16 { 4 } else { 0 })
+    }
+
+    /// Q8_0 or Q5_0 rows as the file stores them (a multiple of `ROWS` rows of `blocks`
+    /// blocks) in tiles; empty for any other type.
+    pub(super) fn pack(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
+        if !matches!(format, Format::Q8_0 | Format::Q5_0) || data.is_empty() {
+            return Vec::new();
+        }
+        let (bb, tb) = (format.block_bytes(), bytes(format));
+        let mut out = vec![0u8; data.len()];
+        for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
+            let (t, b) = (i / blocks, i % blocks);
+            for row in 0..ROWS {
+                let blk = &data[((t * ROWS + row) * blocks + b) * bb..][..bb];
+                tile[d_at(format) + 2 * row..][..2].copy_from_slice(&blk[..2]);
+                if format == Format::Q8_0 {
+                    for (v, &q) in blk[2..].iter().enumerate() {
+                        tile[at(format, row, v).0] = q;
+                    }
+                    continue;
+                }
+                let mask = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                for v in 0..QK {
+                    let byte = blk[6 + v % 16];
+                    let nibble = if v < 16 { byte & 0x0F } else { byte >> 4 };
+                    let (pos, shift) = at(format, row, v);
+                    tile[pos] |= nibble << shift;
+                    if (mask >> v) & 1 == 1 {
+                        let bit = 4 * row + v % 4;
+                        tile[Q5_HIGH + 8 * (v / 4) + bit / 8] |= 1 << (bit % 8);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Row `row` of `pack`'s output as the file's blocks.
+    pub(super) fn unpack_row(format: Format, tiles: &[u8], blocks: usize, row: usize) -> Vec<u8> {
+        let (bb, tb) = (format.block_bytes(), bytes(format));
+        let r = row % ROWS;
+        let mut out = vec![0u8; blocks * bb];
+        for (b, blk) in out.chunks_exact_mut(bb).enumerate() {
+            let tile = &tiles[((row / ROWS) * blocks + b) * tb..][..tb];
+            blk[..2].copy_from_slice(&tile[d_at(format) + 2 * r..][..2]);
+            if format == Format::Q8_0 {
+                for v in 0..QK {
+                    blk[2 + v] = tile[at(format, r, v).0];
+                }
+                continue;
+            }
+            let mut mask = 0u32;
+            for v in 0..QK {
+                let (pos, shift) = at(format, r, v);
+                blk[6 + v % 16] |= ((tile[pos] >> shift) & 0x0F) << if v < 16 { 0 } else { 4 };
+                let bit = 4 * r + v % 4;
+                mask |= u32::from((tile[Q5_HIGH + 8 * (v / 4) + bit / 8] >> (bit % 8)) & 1) << v;
+            }
+            blk[2..6].copy_from_slice(&mask.to_le_bytes());
+        }
+        out
     }
 }
 
@@ -1420,7 +1808,7 @@ mod neon {
     ) {
         // The kernels read quants through raw pointers: these bounds cover every read.
         assert!(first + count <= w.rows && acts.qs.len() >= acts.rows * w.cols);
-        assert!(w.weights.qs.len() >= w.rows * w.blocks * w.format.quant_bytes());
+        assert!(w.weights.qs.len() >= (w.rows - w.tiled) * w.blocks * w.format.quant_bytes());
         if KIND >= Q4K {
             assert!(
                 acts.stride == w.blocks
@@ -1494,6 +1882,8 @@ mod neon {
     ) -> f32 {
         let qb = if KIND == Q8_0 { QK } else { QK / 2 };
         let blocks = w.blocks;
+        // Rows after the tiles (the NEON tiers never see tiled ones).
+        let row = row - w.tiled;
         let wq = w.weights.qs.as_ptr().add(row * blocks * qb);
         let xq = acts.qs.as_ptr().add(r * w.cols);
         let (ws, xs) = (row * w.stride, r * acts.stride);
@@ -1560,7 +1950,7 @@ mod neon {
         let zero = vdupq_n_s32(0);
         let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
         for b in 0..blocks {
-            let blk = &w.weights.qs[(row * blocks + b) * bb..][..bb];
+            let blk = &w.weights.qs[((row - w.tiled) * blocks + b) * bb..][..bb];
             let bp = blk.as_ptr();
             let x = acts.qs.as_ptr().add(r * w.cols + b * QK_K);
             let at = r * acts.stride + b;
@@ -1775,7 +2165,7 @@ mod avx2 {
                 acts.d.len() >= acts.rows * w.blocks
                     && acts.bsums.len() >= acts.rows * w.blocks * 16
                     && acts.stride == w.blocks
-                    && w.weights.qs.len() >= w.rows * w.blocks * w.format.block_bytes()
+                    && w.weights.qs.len() >= (w.rows - w.tiled) * w.blocks * w.format.block_bytes()
             );
         }
         tiled_rows::<Avx2Tiles, KIND>(w, acts, first, count, y);
@@ -1929,7 +2319,7 @@ mod avx2 {
         };
         let (blocks, cols) = (w.blocks, w.cols);
         let wb: [*const u8; W] =
-            std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * bb));
+            std::array::from_fn(|i| w.weights.qs.as_ptr().add((row - w.tiled + i) * blocks * bb));
         let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
         let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
         let xs: [*const i16; R] =
@@ -2109,6 +2499,8 @@ mod avx2 {
     ) -> [[f32; R]; W] {
         let qb = if KIND == Q8_0 { QK } else { QK / 2 };
         let blocks = w.blocks;
+        // Rows after the tiles: the AVX-512 tier takes the tiled ones itself.
+        let row = row - w.tiled;
         let (w_stride, x_stride) = (w.stride, acts.stride);
         let wq: [*const u8; W] =
             std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * qb));
@@ -2217,7 +2609,7 @@ mod avx512 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    use super::kind::{Q4K, Q5K, Q6K};
+    use super::kind::{Q4K, Q5K, Q5_0, Q6K, Q8_0};
 
     /// Word-permute indices that spread a super-block's sub-block scales (16-bit words, in the
     /// low words of a register) over the 64 values of one register. Q4_K / Q5_K register `n`
@@ -2265,6 +2657,8 @@ mod avx512 {
             Format::Q4K => rows_times_kind::<Q4K>(w, acts, first, count, y),
             Format::Q5K => rows_times_kind::<Q5K>(w, acts, first, count, y),
             Format::Q6K => rows_times_kind::<Q6K>(w, acts, first, count, y),
+            Format::Q8_0 if w.tiled > 0 => rows_times_kind::<Q8_0>(w, acts, first, count, y),
+            Format::Q5_0 if w.tiled > 0 => rows_times_kind::<Q5_0>(w, acts, first, count, y),
             _ => super::avx2::rows_times(w, acts, first, count, y),
         }
     }
@@ -2273,19 +2667,421 @@ mod avx512 {
     unsafe fn rows_times_kind<const KIND: u8>(
         w: &QuantMatrix,
         acts: &Activations,
-        first: usize,
-        count: usize,
+        mut first: usize,
+        mut count: usize,
         y: &Output<'_>,
     ) {
+        if first < w.tiled {
+            let end = (first + count).min(w.tiled);
+            k_tiles::<KIND>(w, acts, first, end, y);
+            count -= end - first;
+            first = end;
+            if count == 0 {
+                return;
+            }
+        }
+        if KIND < Q4K {
+            // The rows after the tiles.
+            return super::avx2::rows_times(w, acts, first, count, y);
+        }
         assert!(
             first + count <= w.rows
                 && acts.qs.len() >= acts.rows * w.cols
                 && acts.d.len() >= acts.rows * w.blocks
                 && acts.bsums.len() >= acts.rows * w.blocks * 16
                 && acts.stride == w.blocks
-                && w.weights.qs.len() >= w.rows * w.blocks * w.format.block_bytes()
+                && w.weights.qs.len() >= (w.rows - w.tiled) * w.blocks * w.format.block_bytes()
         );
         super::avx2::tiled_rows::<Avx512Tiles, KIND>(w, acts, first, count, y);
+    }
+
+    /// Bytes ahead of the block being read that the tile kernels ask the cache for: decode
+    /// streams the tiles from memory, in order, and the hardware prefetcher alone leaves the
+    /// loads waiting (prefill reads each tile from cache once per few activation rows, where
+    /// the hints cost a few instructions).
+    const PREFETCH_BYTES: usize = 3072;
+
+    /// Prefetch hints for the `len` bytes `PREFETCH_BYTES` after `at` (which may lie past the
+    /// tiles: a hint never faults).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    fn prefetch_ahead(at: *const u8, len: usize) {
+        let ahead = at.wrapping_add(PREFETCH_BYTES);
+        for line in (0..len).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+        }
+    }
+
+    /// Tiled Q4_K or Q6_K rows `first..end` (whole tiles) against every activation row, into
+    /// those columns of `y`: each tile against three activation rows at a time.
+    ///
+    /// # Safety
+    /// As `rows_times`; `end <= w.tiled`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn k_tiles<const KIND: u8>(
+        w: &QuantMatrix,
+        acts: &Activations,
+        first: usize,
+        end: usize,
+        y: &Output<'_>,
+    ) {
+        use super::kquant::{Q4K_TILE_BYTES, Q5K_TILE_BYTES, Q6K_TILE_BYTES, TILE_ROWS};
+        let tile_bytes = match KIND {
+            Q4K => Q4K_TILE_BYTES,
+            Q5K => Q5K_TILE_BYTES,
+            Q6K => Q6K_TILE_BYTES,
+            _ => super::tile32::bytes(w.format),
+        };
+        // The kernel reads through raw pointers: these bounds cover every read.
+        if KIND < Q4K {
+            assert!(
+                acts.d.len() >= acts.rows * acts.stride
+                    && acts.off.len() >= acts.rows * acts.stride
+                    && acts.stride >= w.blocks.next_multiple_of(super::SCALE_GROUP)
+            );
+        }
+        assert!(
+            matches!(KIND, Q4K | Q5K | Q6K | Q8_0 | Q5_0)
+                && super::tile32::ROWS == TILE_ROWS
+                && first.is_multiple_of(TILE_ROWS)
+                && end.is_multiple_of(TILE_ROWS)
+                && end <= w.tiled
+                && w.weights.tiles.len() >= w.tiled / TILE_ROWS * w.blocks * tile_bytes
+                && acts.qs.len() >= acts.rows * w.cols
+                && (KIND < Q4K
+                    || acts.d.len() >= acts.rows * w.blocks
+                        && acts.bsums.len() >= acts.rows * w.blocks * 16
+                        && acts.stride == w.blocks)
+        );
+        let m = acts.rows;
+        for tile in first / TILE_ROWS..end / TILE_ROWS {
+            let mut r = 0;
+            while r < m {
+                macro_rules! run {
+                    ($r:literal) => {{
+                        let out = match KIND {
+                            Q4K | Q5K => q4k_tile::<KIND, $r>(w, tile, acts, r),
+                            Q6K => q6k_tile::<$r>(w, tile, acts, r),
+                            _ => tile32::<KIND, $r>(w, tile, acts, r),
+                        };
+                        for (k, o) in out.iter().enumerate() {
+                            for (i, &v) in o.iter().enumerate() {
+                                y.set(r + k, tile * TILE_ROWS + i, v);
+                            }
+                        }
+                        $r
+                    }};
+                }
+                r += match m - r {
+                    3.. => run!(3),
+                    2 => run!(2),
+                    _ => run!(1),
+                };
+            }
+        }
+    }
+
+    /// One tile of sixteen Q4_K rows against activation rows `r..r + R`, computing what
+    /// `super::dot_k_scalar` computes. The rows sit in the sixteen i32 lanes: per run of four
+    /// values, `maddubs` multiplies each row's four quants by the same four activations
+    /// (broadcast) into two pair sums and `vpdpwssd` scales both by the row's sub-block scale
+    /// and adds them to the lane; lane `p` of the other tiers' eight (the values with
+    /// `(v % 32) / 4 == p`) is its own register. Then per super-block each of the eight
+    /// registers takes the other tiers' f32 steps, lane-wise for sixteen rows, and at the end
+    /// the eight are summed in the other tiers' order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn q4k_tile<const KIND: u8, const R: usize>(
+        w: &QuantMatrix,
+        tile: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; 16]; R] {
+        use super::kquant::{Q4K_TILE_BYTES, Q5K_TILE_BYTES, Q5K_TILE_HIGH};
+        use super::kquant::{TILE_D, TILE_DMIN, TILE_MIN, TILE_SC};
+        let tb = if KIND == Q5K {
+            Q5K_TILE_BYTES
+        } else {
+            Q4K_TILE_BYTES
+        };
+        let (blocks, cols) = (w.blocks, w.cols);
+        let base = w.weights.tiles.as_ptr().add(tile * blocks * tb);
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
+        let xs: [*const i16; R] =
+            std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
+        let low4 = _mm512_set1_epi8(0x0F);
+        let fifth = _mm512_set1_epi8(0x10);
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        for b in 0..blocks {
+            let t = base.add(b * tb);
+            prefetch_ahead(t.add(TILE_SC), tb - TILE_SC);
+            let mut dot = [[_mm512_setzero_si512(); 8]; R];
+            for s in 0..8 {
+                // A few lines at a time, between the multiply-adds.
+                prefetch_ahead(t.add(256 * s), 256);
+                // The sub-block scale of each row in both 16-bit halves of its lane.
+                let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(t.add(TILE_SC + 16 * s).cast()));
+                let sc = _mm512_or_si512(sc, _mm512_slli_epi32::<16>(sc));
+                for p in 0..4 {
+                    let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
+                    let mut lo = _mm512_and_si512(raw, low4);
+                    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4);
+                    if KIND == Q5K {
+                        let bits = |l: usize| {
+                            let at = Q5K_TILE_HIGH + 64 * s + 8 * l;
+                            let mask = t.add(at).cast::<u64>().read_unaligned();
+                            _mm512_and_si512(_mm512_movm_epi8(mask), fifth)
+                        };
+                        lo = _mm512_or_si512(lo, bits(p));
+                        hi = _mm512_or_si512(hi, bits(p + 4));
+                    }
+                    let at = b * QK_K + 32 * s + 4 * p;
+                    for k in 0..R {
+                        let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
+                        let xb =
+                            _mm512_set1_epi32(xq[k].add(at + 16).cast::<i32>().read_unaligned());
+                        dot[k][p] =
+                            _mm512_dpwssd_epi32(dot[k][p], _mm512_maddubs_epi16(lo, xa), sc);
+                        dot[k][p + 4] =
+                            _mm512_dpwssd_epi32(dot[k][p + 4], _mm512_maddubs_epi16(hi, xb), sc);
+                    }
+                }
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(TILE_D).cast()));
+            let mw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(TILE_DMIN).cast()));
+            let dd: [__m512; R] =
+                std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
+            let dm: [__m512; R] =
+                std::array::from_fn(|k| _mm512_mul_ps(mw, _mm512_set1_ps(*xd[k].add(b))));
+            for l in 0..8 {
+                let m8 = _mm_loadu_si128(t.add(TILE_MIN + 16 * l).cast());
+                let m = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m8));
+                for k in 0..R {
+                    // m * (bsums[2l] + bsums[2l + 1]) < 2^18: exact in f32, as the integer
+                    // product the other tiers convert.
+                    let bs = xs[k].add(b * 16 + 2 * l);
+                    let sum = (i32::from(*bs) + i32::from(*bs.add(1))) as f32;
+                    let mins = _mm512_mul_ps(m, _mm512_set1_ps(sum));
+                    acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(dot[k][l]), acc[k][l]);
+                    acc[k][l] = _mm512_fnmadd_ps(dm[k], mins, acc[k][l]);
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+            );
+            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+        }
+        out
+    }
+
+    /// One tile of sixteen Q6_K rows against activation rows `r..r + R`, computing what
+    /// `super::dot_k_scalar` computes, as `q4k_tile` does for Q4_K: the six-bit quants from
+    /// a run of nibbles and a run of high bit pairs, the scales of a sub-block pair expanded
+    /// once per tile and super-block; the offset 32 meets the activations' 16-value sums with
+    /// one `madd` per lane register, as the other tiers do it.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn q6k_tile<const R: usize>(
+        w: &QuantMatrix,
+        tile: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; 16]; R] {
+        use super::kquant::{Q6K_TILE_BYTES, Q6K_TILE_D, Q6K_TILE_HIGH, Q6K_TILE_SC};
+        let (blocks, cols) = (w.blocks, w.cols);
+        let base = w.weights.tiles.as_ptr().add(tile * blocks * Q6K_TILE_BYTES);
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
+        let xs: [*const i16; R] =
+            std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
+        let low4 = _mm512_set1_epi8(0x0F);
+        let pair_bits = _mm512_set1_epi8(0x30);
+        // Byte shuffles (within each 16 bytes) that copy a lane's first (second) scale word
+        // into both of its words.
+        let even = _mm512_broadcast_i32x4(_mm_setr_epi32(
+            0x0100_0100,
+            0x0504_0504,
+            0x0908_0908,
+            0x0d0c_0d0c,
+        ));
+        let odd = _mm512_broadcast_i32x4(_mm_setr_epi32(
+            0x0302_0302,
+            0x0706_0706,
+            0x0b0a_0b0a,
+            0x0f0e_0f0e,
+        ));
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        for b in 0..blocks {
+            let t = base.add(b * Q6K_TILE_BYTES);
+            prefetch_ahead(t.add(Q6K_TILE_SC), Q6K_TILE_BYTES - Q6K_TILE_SC);
+            let mut dot = [[_mm512_setzero_si512(); 8]; R];
+            for s in 0..8 {
+                prefetch_ahead(t.add(256 * s), 256);
+                prefetch_ahead(t.add(Q6K_TILE_HIGH + 128 * s), 128);
+                // Per row lane, the scales of sub-blocks 2s and 2s + 1 as 16-bit words.
+                let pair =
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * s).cast()));
+                let sc_lo = _mm512_shuffle_epi8(pair, even);
+                let sc_hi = _mm512_shuffle_epi8(pair, odd);
+                for p in 0..4 {
+                    let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
+                    let high =
+                        _mm512_loadu_si512(t.add(Q6K_TILE_HIGH + 128 * s + 64 * (p / 2)).cast());
+                    let high = if p % 2 == 1 {
+                        _mm512_srli_epi16::<4>(high)
+                    } else {
+                        high
+                    };
+                    let lo = _mm512_or_si512(
+                        _mm512_and_si512(raw, low4),
+                        _mm512_and_si512(_mm512_slli_epi16::<4>(high), pair_bits),
+                    );
+                    let hi = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
+                        _mm512_and_si512(_mm512_slli_epi16::<2>(high), pair_bits),
+                    );
+                    let at = b * QK_K + 32 * s + 4 * p;
+                    for k in 0..R {
+                        let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
+                        let xb =
+                            _mm512_set1_epi32(xq[k].add(at + 16).cast::<i32>().read_unaligned());
+                        dot[k][p] =
+                            _mm512_dpwssd_epi32(dot[k][p], _mm512_maddubs_epi16(lo, xa), sc_lo);
+                        dot[k][p + 4] =
+                            _mm512_dpwssd_epi32(dot[k][p + 4], _mm512_maddubs_epi16(hi, xb), sc_hi);
+                    }
+                }
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(Q6K_TILE_D).cast()));
+            let dd: [__m512; R] =
+                std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
+            for l in 0..8 {
+                // Lane l's offset: 32 * (sc[2l] * bsums[2l] + sc[2l + 1] * bsums[2l + 1]).
+                let pair =
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * l).cast()));
+                for k in 0..R {
+                    let bs =
+                        _mm512_set1_epi32(xs[k].add(b * 16 + 2 * l).cast::<i32>().read_unaligned());
+                    let off = _mm512_slli_epi32::<5>(_mm512_madd_epi16(pair, bs));
+                    let v = _mm512_sub_epi32(dot[k][l], off);
+                    acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(v), acc[k][l]);
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+            );
+            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+        }
+        out
+    }
+
+    /// One tile of sixteen Q8_0 or Q5_0 rows against activation rows `r..r + R`, computing
+    /// what `super::dot_scalar` computes: per block and run of four values one `vpdpbusd`
+    /// forms the sixteen rows' four-value sums (the other tiers' integer lane `(v % 32) / 4`),
+    /// which take the f32 steps of that lane in registers of their own, row by row in the
+    /// sixteen f32 lanes; Q5_0's offset terms come first in each group of eight blocks, as
+    /// there. Q8_0's weights are signed, so the activations enter offset by 128 (unsigned)
+    /// and `128 * sum(w)`, formed once per run for all activation rows, is taken back.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn tile32<const KIND: u8, const R: usize>(
+        w: &QuantMatrix,
+        tile: usize,
+        acts: &Activations,
+        r: usize,
+    ) -> [[f32; 16]; R] {
+        use super::tile32::{bytes, d_at, Q5_HIGH};
+        use super::{QK, SCALE_GROUP};
+        let (blocks, cols, stride) = (w.blocks, w.cols, acts.stride);
+        let (tb, dpos) = (bytes(w.format), d_at(w.format));
+        let base = w.weights.tiles.as_ptr().add(tile * blocks * tb);
+        let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
+        let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * stride));
+        let xo: [*const f32; R] = std::array::from_fn(|k| acts.off.as_ptr().add((r + k) * stride));
+        let low4 = _mm512_set1_epi8(0x0F);
+        let fifth = _mm512_set1_epi8(0x10);
+        let bias = _mm512_set1_epi8(-128);
+        let zero = _mm512_setzero_si512();
+        // Lane register l of activation row k in acc[l][k].
+        let mut acc = [[_mm512_setzero_ps(); R]; 8];
+        for group in (0..blocks).step_by(SCALE_GROUP) {
+            if KIND != Q8_0 {
+                // The offset terms of blocks group..group + 8 (zero past the last block, as
+                // the other tiers' padded scale arrays read).
+                for (l, acc_l) in acc.iter_mut().enumerate() {
+                    let b = group + l;
+                    let dw = if b < blocks {
+                        _mm512_cvtph_ps(_mm256_loadu_si256(base.add(b * tb + dpos).cast()))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    for (a, x) in acc_l.iter_mut().zip(&xo) {
+                        *a = _mm512_fmadd_ps(dw, _mm512_set1_ps(*x.add(b)), *a);
+                    }
+                }
+            }
+            for b in group..(group + SCALE_GROUP).min(blocks) {
+                let t = base.add(b * tb);
+                prefetch_ahead(t, tb);
+                let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(dpos).cast()));
+                let scale: [__m512; R] =
+                    std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
+                let x4 = |k: usize, v: usize| {
+                    _mm512_set1_epi32(xq[k].add(b * QK + v).cast::<i32>().read_unaligned())
+                };
+                if KIND == Q8_0 {
+                    for (l, acc_l) in acc.iter_mut().enumerate() {
+                        let q = _mm512_loadu_si512(t.add(64 * l).cast());
+                        let minus = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, q));
+                        for k in 0..R {
+                            let x = _mm512_xor_si512(x4(k, 4 * l), bias);
+                            let p = _mm512_dpbusd_epi32(minus, x, q);
+                            acc_l[k] = _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p), acc_l[k]);
+                        }
+                    }
+                } else {
+                    for c in 0..4 {
+                        let raw = _mm512_loadu_si512(t.add(64 * c).cast());
+                        let bits = |l: usize| {
+                            let mask = t.add(Q5_HIGH + 8 * l).cast::<u64>().read_unaligned();
+                            _mm512_and_si512(_mm512_movm_epi8(mask), fifth)
+                        };
+                        let lo = _mm512_or_si512(_mm512_and_si512(raw, low4), bits(c));
+                        let hi = _mm512_or_si512(
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
+                            bits(c + 4),
+                        );
+                        for k in 0..R {
+                            let p_lo = _mm512_dpbusd_epi32(zero, lo, x4(k, 4 * c));
+                            let p_hi = _mm512_dpbusd_epi32(zero, hi, x4(k, 16 + 4 * c));
+                            acc[c][k] =
+                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_lo), acc[c][k]);
+                            acc[c + 4][k] =
+                                _mm512_fmadd_ps(scale[k], _mm512_cvtepi32_ps(p_hi), acc[c + 4][k]);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; R];
+        for (k, o) in out.iter_mut().enumerate() {
+            let a: [__m512; 8] = std::array::from_fn(|l| acc[l][k]);
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+            );
+            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+        }
+        out
     }
 
     /// This tier's tiles (K-quants only; the other types take the AVX2 tier's).
@@ -2324,7 +3120,7 @@ mod avx512 {
         };
         let (blocks, cols) = (w.blocks, w.cols);
         let wb: [*const u8; W] =
-            std::array::from_fn(|i| w.weights.qs.as_ptr().add((row + i) * blocks * bb));
+            std::array::from_fn(|i| w.weights.qs.as_ptr().add((row - w.tiled + i) * blocks * bb));
         let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
         let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * blocks));
         let xs: [*const i16; R] =
@@ -3318,6 +4114,68 @@ mod tests {
                             "the reference is exact in f32"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiled_rows_give_the_same_bits() {
+        // The tiled layout (what the AVX-512 kernels read) holds the same blocks: every
+        // tier, on either layout, gives the portable kernel's bits on the file's layout, and
+        // the rows dequantize alike; whole tiles, a partial last one and a matrix too short
+        // for any.
+        let mut rng = SplitMix(77);
+        let shapes = [
+            (67usize, 512usize),
+            (48, 1536),
+            (130, 256),
+            (9, 256),
+            (33, 96),
+            (16, 800),
+        ];
+        let types = [
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+            GgmlDType::Q8_0,
+            GgmlDType::Q5_0,
+        ];
+        for (dtype, (n, k)) in types.into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
+            if !k.is_multiple_of(block_values(dtype)) {
+                continue;
+            }
+            let format = Format::from_ggml(dtype).expect("format");
+            let w = QTensor::quantize(&tensor(rng.matrix(n, k), &[n, k]), dtype).expect("quantize");
+            let data = w.data().expect("data");
+            let file =
+                QuantMatrix::from_blocks_with(format, n, k, &data, false).expect("file layout");
+            let tiled = QuantMatrix::from_blocks_with(format, n, k, &data, true).expect("tiled");
+            assert_eq!(tiled.tiled, n / 16 * 16);
+            let (mut a, mut b) = (vec![0f32; k], vec![0f32; k]);
+            for row in 0..n {
+                file.dequantize_row(row, &mut a);
+                tiled.dequantize_row(row, &mut b);
+                assert!(
+                    a == b,
+                    "{dtype:?} ({n},{k}) row {row} dequantizes differently"
+                );
+            }
+            for m in [1, 2, 3, 4, 7] {
+                let x = tensor(rng.matrix(m, k), &[m, k]);
+                let bits = |q: &QuantMatrix, kernel| -> Vec<u32> {
+                    let y: Vec<f32> = q
+                        .forward_with(&x, kernel)
+                        .and_then(|t| t.flatten_all())
+                        .and_then(|t| t.to_vec1())
+                        .expect("forward");
+                    y.into_iter().map(f32::to_bits).collect()
+                };
+                let want = bits(&file, Kernel::Scalar);
+                for kernel in kernels() {
+                    let what = format!("{dtype:?} ({n},{k}) m={m} {kernel:?}");
+                    assert!(bits(&tiled, kernel) == want, "tiled {what}");
+                    assert!(bits(&file, kernel) == want, "file {what}");
                 }
             }
         }
