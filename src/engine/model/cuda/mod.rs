@@ -826,7 +826,9 @@ pub fn take_step_profile() -> Vec<(&'static str, u64, f64)> {
 /// checked on a GPU against the kernel-by-kernel step (`scripts/gpu_check.py tiny` runs both).
 pub(crate) fn graph_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| {
+        gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").is_ok_and(|v| v == "1")
+    })
 }
 
 /// A decode step of the single stream captured as a CUDA graph: every layer's kernels, the
