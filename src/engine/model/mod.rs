@@ -151,12 +151,23 @@ impl Attention {
     /// when given; returns (b, seq, heads * d) before the output projection.
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, _, seq, _) = q.dims4()?;
-        if mask.is_none() {
-            if let Some(out) = attend::decode(q, k, v, 1.0 / (self.head_dim as f32).sqrt())? {
-                return Ok(out);
-            }
-        }
         let total = k.dim(2)?;
+        let scale32 = 1.0 / (self.head_dim as f32).sqrt();
+        match mask {
+            None => {
+                if let Some(out) = attend::decode(q, k, v, scale32)? {
+                    return Ok(out);
+                }
+            }
+            // Every mask given here is `causal_mask(seq, total - seq)`, which the causal path
+            // applies by skipping the keys a row may not see.
+            Some(mask) if mask.dims() == [seq, total] => {
+                if let Some(out) = attend::causal(q, k, v, scale32)? {
+                    return Ok(out);
+                }
+            }
+            Some(_) => {}
+        }
         let group = self.heads / self.kv_heads;
         // Query heads that share a kv head are adjacent, so (b, heads, seq, d) regroups as
         // (b, kv_heads, group*seq, d) and attends to each cached kv head directly.
