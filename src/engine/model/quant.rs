@@ -2870,11 +2870,7 @@ mod avx512 {
         }
         let mut out = [[0f32; 16]; R];
         for (o, a) in out.iter_mut().zip(&acc) {
-            let sum = _mm512_add_ps(
-                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
-                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
-            );
-            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+            *o = lane_sum(a);
         }
         out
     }
@@ -2975,11 +2971,7 @@ mod avx512 {
         }
         let mut out = [[0f32; 16]; R];
         for (o, a) in out.iter_mut().zip(&acc) {
-            let sum = _mm512_add_ps(
-                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
-                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
-            );
-            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+            *o = lane_sum(a);
         }
         out
     }
@@ -3074,13 +3066,22 @@ mod avx512 {
         }
         let mut out = [[0f32; 16]; R];
         for (k, o) in out.iter_mut().enumerate() {
-            let a: [__m512; 8] = std::array::from_fn(|l| acc[l][k]);
-            let sum = _mm512_add_ps(
-                _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
-                _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
-            );
-            _mm512_storeu_ps(o.as_mut_ptr(), sum);
+            *o = lane_sum(&std::array::from_fn(|l| acc[l][k]));
         }
+        out
+    }
+
+    /// A tile's eight lane registers for one activation row summed as the other tiers sum
+    /// their lanes, `((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7))`, for the sixteen rows at once.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn lane_sum(a: &[__m512; 8]) -> [f32; 16] {
+        let sum = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6])),
+            _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7])),
+        );
+        let mut out = [0f32; 16];
+        _mm512_storeu_ps(out.as_mut_ptr(), sum);
         out
     }
 
