@@ -313,14 +313,19 @@ mod tests {
     use super::*;
     use crate::verdict::Verdict;
 
-    fn run(output: OutputFormat, language: &str, order: Order, text: &str) -> JudgeOutcome {
-        let spec = JudgeSpec {
+    /// A judge of model "m" with template "t" and the default sampling, unconstrained.
+    fn spec() -> JudgeSpec {
+        JudgeSpec {
             model: "m".into(),
             template: "t".into(),
             preference: None,
             sampling: SamplingParams::default(),
             constrain: ConstrainMode::None,
-        };
+        }
+    }
+
+    fn run(output: OutputFormat, language: &str, order: Order, text: &str) -> JudgeOutcome {
+        let spec = spec();
         let task = JudgeTask {
             item: "q1".into(),
             language: Some(language.into()),
@@ -402,13 +407,7 @@ mod tests {
 
     #[test]
     fn the_run_record_holds_the_messages_as_sent() {
-        let spec = JudgeSpec {
-            model: "m".into(),
-            template: "t".into(),
-            preference: None,
-            sampling: SamplingParams::default(),
-            constrain: ConstrainMode::None,
-        };
+        let spec = spec();
         let task = JudgeTask {
             item: "q1".into(),
             language: None,

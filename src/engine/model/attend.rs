@@ -333,17 +333,16 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// The general path, as `Layer::attention` computes it for one token.
-    fn general(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
-        let (_, heads, _, d) = q.dims4().unwrap();
-        let kv_heads = k.dim(1).unwrap();
-        let q = (q * scale)
+    /// The largest absolute difference between two tensors of one shape.
+    fn max_diff(a: Tensor, b: Tensor) -> f32 {
+        (a - b)
             .unwrap()
-            .reshape((1, kv_heads, heads / kv_heads, d))
-            .unwrap();
-        let scores = q.matmul(&k.t().unwrap()).unwrap();
-        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
-        probs.matmul(v).unwrap().reshape((1, 1, heads * d)).unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -362,15 +361,7 @@ mod tests {
             );
             let scale = 1.0 / (d as f64).sqrt();
             let ours = decode(&q, &k, &v, scale as f32).unwrap().expect("applies");
-            let theirs = general(&q, &k, &v, scale);
-            let diff = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_diff(ours, general(&q, &k, &v, scale));
             assert!(
                 diff < 1e-5,
                 "heads {heads}/{kv_heads} d {d} total {total}: {diff}"
@@ -378,8 +369,9 @@ mod tests {
         }
     }
 
-    /// The general path under the causal mask, as `Attention::attend` computes a chunk.
-    fn general_masked(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
+    /// The general path under the causal mask, as `Attention::attend` computes a chunk (one
+    /// token: a decode step, which sees every cached position).
+    fn general(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
         let (_, heads, seq, d) = q.dims4().unwrap();
         let (_, kv_heads, total, _) = k.dims4().unwrap();
         let group = heads / kv_heads;
@@ -434,16 +426,9 @@ mod tests {
             );
             let scale = 1.0 / (d as f64).sqrt();
             let ours = causal(&q, &k, &v, scale as f32).unwrap().expect("applies");
-            let theirs = general_masked(&q, &k, &v, scale);
+            let theirs = general(&q, &k, &v, scale);
             assert_eq!(ours.dims(), theirs.dims());
-            let diff = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_diff(ours, theirs);
             assert!(
                 diff < 1e-5,
                 "heads {heads}/{kv_heads} d {d} past {past} seq {seq}: {diff}"
