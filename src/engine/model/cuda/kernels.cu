@@ -843,6 +843,17 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
     if (threadIdx.x == 0) out[0] = 0xffffffffu - (uint32_t)(k & 0xffffffffu);
 }
 
+// A paged decode attention kernel named NAME over dtype T, running the device function (with
+// its template arguments) given last: they all take the same arguments.
+#define PAGED_ATTENTION(NAME, T, ...)                                                            \
+    extern "C" __global__ void __launch_bounds__(128)                                            \
+        NAME(const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,   \
+             float* part, float* ml, int heads, int kv_heads, int max_blocks, int block,         \
+             int per_run, float scale) {                                                         \
+        __VA_ARGS__(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, block, per_run, \
+                    scale);                                                                      \
+    }
+
 #define INSTANTIATE(T, SUFFIX)                                                                   \
     extern "C" __global__ void qkv_rope_##SUFFIX(const T* qkv, const T* bias, const T* cos,      \
                                                  const T* sin, T* q_out, T* k_cache, T* v_cache, \
@@ -865,48 +876,12 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
         attn_decode_partial<T, 64>(q, k, v, part, ml, heads, kv_heads, cap, len, per_run,        \
                                    scale, len_dev);                                              \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_partial_d128_##SUFFIX(         \
-        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
-        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
-        float scale) {                                                                           \
-        attn_paged_partial<T, 128>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
-                                   block, per_run, scale);                                       \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_partial_d64_##SUFFIX(          \
-        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
-        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
-        float scale) {                                                                           \
-        attn_paged_partial<T, 64>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,  \
-                                  block, per_run, scale);                                        \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group2_d128_##SUFFIX(           \
-        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
-        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
-        float scale) {                                                                           \
-        attn_paged_group<T, 128, 2>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,\
-                                 block, per_run, scale);                                         \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group2_d64_##SUFFIX(            \
-        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
-        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
-        float scale) {                                                                           \
-        attn_paged_group<T, 64, 2>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
-                                block, per_run, scale);                                          \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d128_##SUFFIX(            \
-        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
-        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
-        float scale) {                                                                           \
-        attn_paged_group<T, 128, 1>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks,\
-                                 block, per_run, scale);                                         \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_paged_group_d64_##SUFFIX(             \
-        const T* q, const T* k, const T* v, const uint32_t* tables, const uint32_t* lens,        \
-        float* part, float* ml, int heads, int kv_heads, int max_blocks, int block, int per_run, \
-        float scale) {                                                                           \
-        attn_paged_group<T, 64, 1>(q, k, v, tables, lens, part, ml, heads, kv_heads, max_blocks, \
-                                block, per_run, scale);                                          \
-    }                                                                                            \
+    PAGED_ATTENTION(attn_paged_partial_d128_##SUFFIX, T, attn_paged_partial<T, 128>)             \
+    PAGED_ATTENTION(attn_paged_partial_d64_##SUFFIX, T, attn_paged_partial<T, 64>)               \
+    PAGED_ATTENTION(attn_paged_group2_d128_##SUFFIX, T, attn_paged_group<T, 128, 2>)             \
+    PAGED_ATTENTION(attn_paged_group2_d64_##SUFFIX, T, attn_paged_group<T, 64, 2>)               \
+    PAGED_ATTENTION(attn_paged_group_d128_##SUFFIX, T, attn_paged_group<T, 128, 1>)              \
+    PAGED_ATTENTION(attn_paged_group_d64_##SUFFIX, T, attn_paged_group<T, 64, 1>)                \
     extern "C" __global__ void qkv_rope_paged_##SUFFIX(                                          \
         const T* qkv, const T* bias, const T* cos, const T* sin, const uint32_t* positions,      \
         const uint32_t* slots, T* q_out, T* k_pool, T* v_pool, int heads, int kv_heads, int d) { \
