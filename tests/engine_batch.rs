@@ -313,6 +313,79 @@ fn cancelling_one_sequence_leaves_the_others_running() {
 }
 
 #[test]
+fn steps_launched_ahead_give_every_sequence_its_tokens_alone() {
+    let (_dir, mut model) = tiny();
+    let work: Vec<(Vec<u32>, GenerateRequest)> = (0..9u32)
+        .map(|i| {
+            let mut r = request(12 + (i as usize * 5) % 17, false);
+            r.ignore_stop = i % 3 == 0;
+            (prompt(5 + (i as usize * 41) % 130, i + 60), r)
+        })
+        .collect();
+    // A stop token that greedy decoding does reach: the sixth token of one answer. Sequences
+    // that reach it stop while the step after theirs is already launched.
+    let mut free = work[1].1.clone();
+    free.ignore_stop = true;
+    let stop = generate_alone(&mut model, &work[1].0, &free).tokens[5];
+    model.stop_ids = vec![stop];
+    let expected: Vec<Generation> = work
+        .iter()
+        .map(|(p, r)| generate_alone(&mut model, p, r))
+        .collect();
+    assert!(
+        expected.iter().any(|g| g.finish == FinishReason::Stop),
+        "some sequence stops on {stop}"
+    );
+    let flags: Vec<Arc<AtomicBool>> = (0..work.len()).map(|_| flag()).collect();
+    for ahead in [true, false] {
+        let mut settings = BatchSettings::new(4, 8192);
+        settings.step_tokens = 40;
+        settings.step_ahead = ahead;
+        for f in &flags {
+            f.store(false, Ordering::Relaxed);
+        }
+        let mut launched_ahead = 0;
+        let (done, streamed, shape) = drive(&mut model, settings, |step, s| {
+            launched_ahead += usize::from(s.last_step().ahead);
+            // Four at a time: the rest wait and join as others leave.
+            if step == 0 {
+                for (i, (p, r)) in work.iter().enumerate() {
+                    s.submit(i as u64, p.clone(), r, flags[i].clone(), Instant::now())
+                        .expect("submits");
+                }
+            }
+            if step == 9 {
+                flags[2].store(true, Ordering::Relaxed);
+            }
+        });
+        assert!(shape.iter().any(|&(_, waiting)| waiting > 0), "{shape:?}");
+        assert_eq!(
+            launched_ahead > 0,
+            ahead,
+            "steps launched ahead: {launched_ahead}"
+        );
+        let cancelled = &done[&2];
+        assert_eq!(cancelled.finish, FinishReason::Cancelled);
+        assert_eq!(
+            cancelled.tokens[..],
+            expected[2].tokens[..cancelled.tokens.len()]
+        );
+        for (i, want) in expected.iter().enumerate().filter(|(i, _)| *i != 2) {
+            let got = &done[&(i as u64)];
+            assert_eq!(got.tokens, want.tokens, "sequence {i}, ahead {ahead}");
+            assert_eq!(got.text, want.text, "sequence {i}, ahead {ahead}");
+            assert_eq!(got.finish, want.finish, "sequence {i}, ahead {ahead}");
+            assert_eq!(
+                streamed.get(&(i as u64)).cloned().unwrap_or_default(),
+                got.text,
+                "sequence {i}, ahead {ahead}"
+            );
+            assert_eq!(got.timing.generated_tokens, got.tokens.len());
+        }
+    }
+}
+
+#[test]
 fn a_sequence_that_does_not_fit_waits_for_memory_and_one_that_never_fits_is_refused() {
     let (_dir, mut model) = tiny();
     // Each needs 100 + 28 = 128 tokens: 8 blocks of 16. The cache holds 20 blocks: two fit.

@@ -275,11 +275,19 @@ fn bench_batch(
 
 /// `arbiter bench --batch N --check`: each sequence alone through the single-stream path,
 /// then all together through batched steps fed the same tokens, logits compared on the
-/// device.
+/// device; then all together through the scheduler (steps launched ahead where it can),
+/// each generating its greedy tokens, which must be those it took alone.
 fn batch_check(args: &BenchArgs, model: &mut LoadedModel, ids: &[u32]) -> anyhow::Result<i32> {
     use candle_core::{DType, Tensor};
     let f32 = model.decoder.dtype() == DType::F32;
-    let Backend::Arbiter(decoder) = &mut model.decoder else {
+    let LoadedModel {
+        decoder,
+        tokenizer,
+        stop_ids,
+        info,
+        ..
+    } = model;
+    let Backend::Arbiter(decoder) = decoder else {
         anyhow::bail!("--batch runs on Arbiter's own decoder (Qwen2 and Llama models)");
     };
     let n = args.batch.max(1);
@@ -340,12 +348,50 @@ fn batch_check(args: &BenchArgs, model: &mut LoadedModel, ids: &[u32]) -> anyhow
     }
     let identical = agree.iter().filter(|a| **a == steps).count();
     let worst = max_diff.iter().copied().fold(0f32, f32::max);
+    drop(cache);
+    // Through the scheduler: greedy, `steps` tokens each, end of turn ignored.
+    let mut settings = BatchSettings::for_decoder(n, decoder);
+    settings.step_tokens = args.step_tokens.max(1);
+    let mut scheduler = Scheduler::new(decoder, tokenizer, stop_ids, settings);
+    let sampling = SamplingParams {
+        max_new_tokens: steps,
+        ..SamplingParams::default()
+    };
+    let mut request = GenerateRequest::new(Prompt::Raw(String::new()), sampling);
+    request.ignore_stop = true;
+    let started = Instant::now();
+    for (i, p) in prompts.iter().enumerate() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        scheduler.submit(i as u64, p.clone(), &request, cancel, started)?;
+    }
+    let mut generated: Vec<Option<Vec<u32>>> = vec![None; n];
+    let (mut failure, mut ahead_steps) = (None, 0usize);
+    while !scheduler.is_idle() {
+        scheduler.step(decoder, &mut |event| match event {
+            SeqEvent::Finished { id, generation } => {
+                if let Some(slot) = generated.get_mut(id as usize) {
+                    *slot = Some(generation.tokens);
+                }
+            }
+            SeqEvent::Failed { error, .. } => failure = Some(error),
+            SeqEvent::Text { .. } => {}
+        });
+        ahead_steps += usize::from(scheduler.last_step().ahead);
+        if let Some(error) = failure.take() {
+            return Err(error.into());
+        }
+    }
+    let scheduled_identical = generated
+        .iter()
+        .zip(&alone)
+        .filter(|(g, (_, tokens))| g.as_deref() == Some(&tokens[..]))
+        .count();
     let report = serde_json::json!({
         "engine": "arbiter",
         "check": "batch",
-        "model": model.info.name,
-        "device": model.info.device,
-        "precision": model.info.precision,
+        "model": info.name,
+        "device": info.device,
+        "precision": info.precision,
         "sequences": n,
         "prompt_tokens": prompts.iter().map(Vec::len).collect::<Vec<_>>(),
         "steps": steps,
@@ -353,13 +399,17 @@ fn batch_check(args: &BenchArgs, model: &mut LoadedModel, ids: &[u32]) -> anyhow
         "token_agreement": agree.iter().sum::<usize>() as f64 / (n * steps) as f64,
         "max_logit_diff": worst,
         "per_sequence_max_logit_diff": max_diff,
+        "scheduled_identical_sequences": scheduled_identical,
+        "scheduled_steps_ahead": ahead_steps,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(if f32 && (identical < n || worst > 1e-3) {
-        1
-    } else {
-        0
-    })
+    Ok(
+        if f32 && (identical < n || worst > 1e-3 || scheduled_identical < n) {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 #[derive(clap::Args, Debug)]

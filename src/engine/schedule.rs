@@ -19,7 +19,7 @@ use super::generate::{
 };
 use super::generate::{Generation, Timing};
 use super::model::paged::{PagedCache, SeqId, DEFAULT_BLOCK_SIZE};
-use super::model::{Decoder, StepInput};
+use super::model::{Decoder, PendingTokens, StepInput, TokenReadback};
 use super::sampling::Sampler;
 use super::tokenizer::Tokenizer;
 use candle_core::D;
@@ -61,6 +61,10 @@ pub struct BatchSettings {
     pub block_size: usize,
     /// The most KV blocks the cache may take (its memory limit).
     pub max_blocks: usize,
+    /// Launch a decode step before the previous step's tokens reach the host, where they
+    /// can feed it from the device (see [`Scheduler::step`]); on by default,
+    /// `ARBITER_STEP_AHEAD=0` turns it off.
+    pub step_ahead: bool,
 }
 
 impl BatchSettings {
@@ -73,6 +77,7 @@ impl BatchSettings {
             step_tokens: DEFAULT_STEP_TOKENS,
             block_size,
             max_blocks: max_batch.max(1) * per_sequence.div_ceil(block_size),
+            step_ahead: std::env::var("ARBITER_STEP_AHEAD").map_or(true, |v| v != "0"),
         }
     }
 
@@ -118,6 +123,8 @@ pub struct StepStats {
     pub decode_rows: usize,
     /// Prompt tokens prefilled.
     pub prefill_tokens: usize,
+    /// The step was launched before the tokens of the step before it reached the host.
+    pub ahead: bool,
 }
 
 /// What the scheduler reports for each sequence.
@@ -212,6 +219,31 @@ pub struct Scheduler<'t> {
     device: candle_core::Device,
     /// The vocabulary guides are built from, for requests with a grammar.
     grammar: Option<std::sync::Arc<GrammarVocab>>,
+    /// The step handed to the device whose tokens the host has not read yet.
+    in_flight: Option<Launched>,
+    /// Where greedy steps' tokens are copied to the host.
+    readback: TokenReadback,
+}
+
+/// One sequence's share of a launched step.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    id: SeqId,
+    /// It decodes its next token (not a piece of its prompt).
+    decode: bool,
+    /// It gives a token: a decode row, or the last piece of a prompt.
+    samples: bool,
+}
+
+/// A step handed to the device whose outputs the host has not read yet.
+struct Launched {
+    rows: Vec<Row>,
+    /// The f32 logits of each row's last token, (rows, vocab).
+    logits: candle_core::Tensor,
+    /// When every sampling row is plain greedy: each row's argmax on the device, and on its
+    /// way to the host.
+    greedy: Option<(candle_core::Tensor, PendingTokens)>,
+    stats: StepStats,
 }
 
 impl<'t> Scheduler<'t> {
@@ -232,6 +264,8 @@ impl<'t> Scheduler<'t> {
             last_step: StepStats::default(),
             device: decoder.device().clone(),
             grammar: None,
+            in_flight: None,
+            readback: TokenReadback::default(),
         }
     }
 
@@ -294,9 +328,9 @@ impl<'t> Scheduler<'t> {
         Ok(())
     }
 
-    /// Nothing running or waiting.
+    /// Nothing running, waiting or in flight.
     pub fn is_idle(&self) -> bool {
-        self.running.is_empty() && self.waiting.is_empty()
+        self.running.is_empty() && self.waiting.is_empty() && self.in_flight.is_none()
     }
 
     /// Sequences in the batch now.
@@ -321,21 +355,61 @@ impl<'t> Scheduler<'t> {
     /// Runs one step: drops cancelled sequences, admits waiting ones while there is room,
     /// runs every sequence's next tokens together, and reports text, finished generations and
     /// failures through `out`.
+    ///
+    /// Step ahead: when every sequence of a step decodes greedily, the next step is launched
+    /// before this one's tokens reach the host, fed this step's argmax on the device, so the
+    /// device never waits while the host samples, streams and schedules. That is the step
+    /// each sequence takes anyway, as long as the batch is the same: no sequence cancelled,
+    /// at its token budget, constrained or sampled, none waiting that could join. A sequence
+    /// that stops at this step's token has one extra step computed and dropped. Each call
+    /// still reads and reports one step's tokens.
     pub fn step(&mut self, decoder: &mut Decoder, out: &mut dyn FnMut(SeqEvent)) {
+        let launched = match self.in_flight.take() {
+            Some(launched) => launched,
+            None => match self.launch(decoder, out) {
+                Some(launched) => launched,
+                None => return,
+            },
+        };
+        let ahead = if self.settings.step_ahead {
+            self.launch_ahead(decoder, &launched)
+        } else {
+            Ok(None)
+        };
+        self.complete(launched, out);
+        match ahead {
+            Ok(next) => self.in_flight = next,
+            Err((ids, message)) => self.fail(&ids, &message, out),
+        }
+    }
+
+    /// Schedules a step and hands it to the device: `None` when there is nothing to run or
+    /// the step failed (its sequences were then reported failed).
+    fn launch(&mut self, decoder: &mut Decoder, out: &mut dyn FnMut(SeqEvent)) -> Option<Launched> {
         let started = Instant::now();
         self.drop_cancelled(out);
         self.admit();
         let plan = self.plan();
         self.last_step = StepStats::default();
-        for (i, tokens) in &plan {
-            if self.running[*i].pending.is_some() {
-                self.last_step.decode_rows += 1;
-            } else {
-                self.last_step.prefill_tokens += tokens.len();
-            }
-        }
         if plan.is_empty() {
-            return;
+            return None;
+        }
+        let mut stats = StepStats::default();
+        let mut rows = Vec::with_capacity(plan.len());
+        for (i, tokens) in &plan {
+            let seq = &mut self.running[*i];
+            let decode = seq.pending.take().is_some();
+            if decode {
+                stats.decode_rows += 1;
+            } else {
+                stats.prefill_tokens += tokens.len();
+                seq.prefilled += tokens.len();
+            }
+            rows.push(Row {
+                id: seq.id,
+                decode,
+                samples: decode || seq.prefilled >= seq.prompt.len(),
+            });
         }
         let inputs: Vec<StepInput<'_>> = plan
             .iter()
@@ -345,70 +419,214 @@ impl<'t> Scheduler<'t> {
             })
             .collect();
         // Host-side stages of decode steps, for the step profile (ARBITER_STEP_PROFILE=1).
-        let decode = self.last_step.prefill_tokens == 0;
+        let decode = stats.prefill_tokens == 0;
         if decode {
             super::model::profile_host("host: before the step (schedule, admit)", started);
         }
         let forward = Instant::now();
-        let logits = decoder.forward_batch(&mut self.cache, &inputs);
+        let launched = decoder
+            .forward_batch(&mut self.cache, &inputs)
+            .and_then(|logits| self.launched(rows.clone(), logits, stats));
+        drop(inputs);
         if decode {
-            super::model::profile_host("host: the step's call (issue and wait)", forward);
+            super::model::profile_host("host: the step's call (issue)", forward);
+        }
+        match launched {
+            Ok(launched) => Some(launched),
+            Err(e) => {
+                self.last_step = stats;
+                let ids: Vec<SeqId> = rows.iter().map(|r| r.id).collect();
+                self.fail(&ids, &e.to_string(), out);
+                None
+            }
+        }
+    }
+
+    /// A step on the device with its greedy tokens, where every sampling row is plain
+    /// greedy, already on their way to the host.
+    fn launched(
+        &mut self,
+        rows: Vec<Row>,
+        logits: candle_core::Tensor,
+        stats: StepStats,
+    ) -> candle_core::Result<Launched> {
+        let greedy = rows.iter().any(|r| r.samples)
+            && rows.iter().filter(|r| r.samples).all(|r| {
+                self.running
+                    .iter()
+                    .find(|s| s.id == r.id)
+                    .is_some_and(|s| s.sampler.is_plain_greedy())
+            });
+        let greedy = if greedy {
+            let ids = logits.argmax(D::Minus1)?;
+            let pending = self.readback.start(&ids)?;
+            Some((ids, pending))
+        } else {
+            None
+        };
+        Ok(Launched {
+            rows,
+            logits,
+            greedy,
+            stats,
+        })
+    }
+
+    /// Launches the step after `prev`, fed `prev`'s argmax on the device, when that is the
+    /// step every sequence would take next (see [`step`](Self::step)). On a failure, the
+    /// sequences the step held and why.
+    fn launch_ahead(
+        &mut self,
+        decoder: &mut Decoder,
+        prev: &Launched,
+    ) -> Result<Option<Launched>, (Vec<SeqId>, String)> {
+        let Some((ids, _)) = &prev.greedy else {
+            return Ok(None);
+        };
+        if prev.rows.len() != self.running.len()
+            || !prev.rows.iter().all(|r| r.samples)
+            || self.could_admit()
+        {
+            return Ok(None);
+        }
+        for row in &prev.rows {
+            let Some(seq) = self.running.iter().find(|s| s.id == row.id) else {
+                return Ok(None);
+            };
+            // After the token `prev` gives it, one more must be within its budget.
+            if seq.guide.is_some()
+                || !seq.sampler.is_plain_greedy()
+                || seq.cancel.load(Ordering::Relaxed)
+                || seq.done.is_some()
+                || seq.tokens.len() + 2 > seq.budget
+            {
+                return Ok(None);
+            }
+        }
+        let started = Instant::now();
+        // The values are not read: the step is fed `ids`.
+        const FED: [u32; 1] = [0];
+        let inputs: Vec<StepInput<'_>> = prev
+            .rows
+            .iter()
+            .map(|r| StepInput {
+                seq: r.id,
+                tokens: &FED,
+            })
+            .collect();
+        let rows: Vec<Row> = prev
+            .rows
+            .iter()
+            .map(|r| Row {
+                id: r.id,
+                decode: true,
+                samples: true,
+            })
+            .collect();
+        let stats = StepStats {
+            decode_rows: rows.len(),
+            prefill_tokens: 0,
+            ahead: true,
+        };
+        let launched = decoder
+            .forward_batch_fed(&mut self.cache, &inputs, ids)
+            .and_then(|logits| self.launched(rows, logits, stats));
+        super::model::profile_host("host: the step's call (issue, ahead)", started);
+        match launched {
+            // The token each sequence gets from `prev` is left pending when `prev`
+            // completes, though this step was fed it already; this step's own completion
+            // replaces it before any step is scheduled from it.
+            Ok(launched) => Ok(Some(launched)),
+            Err(e) => Err((prev.rows.iter().map(|r| r.id).collect(), e.to_string())),
+        }
+    }
+
+    /// Whether a waiting request could join now.
+    fn could_admit(&self) -> bool {
+        self.running.len() < self.settings.max_batch
+            && self
+                .waiting
+                .front()
+                .is_some_and(|w| self.cache.can_admit(w.prompt.len() + w.budget))
+    }
+
+    /// Reads a launched step's tokens and moves its sequences on: samples, checks stops,
+    /// streams text, and retires the sequences that ended.
+    fn complete(&mut self, launched: Launched, out: &mut dyn FnMut(SeqEvent)) {
+        let Launched {
+            rows,
+            logits,
+            greedy,
+            stats,
+        } = launched;
+        self.last_step = stats;
+        let decode = stats.prefill_tokens == 0;
+        let wait = Instant::now();
+        let argmax = greedy
+            .map(|(_, pending)| self.readback.finish(pending))
+            .transpose();
+        if decode {
+            super::model::profile_host("host: waiting for the step's tokens", wait);
         }
         let after = Instant::now();
-        drop(inputs);
-        let logits = match logits {
-            Ok(l) => l,
-            Err(e) => {
-                // The step's sequences hold tokens whose keys may be half written: end them.
-                let message = e.to_string();
-                for (i, _) in &plan {
-                    let seq = &mut self.running[*i];
-                    seq.done = Some(FinishReason::Stop);
-                    self.cache.release(seq.id);
-                    out(SeqEvent::Failed {
-                        id: seq.id,
-                        error: EngineError::compute(
-                            "a batched step",
-                            candle_core::Error::Msg(message.clone()),
-                        ),
-                    });
-                }
-                self.running.retain(|s| s.done.is_none());
-                return;
+        // Which rows start or continue an answer: decode rows, and the last piece of a
+        // prompt, of sequences still running (one may have stopped while this step was
+        // launched ahead of reading the step before).
+        let mut sampled: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
+        for (row, r) in rows.iter().enumerate() {
+            let Some(i) = self.running.iter().position(|s| s.id == r.id) else {
+                continue;
+            };
+            let seq = &mut self.running[i];
+            if seq.done.is_some() || !r.samples {
+                continue;
             }
-        };
-        // Which rows start or continue an answer: decode rows, and the last piece of a prompt.
-        let mut sampled: Vec<(usize, usize)> = Vec::with_capacity(plan.len());
-        for (row, (i, tokens)) in plan.iter().enumerate() {
-            let seq = &mut self.running[*i];
-            if seq.pending.take().is_none() {
-                seq.prefilled += tokens.len();
-                if seq.prefilled < seq.prompt.len() {
-                    continue;
-                }
+            if !r.decode {
                 seq.timing.prefill_ms = ms(seq.started.elapsed());
                 if seq.budget == 0 {
                     seq.done = Some(FinishReason::Length);
                     continue;
                 }
             }
-            sampled.push((row, *i));
+            sampled.push((row, i));
         }
-        if let Err(e) = self.sample(&logits, &sampled, out) {
-            let failed: Vec<SeqId> = sampled.iter().map(|&(_, i)| self.running[i].id).collect();
-            for &id in &failed {
-                self.cache.release(id);
-                out(SeqEvent::Failed {
-                    id,
-                    error: EngineError::Decode(format!("sampling the batch: {e}")),
-                });
+        match argmax {
+            Ok(argmax) => self.sample(&logits, &sampled, argmax.as_deref(), out),
+            Err(e) => {
+                let failed: Vec<SeqId> = sampled.iter().map(|&(_, i)| self.running[i].id).collect();
+                for &id in &failed {
+                    self.cache.release(id);
+                    out(SeqEvent::Failed {
+                        id,
+                        error: EngineError::Decode(format!("reading the batch's tokens: {e}")),
+                    });
+                }
+                self.running.retain(|s| !failed.contains(&s.id));
             }
-            self.running.retain(|s| !failed.contains(&s.id));
         }
         self.retire(out);
         if decode {
             super::model::profile_host("host: after the step (sample, stream, retire)", after);
         }
+    }
+
+    /// Ends `ids`' sequences after a failed step: their keys may be half written.
+    fn fail(&mut self, ids: &[SeqId], message: &str, out: &mut dyn FnMut(SeqEvent)) {
+        for seq in &mut self.running {
+            if !ids.contains(&seq.id) || seq.done.is_some() {
+                continue;
+            }
+            seq.done = Some(FinishReason::Stop);
+            self.cache.release(seq.id);
+            out(SeqEvent::Failed {
+                id: seq.id,
+                error: EngineError::compute(
+                    "a batched step",
+                    candle_core::Error::Msg(message.to_string()),
+                ),
+            });
+        }
+        self.running.retain(|s| s.done.is_none());
     }
 
     /// Ends cancelled sequences, running or waiting, with what they have.
@@ -512,40 +730,23 @@ impl<'t> Scheduler<'t> {
         plan
     }
 
-    /// Picks the next token of each sampled row and moves its sequence on.
+    /// Picks the next token of each sampled row and moves its sequence on; `argmax`, every
+    /// row's greedy token when every sampled row is plain greedy.
     fn sample(
         &mut self,
         logits: &candle_core::Tensor,
         sampled: &[(usize, usize)],
+        argmax: Option<&[u32]>,
         out: &mut dyn FnMut(SeqEvent),
-    ) -> Result<(), EngineError> {
-        if sampled.is_empty() {
-            return Ok(());
-        }
-        // Greedy rows take one argmax over the whole batch: a single copy off the device (a
-        // constrained row keeps it when its grammar allows it, as the single stream does).
-        let greedy = sampled
-            .iter()
-            .all(|&(_, i)| self.running[i].sampler.is_plain_greedy());
-        let argmax: Option<Vec<u32>> = if greedy {
-            Some(
-                logits
-                    .argmax(D::Minus1)
-                    .and_then(|a| a.to_vec1::<u32>())
-                    .map_err(compute("sampling"))?,
-            )
-        } else {
-            None
-        };
+    ) {
         for &(row, i) in sampled {
-            let best = argmax.as_ref().map(|a| a[row]);
+            let best = argmax.map(|a| a[row]);
             let seq = &mut self.running[i];
             if let Err(error) = advance(seq, row, best, logits, &self.stop_ids, out) {
                 seq.failed = Some(error);
                 seq.done = Some(FinishReason::Stop);
             }
         }
-        Ok(())
     }
 
     /// Reports and removes the sequences that ended, freeing their blocks.

@@ -581,6 +581,45 @@ pub fn profile_host(_name: &'static str, _since: std::time::Instant) {
     }
 }
 
+/// Copies batched steps' greedy tokens to the host. On CUDA each copy goes into page-locked
+/// memory behind an event, so reading the tokens waits for the step that made them and not
+/// for a step queued after it (a plain read synchronizes the whole stream); elsewhere the
+/// tokens are read at once.
+#[derive(Default)]
+pub struct TokenReadback {
+    #[cfg(feature = "cuda")]
+    copies: cuda::TokenCopies,
+}
+
+/// Tokens on their way to the host: [`TokenReadback::finish`] gives them.
+pub struct PendingTokens(Pending);
+
+enum Pending {
+    Ready(Vec<u32>),
+    #[cfg(feature = "cuda")]
+    Copying(cuda::TokenCopy),
+}
+
+impl TokenReadback {
+    /// Starts copying `ids` (u32) to the host without waiting for the device.
+    pub fn start(&mut self, ids: &Tensor) -> Result<PendingTokens> {
+        #[cfg(feature = "cuda")]
+        if ids.device().is_cuda() {
+            return Ok(PendingTokens(Pending::Copying(self.copies.start(ids)?)));
+        }
+        Ok(PendingTokens(Pending::Ready(ids.flatten_all()?.to_vec1()?)))
+    }
+
+    /// The tokens, once the device has computed and copied them.
+    pub fn finish(&mut self, pending: PendingTokens) -> Result<Vec<u32>> {
+        match pending.0 {
+            Pending::Ready(tokens) => Ok(tokens),
+            #[cfg(feature = "cuda")]
+            Pending::Copying(copy) => self.copies.finish(copy),
+        }
+    }
+}
+
 /// One sequence's share of a batched step (`Decoder::forward_batch`): its new tokens (a
 /// piece of its prompt, or the one token it decodes next), run after what the paged cache
 /// holds for it.
@@ -737,6 +776,41 @@ impl Decoder {
         cache: &mut PagedCache,
         inputs: &[StepInput<'_>],
     ) -> Result<Tensor> {
+        self.batch_step(cache, inputs, None)
+    }
+
+    /// [`forward_batch`](Self::forward_batch) for a decode step whose tokens are already on
+    /// the device: `ids` (u32, one per input, every input one token long) are fed in place
+    /// of the inputs' own token values, which are not read. A step's greedy tokens can so
+    /// feed the next step before they reach the host (the scheduler's step ahead). The ids
+    /// come from the model's own output head, so they are within its vocabulary.
+    pub fn forward_batch_fed(
+        &mut self,
+        cache: &mut PagedCache,
+        inputs: &[StepInput<'_>],
+        ids: &Tensor,
+    ) -> Result<Tensor> {
+        if ids.dtype() != DType::U32
+            || ids.elem_count() != inputs.len()
+            || inputs.iter().any(|i| i.tokens.len() != 1)
+        {
+            candle_core::bail!(
+                "a step fed from the device takes one u32 id per one-token input: {} inputs, \
+                 ids {:?} of {:?}",
+                inputs.len(),
+                ids.shape(),
+                ids.dtype()
+            );
+        }
+        self.batch_step(cache, inputs, Some(ids))
+    }
+
+    fn batch_step(
+        &mut self,
+        cache: &mut PagedCache,
+        inputs: &[StepInput<'_>],
+        fed: Option<&Tensor>,
+    ) -> Result<Tensor> {
         if inputs.is_empty() {
             candle_core::bail!("a batched step needs at least one sequence");
         }
@@ -745,7 +819,9 @@ impl Decoder {
         let mut starts = Vec::with_capacity(inputs.len());
         let mut last = Vec::with_capacity(inputs.len());
         for input in inputs {
-            check_tokens(input.tokens, self.config.vocab_size)?;
+            if fed.is_none() {
+                check_tokens(input.tokens, self.config.vocab_size)?;
+            }
             let start = cache.len(input.seq)?;
             let end = start + input.tokens.len();
             if end > self.config.max_position {
@@ -813,7 +889,10 @@ impl Decoder {
                 None
             }),
         };
-        let ids = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
+        let ids = match fed {
+            Some(ids) => ids.reshape((1, inputs.len()))?,
+            None => Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?,
+        };
         let mut x = self.embed.forward(&ids)?.to_dtype(self.dtype)?;
         step.mark("embedding")?;
         let mut delta = None;

@@ -19,7 +19,9 @@
 //! The kernels compute in f32 for f32 and bf16 tensors; other dtypes take candle's path.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaEvent, DevicePtr, LaunchConfig, PinnedHostSlice, PushKernelArg,
+};
 use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{bail, DType, Device, Result, Shape, Storage, Tensor};
@@ -44,13 +46,15 @@ pub(crate) fn enabled() -> bool {
 
 /// Which kernel paged decode attention takes: the grouped-query one (one pass over a kv head
 /// for all its query heads) with a whole warp a position (`Some(1)`, the default, the one
-/// checked on a GPU) or half a warp (`ARBITER_CUDA_GROUPED=2`, not yet run on a GPU), or one
-/// pass a head (`ARBITER_CUDA_GROUPED=0`, `None`); the variants are there for comparing.
+/// checked on a GPU), half a warp (`ARBITER_CUDA_GROUPED=2`: slower on an H100), a lane a
+/// position in chunks of 32 (`=3`), or one pass a head (`=0`, `None`); the variants are there
+/// for comparing.
 fn grouped_split() -> Option<usize> {
     static SPLIT: OnceLock<Option<usize>> = OnceLock::new();
     *SPLIT.get_or_init(|| match std::env::var("ARBITER_CUDA_GROUPED").as_deref() {
         Ok("0") => None,
         Ok("2") => Some(2),
+        Ok("3") => Some(3),
         _ => Some(1),
     })
 }
@@ -411,6 +415,12 @@ pub(crate) fn attend_paged(
     // it takes to fill the GPU.
     let blocks_y = TARGET_BLOCKS.div_ceil(block_rows).max(1);
     let per_run = max_len.div_ceil(blocks_y * 4).max(8);
+    // The lane-a-position kernel takes its run 32 positions at a time.
+    let per_run = if split == Some(3) {
+        per_run.next_multiple_of(32)
+    } else {
+        per_run
+    };
     let blocks_y = max_len.div_ceil(per_run * 4);
     if blocks_y > MAX_COMBINED {
         bail!("attend_paged: {blocks_y} blocks a head, more than the combine takes");
@@ -421,6 +431,7 @@ pub(crate) fn attend_paged(
     let sfx = suffix(dtype)?;
     let kind = match split {
         Some(2) => "group2",
+        Some(3) => "group3",
         Some(_) => "group",
         None => "partial",
     };
@@ -449,8 +460,13 @@ pub(crate) fn attend_paged(
     b.arg(&scale);
     let mut config = grid(block_rows, blocks_y, 128);
     if grouped {
-        // Each warp's accumulators and maxima for every head of the group.
-        config.shared_mem_bytes = (4 * group * (d + 2) * std::mem::size_of::<f32>()) as u32;
+        // Each warp's accumulators and maxima for every head of the group; the
+        // lane-a-position kernel also holds the group's queries and each warp's chunk weights.
+        let mut floats = 4 * group * (d + 2);
+        if split == Some(3) {
+            floats += group * d + 4 * 32 * 8;
+        }
+        config.shared_mem_bytes = (floats * std::mem::size_of::<f32>()) as u32;
     }
     // SAFETY: every (row, block) slot of part and ml is written, empty runs included; the
     // grouped kernel's shared memory is sized above for its group.
@@ -750,8 +766,16 @@ fn stage_totals() -> &'static std::sync::Mutex<StageTotals> {
     TOTALS.get_or_init(|| std::sync::Mutex::new(Vec::new()))
 }
 
-/// Whether `ARBITER_STEP_PROFILE=1` asks for step profiles.
+/// Whether step profiles are asked for: `ARBITER_STEP_PROFILE=1` (the GPU's stages and the
+/// host's) or `=host` (the host's alone: no events, so nothing waits for the GPU and a step
+/// launched ahead overlaps as it does unprofiled).
 pub(crate) fn profiling() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ARBITER_STEP_PROFILE").is_ok_and(|v| v == "1" || v == "host"))
+}
+
+/// Whether the GPU's stages are timed (`ARBITER_STEP_PROFILE=1`).
+fn profiling_gpu() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("ARBITER_STEP_PROFILE").is_ok_and(|v| v == "1"))
 }
@@ -775,7 +799,7 @@ impl StageClock {
         let Device::Cuda(dev) = device else {
             return Ok(None);
         };
-        if !profiling() {
+        if !profiling_gpu() {
             return Ok(None);
         }
         let stream = dev.cuda_stream();
@@ -914,6 +938,82 @@ impl StepGraph {
         write_u32(&self.len_dev, len as u32)?;
         self.graph.0.launch().w()?;
         self.logits.copy()
+    }
+}
+
+/// Page-locked host buffers that batched steps' tokens are copied into, reused from step to
+/// step (allocating page-locked memory is slow).
+#[derive(Default)]
+pub(crate) struct TokenCopies {
+    free: Vec<PinnedHostSlice<u32>>,
+}
+
+/// Tokens being copied into a page-locked buffer; `done` is recorded after the copy.
+pub(crate) struct TokenCopy {
+    buf: Option<PinnedHostSlice<u32>>,
+    len: usize,
+    done: CudaEvent,
+    /// The source stays allocated until the copy has run.
+    _src: Tensor,
+}
+
+impl Drop for TokenCopy {
+    fn drop(&mut self) {
+        // The buffer must not be freed or reused while the device may still write it.
+        if let Err(e) = self.done.synchronize() {
+            tracing::warn!("waiting for a token copy: {e}");
+        }
+    }
+}
+
+impl TokenCopies {
+    /// Queues the copy of `ids` (u32) to the host on the stream, behind the work that
+    /// computes them, and returns at once.
+    pub(crate) fn start(&mut self, ids: &Tensor) -> Result<TokenCopy> {
+        use candle_core::cuda_backend::cudarc::driver::{result, sys};
+        if ids.dtype() != DType::U32 {
+            bail!("token copy of {:?}", ids.dtype());
+        }
+        let src = ids.contiguous()?;
+        let dev = device(&src)?;
+        let len = src.elem_count();
+        let stream = dev.cuda_stream();
+        let mut buf = match self.free.iter().position(|b| b.len() >= len) {
+            Some(i) => self.free.swap_remove(i),
+            // SAFETY: the buffer is written by the copy below before anything reads it.
+            // Flags 0: cached memory, for the host to read (write-combined is slow to read).
+            None => unsafe {
+                stream
+                    .context()
+                    .alloc_pinned_with_flags::<u32>(len.max(64), 0)
+            }
+            .w()?,
+        };
+        let dst = &mut buf.as_mut_slice().w()?[..len];
+        // SAFETY: `dst` is page-locked memory of `len` u32, kept allocated by the returned
+        // copy until `done` has completed (its drop waits); the source is `len` contiguous
+        // u32 of a live buffer, also kept in the copy.
+        unsafe { result::memcpy_dtoh_async(dst, ptr(&src)?, stream.cu_stream()) }.w()?;
+        let done = stream
+            .record_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING))
+            .w()?;
+        Ok(TokenCopy {
+            buf: Some(buf),
+            len,
+            done,
+            _src: src,
+        })
+    }
+
+    /// Waits for `copy` (and only for the work queued before it) and gives its tokens.
+    pub(crate) fn finish(&mut self, mut copy: TokenCopy) -> Result<Vec<u32>> {
+        copy.done.synchronize().w()?;
+        let Some(buf) = copy.buf.take() else {
+            bail!("a token copy read twice");
+        };
+        let tokens = buf.as_slice().w()?[..copy.len].to_vec();
+        self.free.push(buf);
+        Ok(tokens)
     }
 }
 
