@@ -282,8 +282,8 @@ def teacher_batch(args):
     per_sequence = [
         {
             "positions": f"{len(prompts[i]) - 1}..{totals[i] - 1}",
-            "arbiter_bf16_batched": vs_exact(ours[i], exact[i], gaps[i])["all"],
-            "transformers_bf16_batched": vs_exact(theirs[i], exact[i], gaps[i])["all"],
+            "arbiter_bf16_batched": vs_exact(ours[i], exact[i], gaps[i]),
+            "transformers_bf16_batched": vs_exact(theirs[i], exact[i], gaps[i]),
             "arbiter_vs_transformers_batched": sum(a == b for a, b in zip(ours[i], theirs[i]))
             / steps,
         }
