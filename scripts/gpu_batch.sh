@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One run on a CUDA machine for continuous batching (issue 21): correctness of batched steps
-# against each sequence alone, Arbiter and transformers at batch 1/8/32 on the random
-# Qwen2.5-7B-shaped bf16 checkpoint, an end-to-end `arbiter run` with a local judge at batch 1
-# and batch 32, and one table with the goals. Needs the binary from scripts/build-cuda.sh,
+# against each sequence alone and, in bf16, against f32 beside transformers' batched decode,
+# Arbiter and transformers at batch 1/8/32 on the random Qwen2.5-7B-shaped bf16 checkpoint,
+# an end-to-end `arbiter run` with a local judge at batch 1 and batch 32, and one table with
+# the goals. Needs the binary from scripts/build-cuda.sh,
 # python3 with torch + transformers + tokenizers, and the CUDA 13 libraries.
 #
 #   scripts/gpu_batch.sh [OUT_DIR]
@@ -56,6 +57,11 @@ if [[ " $skip " != *" check "* ]]; then
     # bf16 7B: agreement of batched steps with the single stream, reported.
     "$arbiter" bench --model "$model" --device cuda --dtype bf16 --batch 16 --check \
         --prompt-tokens "$prompt" --new-tokens 16 >"$out/check-7b.json" 2>>"$out/check.log" || status=1
+    # bf16 7B against the same weights in f32: 16 sequences (4,000 down to 1,000 positions)
+    # teacher-forced over their last 256 as one batch, Arbiter beside transformers' batched
+    # decode at the same batch; fails if Arbiter agrees less with f32 beyond the noise.
+    python3 scripts/gpu_check.py teacher --arbiter "$arbiter" --model "$model" --batch 16 \
+        >"$out/check-7b-teacher-b16.json" 2>>"$out/check.log" || status=1
 fi
 
 if [[ " $skip " != *" profile "* ]]; then
@@ -167,6 +173,13 @@ for name in ("check-tiny.json", "check-tiny-ungrouped.json", "check-tiny-halfwar
     if c:
         print(f"{name[:-5]}: {c['identical_sequences']}/{c['sequences']} sequences identical to alone over {c['steps']} steps, "
               f"token agreement {c['token_agreement']:.4f}, max logit diff {c['max_logit_diff']:.2e} ({c['precision']})")
+t = read("check-7b-teacher-b16.json")
+if t:
+    f32 = t["vs_f32"]
+    print(f"bf16 teacher-forced at batch {t['batch']} ({t['steps']} steps each), top-1 agreement with f32: Arbiter "
+          f"{f32['arbiter_bf16_batched']['all']:.4f}, transformers batched {f32['transformers_bf16_batched']['all']:.4f} "
+          f"(alone, one pass: {f32['transformers_bf16_forward']['all']:.4f}); allowance {t['allowance']:.4f}, "
+          f"{'pass' if t['pass'] else 'FAIL'}")
 walls = {b: read(f"e2e/b{b}/wall.json") for b in (1, 32)}
 hf = read("e2e/transformers.json")
 if walls[32]:

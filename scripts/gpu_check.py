@@ -14,6 +14,16 @@ on disagreement.
         transformers' own decode steps with its forward pass is printed beside it, as the
         noise floor of bf16, and all three are scored against the same weights computed in
         f32 (overall, and where the f32 top-2 gap is wider than a threshold).
+    python3 scripts/gpu_check.py teacher --batch N --arbiter target/cuda/arbiter --model DIR
+        N sequences at once (4,000 positions, then 200 fewer for each next one, --stagger),
+        each teacher-forced over its last 256 positions: Arbiter runs them as one batch
+        (`arbiter logits` with an array: batched steps on the paged cache), transformers as
+        one left-padded batch of the same N (prefill, then decode steps on its KV cache, SDPA).
+        Both are scored against each sequence computed alone in f32; passes when Arbiter's
+        top-1 agreement with f32 is no worse than transformers' batched one, within the noise
+        of the positions where exactly one of the two is right (two standard deviations).
+        Arbiter prefills in pieces of 512 tokens a sequence, as the engine does (--chunk).
+    Add --device cpu to run either teacher mode on the CPU (with a CPU build of arbiter).
 
 Needs torch, transformers and tokenizers.
 """
@@ -29,12 +39,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def run_arbiter(
     arbiter, model_dir, dtype, prompt, steps, force=None, logits_out=None, fused=True, chunk=None,
-    graph=True,
+    graph=True, device="cuda", sequences=None,
 ):
+    """`arbiter logits` on one sequence, or on `sequences` (a list of {"prompt", "steps",
+    "force"}) run as one batch; its JSON report."""
+    body = sequences
+    if body is None:
+        body = {"prompt": prompt, "steps": steps, "force": force}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"prompt": prompt, "steps": steps, "force": force}, f)
+        json.dump(body, f)
         tokens = f.name
-    cmd = [arbiter, "logits", "--model", model_dir, "--device", "cuda", "--dtype", dtype]
+    cmd = [arbiter, "logits", "--model", model_dir, "--device", device, "--dtype", dtype]
     cmd += ["--tokens", tokens]
     if logits_out:
         cmd += ["--logits-out", logits_out]
@@ -129,12 +144,204 @@ def compare_tiny(args, model_dir, prompt, steps, vocab, ref_tokens, ref_logits, 
     return ok
 
 
+def free_memory(device):
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def vs_exact(tokens, exact, exact_gaps):
+    """Top-1 agreement with the f32 computation: overall, and where its top-2 gap is wider than
+    each threshold (a near-tie is decided by rounding)."""
+    res = {"all": sum(a == b for a, b in zip(tokens, exact)) / len(exact)}
+    for gap in (0.05, 0.1, 0.2):
+        picked = [(a, b) for a, b, g in zip(tokens, exact, exact_gaps) if g > gap]
+        res[f"gap>{gap}"] = {
+            "positions": len(picked),
+            "agreement": sum(a == b for a, b in picked) / max(len(picked), 1),
+        }
+    return res
+
+
+def text_ids(args):
+    """The token ids of the --text files, in order."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
+    ids = []
+    for path in args.text:
+        with open(path) as f:
+            ids += tok.encode(f.read()).ids
+    return ids
+
+
+def top_two(logits):
+    """Each row's top token and the gap between its two largest logits."""
+    top2 = logits.float().topk(2, dim=-1).values
+    return logits.argmax(-1).tolist(), (top2[:, 0] - top2[:, 1]).tolist()
+
+
+def padded_decode(model, prompts, forces, steps, device):
+    """transformers' batched decode of several sequences at once: the prompts left-padded into
+    one prefill (attention_mask hides the padding, position_ids count each sequence's own
+    positions), then `steps - 1` decode steps on the KV cache, each feeding every sequence its
+    next forced token. Each sequence's top token at every step."""
+    import torch
+
+    n, width = len(prompts), max(len(p) for p in prompts)
+    # Token 0 in the padding: any id does, attention never reads it.
+    ids = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    picks = [[] for _ in prompts]
+    out = model(ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    past, last = out.past_key_values, positions[:, -1:]
+    for step in range(steps):
+        for i, t in enumerate(out.logits[:, -1].argmax(-1).tolist()):
+            picks[i].append(t)
+        if step + 1 == steps:
+            break
+        fed = torch.tensor([[f[step]] for f in forces], device=device)
+        mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
+        last = last + 1
+        out = model(
+            fed, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True
+        )
+        past = out.past_key_values
+    return picks
+
+
+def teacher_batch(args):
+    """`teacher --batch N`: Arbiter's batched bf16 decode and transformers' batched bf16
+    decode of the same N sequences, each scored against that sequence computed alone in f32."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dev, n, steps = args.device, args.batch, args.steps
+    totals = [args.positions - i * args.stagger for i in range(n)]
+    if totals[-1] <= steps:
+        sys.exit(
+            f"sequence {n - 1} would have {totals[-1]} positions, not more than --steps {steps}: "
+            "raise --positions or lower --stagger"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=torch.bfloat16, attn_implementation="sdpa", device_map=dev
+    ).eval()
+    vocab = model.config.vocab_size
+    with open(os.path.join(args.model, "tokenizer.json")) as f:
+        tok_vocab = len(json.load(f)["model"]["vocab"])
+    # The single mode's seed scheme: sequence 0 is the sequence `teacher` without --batch uses.
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.text:
+        ids = text_ids(args)
+        ids = ids * (max(totals) // len(ids) + 2)
+        # Each sequence from its own place in the text.
+        seqs = [ids[i * 997 : i * 997 + t] for i, t in enumerate(totals)]
+    else:
+        seqs = [
+            torch.randint(3, min(vocab, tok_vocab), (t,), generator=gen).tolist() for t in totals
+        ]
+    prompts = [s[: t - steps + 1] for s, t in zip(seqs, totals)]
+    forces = [s[t - steps + 1 :] for s, t in zip(seqs, totals)]
+    with torch.inference_mode():
+        theirs = padded_decode(model, prompts, forces, steps, dev)
+        # Each sequence alone in one forward pass: what the single mode compares against.
+        forward = [
+            top_two(model(torch.tensor([s], device=dev), logits_to_keep=steps).logits[0])[0]
+            for s in seqs
+        ]
+    del model
+    free_memory(dev)
+    # The same bf16 weights computed in f32 (exact upcast, no TF32), one sequence at a time.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map=dev
+    ).eval()
+    exact, gaps = [], []
+    with torch.inference_mode():
+        for s in seqs:
+            top, gap = top_two(model(torch.tensor([s], device=dev), logits_to_keep=steps).logits[0])
+            exact.append(top)
+            gaps.append(gap)
+    del model
+    free_memory(dev)
+    report = run_arbiter(
+        args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
+        sequences=[{"prompt": p, "steps": steps, "force": f} for p, f in zip(prompts, forces)],
+    )
+    ours = [s["top1"] for s in report["sequences"]]
+    flat = lambda rows: [t for row in rows for t in row]
+    per_sequence = [
+        {
+            "positions": f"{len(prompts[i]) - 1}..{totals[i] - 1}",
+            "arbiter_bf16_batched": vs_exact(ours[i], exact[i], gaps[i]),
+            "transformers_bf16_batched": vs_exact(theirs[i], exact[i], gaps[i]),
+            "arbiter_vs_transformers_batched": sum(a == b for a, b in zip(ours[i], theirs[i]))
+            / steps,
+        }
+        for i in range(n)
+    ]
+    exact_all, gaps_all = flat(exact), flat(gaps)
+    ours_all, theirs_all = flat(ours), flat(theirs)
+    scored = {
+        "arbiter_bf16_batched": vs_exact(ours_all, exact_all, gaps_all),
+        "transformers_bf16_batched": vs_exact(theirs_all, exact_all, gaps_all),
+        "transformers_bf16_forward": vs_exact(flat(forward), exact_all, gaps_all),
+    }
+    # Two bf16 computations that are equally good still pick differently on near-ties. Where
+    # exactly one of them matches f32, which one does is close to a coin toss; with b and c
+    # such positions for each, b - c has a standard deviation of about sqrt(b + c) when they
+    # are equally good (McNemar's test). Arbiter passes unless it is behind by more than two
+    # of those.
+    only_ours = sum(a == e != b for a, b, e in zip(ours_all, theirs_all, exact_all))
+    only_theirs = sum(b == e != a for a, b, e in zip(ours_all, theirs_all, exact_all))
+    allowance = 2 * math.sqrt(only_ours + only_theirs) / len(exact_all)
+    ours_rate = scored["arbiter_bf16_batched"]["all"]
+    theirs_rate = scored["transformers_bf16_batched"]["all"]
+    ok = ours_rate >= theirs_rate - allowance
+    print(
+        json.dumps(
+            {
+                "check": "bf16-teacher-forced-batch",
+                "model": os.path.basename(os.path.normpath(args.model)),
+                "tokens": "text" if args.text else "random",
+                "batch": n,
+                "steps": steps,
+                "arbiter_prefill_chunk": args.chunk,
+                "vs_f32": scored,
+                "arbiter_vs_transformers_batched": sum(a == b for a, b in zip(ours_all, theirs_all))
+                / len(ours_all),
+                "only_arbiter_matches_f32": only_ours,
+                "only_transformers_matches_f32": only_theirs,
+                "allowance": allowance,
+                "arbiter_at_least_transformers": ours_rate >= theirs_rate,
+                "f32_top2_gap_median": sorted(gaps_all)[len(gaps_all) // 2],
+                "per_sequence": per_sequence,
+                "pass": ok,
+            }
+        ),
+        flush=True,
+    )
+    return ok
+
+
 def teacher(args):
     import torch
     from transformers import AutoModelForCausalLM
 
+    if args.batch > 1:
+        return teacher_batch(args)
+    dev = args.device
     model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.bfloat16, attn_implementation="sdpa", device_map="cuda"
+        args.model, dtype=torch.bfloat16, attn_implementation="sdpa", device_map=dev
     ).eval()
     vocab = model.config.vocab_size
     with open(os.path.join(args.model, "tokenizer.json")) as f:
@@ -143,13 +350,7 @@ def teacher(args):
     total, steps = args.positions, args.steps
     if args.text:
         # A trained model on prose: the text's own tokens, repeated if it is short.
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
-        ids = []
-        for path in args.text:
-            with open(path) as f:
-                ids += tok.encode(f.read()).ids
+        ids = text_ids(args)
         seq = (ids * (total // len(ids) + 1))[:total]
     else:
         seq = torch.randint(3, min(vocab, tok_vocab), (total,), generator=gen).tolist()
@@ -157,50 +358,40 @@ def teacher(args):
     with torch.inference_mode():
         # Logits after the prompt and after each forced token but the last: positions
         # len(prompt)-1 .. total-1.
-        ids = torch.tensor([seq], device="cuda")
+        ids = torch.tensor([seq], device=dev)
         full = model(ids, logits_to_keep=steps).logits[0].float()
         ref = full.argmax(-1).tolist()
         top2 = full.topk(2, dim=-1).values
         gaps = (top2[:, 0] - top2[:, 1]).tolist()
         # Transformers' own decode steps against its forward pass: the noise floor.
-        out = model(torch.tensor([prompt], device="cuda"), use_cache=True)
+        out = model(torch.tensor([prompt], device=dev), use_cache=True)
         past, own = out.past_key_values, [int(out.logits[0, -1].argmax())]
         for t in force[: steps - 1]:
-            out = model(torch.tensor([[t]], device="cuda"), past_key_values=past, use_cache=True)
+            out = model(torch.tensor([[t]], device=dev), past_key_values=past, use_cache=True)
             past = out.past_key_values
             own.append(int(out.logits[0, -1].argmax()))
     del model
-    torch.cuda.empty_cache()
+    free_memory(dev)
     # The same bf16 weights computed in f32 (exact upcast, no TF32): what bf16 arithmetic
     # approximates. Both engines' bf16 runs are scored against it.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map="cuda"
+        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map=dev
     ).eval()
     with torch.inference_mode():
-        exact_logits = model(torch.tensor([seq], device="cuda"), logits_to_keep=steps).logits[0]
+        exact_logits = model(torch.tensor([seq], device=dev), logits_to_keep=steps).logits[0]
         exact = exact_logits.argmax(-1).tolist()
         top2 = exact_logits.topk(2, dim=-1).values
         exact_gaps = (top2[:, 0] - top2[:, 1]).tolist()
     del model, exact_logits
-    torch.cuda.empty_cache()
-    ours = run_arbiter(args.arbiter, args.model, "bf16", prompt, steps, force=force)
+    free_memory(dev)
+    ours = run_arbiter(args.arbiter, args.model, "bf16", prompt, steps, force=force, device=dev)
     agree = sum(a == b for a, b in zip(ours["top1"], ref)) / steps
-
-    def vs_exact(tokens):
-        """Top-1 agreement with the f32 computation: overall, and where its top-2 gap is
-        wider than each threshold (a near-tie is decided by rounding)."""
-        res = {"all": sum(a == b for a, b in zip(tokens, exact)) / steps}
-        for gap in (0.05, 0.1, 0.2):
-            picked = [(a, b) for a, b, g in zip(tokens, exact, exact_gaps) if g > gap]
-            res[f"gap>{gap}"] = {
-                "positions": len(picked),
-                "agreement": sum(a == b for a, b in picked) / max(len(picked), 1),
-            }
-        return res
     for chunk in args.also_chunk:
-        other = run_arbiter(args.arbiter, args.model, "bf16", prompt, steps, force=force, chunk=chunk)
+        other = run_arbiter(
+            args.arbiter, args.model, "bf16", prompt, steps, force=force, chunk=chunk, device=dev
+        )
         print(
             json.dumps(
                 {
@@ -232,9 +423,9 @@ def teacher(args):
                 "top1_agreement": agree,
                 "transformers_decode_vs_forward": floor,
                 "vs_f32": {
-                    "arbiter_bf16_decode": vs_exact(ours["top1"]),
-                    "transformers_bf16_forward": vs_exact(ref),
-                    "transformers_bf16_decode": vs_exact(own),
+                    "arbiter_bf16_decode": vs_exact(ours["top1"], exact, exact_gaps),
+                    "transformers_bf16_forward": vs_exact(ref, exact, exact_gaps),
+                    "transformers_bf16_decode": vs_exact(own, exact, exact_gaps),
                 },
                 "f32_top2_gap_median": sorted(exact_gaps)[steps // 2],
                 "disagreements": misses[:20],
@@ -265,6 +456,22 @@ def main():
     )
     b.add_argument(
         "--also-chunk", type=int, nargs="*", default=[], help="also prefill in chunks of these sizes"
+    )
+    b.add_argument(
+        "--device", default="cuda", help="where both engines run (cpu: with a CPU build of arbiter)"
+    )
+    b.add_argument(
+        "--batch", type=int, default=1,
+        help="this many sequences at once, in both engines (1: one sequence, as before)",
+    )
+    b.add_argument(
+        "--stagger", type=int, default=200,
+        help="with --batch: each sequence this many positions shorter than the one before",
+    )
+    b.add_argument(
+        "--chunk", type=int, default=512,
+        help="with --batch: the most prompt tokens Arbiter feeds a sequence in one step "
+        "(512, the engine's prefill piece)",
     )
     args = ap.parse_args()
     ok = tiny(args) if args.what == "tiny" else teacher(args)

@@ -645,3 +645,127 @@ fn constrained_sequences_in_a_batch_generate_what_they_generate_alone() {
         done[&1].text
     );
 }
+
+/// `arbiter logits` on the tiny model with `body` as its token file; the process's output.
+fn logits_cli(
+    model: &std::path::Path,
+    name: &str,
+    body: &serde_json::Value,
+    extra: &[&str],
+) -> std::process::Output {
+    let tokens = model.parent().expect("dir").join(format!("{name}.json"));
+    std::fs::write(&tokens, body.to_string()).expect("token file");
+    std::process::Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args([
+            "logits",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--device",
+            "cpu",
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+        ])
+        .args(extra)
+        .output()
+        .expect("arbiter runs")
+}
+
+fn logits_report(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON report")
+}
+
+fn top1_of(report: &serde_json::Value) -> (Vec<u64>, Vec<f64>) {
+    let ids = report["top1"].as_array().expect("top1");
+    let logits = report["top1_logit"].as_array().expect("top1_logit");
+    (
+        ids.iter().map(|v| v.as_u64().expect("id")).collect(),
+        logits.iter().map(|v| v.as_f64().expect("logit")).collect(),
+    )
+}
+
+#[test]
+fn arbiter_logits_runs_an_array_of_sequences_as_one_batch_with_what_each_gets_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = dir.path().join("tiny");
+    common::tiny_model::write(&model);
+    // Prompts and steps of different lengths, teacher-forced but one (greedy), so sequences
+    // leave the batch at different steps and, with --chunk, prefill beside others' decoding.
+    let shapes = [
+        (5usize, 12usize, true),
+        (70, 3, true),
+        (130, 20, false),
+        (17, 9, true),
+    ];
+    let sequences: Vec<serde_json::Value> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(len, steps, forced))| {
+            let force = forced.then(|| prompt(steps, 40 + i as u32));
+            serde_json::json!({"prompt": prompt(len, i as u32), "steps": steps, "force": force})
+        })
+        .collect();
+    let alone: Vec<(Vec<u64>, Vec<f64>)> = sequences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let report = logits_report(&logits_cli(&model, &format!("alone-{i}"), s, &[]));
+            assert!(report.get("sequences").is_none(), "one object, one report");
+            top1_of(&report)
+        })
+        .collect();
+    let array = serde_json::Value::Array(sequences.clone());
+    for chunk in [None, Some("16")] {
+        let extra: Vec<&str> = chunk.map(|c| vec!["--chunk", c]).unwrap_or_default();
+        let report = logits_report(&logits_cli(&model, "batch", &array, &extra));
+        let got = report["sequences"].as_array().expect("sequences");
+        assert_eq!(got.len(), shapes.len());
+        assert_eq!(
+            report["vocab"],
+            common::tiny_model::vocab_size(),
+            "{report}"
+        );
+        for (i, ((ids, logits), seq)) in alone.iter().zip(got).enumerate() {
+            let (batch_ids, batch_logits) = top1_of(seq);
+            assert_eq!(ids.len(), shapes[i].1, "sequence {i}: one top token a step");
+            assert_eq!(&batch_ids, ids, "sequence {i} (chunk {chunk:?})");
+            for (step, (a, b)) in logits.iter().zip(&batch_logits).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "sequence {i} step {step} (chunk {chunk:?}): top logit {b} batched, {a} alone"
+                );
+            }
+        }
+    }
+    // The greedy sequence feeds its own picks: the forced ones differ from them somewhere,
+    // or forcing would not be tested.
+    assert!(sequences
+        .iter()
+        .zip(&alone)
+        .filter_map(|(s, (ids, _))| s["force"].as_array().map(|f| (f, ids)))
+        .any(|(force, ids)| force.iter().zip(ids).any(|(f, t)| f.as_u64() != Some(*t))));
+
+    // Logits of several sequences have no file form; a bad record is named by its place.
+    let raw = dir.path().join("raw.f32");
+    let out = logits_cli(
+        &model,
+        "batch",
+        &array,
+        &["--logits-out", raw.to_str().expect("utf-8")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--logits-out"));
+    let mut bad = sequences;
+    bad[2]["force"] = serde_json::json!([1, 2]);
+    let out = logits_cli(&model, "bad", &serde_json::Value::Array(bad), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sequence 2") && err.contains("forced tokens"),
+        "{err}"
+    );
+}

@@ -418,14 +418,22 @@ pub struct LogitsArgs {
     pub model: ModelArgs,
     /// JSON file `{"prompt": [ids], "steps": N, "force": [ids]}`: the prompt is prefilled in one
     /// pass, then N single-token steps follow, each feeding `force[i]` when given
-    /// (teacher-forced) or the step's own top token (greedy).
+    /// (teacher-forced) or the step's own top token (greedy). Prints
+    /// `{"top1": [...], "top1_logit": [...], "vocab": V, ...}`.
+    ///
+    /// Or a JSON array of such objects (prompts and steps of any lengths): they run together
+    /// through batched steps on a paged cache, as the scheduler runs a batch (Arbiter's own
+    /// decoder only). Every step feeds each unfinished sequence its next piece of prompt or,
+    /// once its prompt is in, its next token; the report has one `{"top1", "top1_logit"}` per
+    /// sequence, in file order, under `"sequences"`.
     #[arg(long, value_name = "FILE")]
     pub tokens: std::path::PathBuf,
-    /// Also write every step's logits here as little-endian f32, steps x vocab.
+    /// Also write every step's logits here as little-endian f32, steps x vocab (one sequence
+    /// only).
     #[arg(long, value_name = "FILE")]
     pub logits_out: Option<std::path::PathBuf>,
     /// Prefill the prompt in chunks of this many tokens (1: every prompt token as a decode
-    /// step) instead of one pass.
+    /// step) instead of one pass; with several sequences, the most a step feeds of each prompt.
     #[arg(long)]
     pub chunk: Option<usize>,
 }
@@ -438,29 +446,97 @@ struct LogitsInput {
     force: Option<Vec<u32>>,
 }
 
-/// `arbiter logits`: prints `{"top1": [...], "top1_logit": [...], "vocab": V}` as JSON. Step i's
-/// logits are those after the prompt and the first i fed tokens.
-pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
-    use anyhow::Context;
-    use std::io::Write;
-    let text = std::fs::read_to_string(&args.tokens)
-        .with_context(|| format!("reading {}", args.tokens.display()))?;
-    let input: LogitsInput = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a token file", args.tokens.display()))?;
-    if input.prompt.is_empty() {
-        anyhow::bail!("{}: the prompt has no tokens", args.tokens.display());
+impl LogitsInput {
+    /// Refuses a sequence that cannot run; `which` names it in the message ("sequence 2: ")
+    /// when the file holds several.
+    fn check(&self, file: &std::path::Path, which: &str) -> anyhow::Result<()> {
+        if self.prompt.is_empty() {
+            anyhow::bail!("{}: {which}the prompt has no tokens", file.display());
+        }
+        if let Some(force) = &self.force {
+            if force.len() + 1 < self.steps {
+                anyhow::bail!(
+                    "{}: {which}{} steps need at least {} forced tokens, the file has {}",
+                    file.display(),
+                    self.steps,
+                    self.steps - 1,
+                    force.len()
+                );
+            }
+        }
+        Ok(())
     }
-    if let Some(force) = &input.force {
-        if force.len() + 1 < input.steps {
-            anyhow::bail!(
-                "{}: {} steps need at least {} forced tokens, the file has {}",
-                args.tokens.display(),
-                input.steps,
-                input.steps - 1,
-                force.len()
-            );
+
+    /// The token fed after step `step` (whose top token was `best`).
+    fn next(&self, step: usize, best: u32) -> u32 {
+        match &self.force {
+            Some(force) => force[step],
+            None => best,
         }
     }
+}
+
+/// What one sequence's steps chose: the top token and its logit at every step.
+#[derive(Default, serde::Serialize)]
+struct TopTokens {
+    top1: Vec<u32>,
+    top1_logit: Vec<f32>,
+}
+
+/// `arbiter logits`: prints `{"top1": [...], "top1_logit": [...], "vocab": V}` as JSON (or
+/// `{"sequences": [{"top1", "top1_logit"}...], "vocab": V}` for an array of sequences). Step
+/// i's logits are those after the prompt and the first i fed tokens.
+pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(&args.tokens)
+        .with_context(|| format!("reading {}", args.tokens.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a token file", args.tokens.display()))?;
+    let serde_json::Value::Array(records) = value else {
+        let input: LogitsInput = serde_json::from_value(value)
+            .with_context(|| format!("{} is not a token file", args.tokens.display()))?;
+        input.check(&args.tokens, "")?;
+        return logits_one(&args, &input);
+    };
+    if args.logits_out.is_some() {
+        anyhow::bail!(
+            "--logits-out writes one sequence's logits: {} holds an array of sequences; give one \
+             object `{{\"prompt\", \"steps\", \"force\"}}` instead",
+            args.tokens.display()
+        );
+    }
+    if records.is_empty() {
+        anyhow::bail!("{}: the array holds no sequences", args.tokens.display());
+    }
+    let mut inputs = Vec::with_capacity(records.len());
+    for (i, record) in records.into_iter().enumerate() {
+        let input: LogitsInput = serde_json::from_value(record).with_context(|| {
+            format!(
+                "{}: sequence {i} (counting from 0) is not an object \
+                 {{\"prompt\": [ids], \"steps\": N, \"force\": [ids]}}",
+                args.tokens.display()
+            )
+        })?;
+        input.check(&args.tokens, &format!("sequence {i} (counting from 0): "))?;
+        inputs.push(input);
+    }
+    let mut model = args.model.load()?;
+    let (sequences, vocab) = logits_batch(&mut model, &inputs, args.chunk)?;
+    let report = serde_json::json!({
+        "model": model.info.name,
+        "device": model.info.device,
+        "precision": model.info.precision,
+        "vocab": vocab,
+        "sequences": sequences,
+    });
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(0)
+}
+
+/// One sequence through the single-stream cache.
+fn logits_one(args: &LogitsArgs, input: &LogitsInput) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    use std::io::Write;
     let mut model = args.model.load()?;
     let decoder = &mut model.decoder;
     decoder.reset();
@@ -480,11 +556,12 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
         anyhow::bail!("{}: the prompt has no tokens", args.tokens.display());
     };
     let vocab = logits.dim(0)?;
-    let (mut top1, mut top1_logit) = (Vec::new(), Vec::new());
+    let mut seen = TopTokens::default();
     for step in 0..input.steps {
         let best = logits.argmax(0)?.to_scalar::<u32>()?;
-        top1.push(best);
-        top1_logit.push(logits.get(best as usize)?.to_scalar::<f32>()?);
+        seen.top1.push(best);
+        seen.top1_logit
+            .push(logits.get(best as usize)?.to_scalar::<f32>()?);
         if let Some(out) = out.as_mut() {
             for v in logits.to_vec1::<f32>()? {
                 out.write_all(&v.to_le_bytes())?;
@@ -493,11 +570,7 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
         if step + 1 == input.steps {
             break;
         }
-        let next = match &input.force {
-            Some(force) => force[step],
-            None => best,
-        };
-        logits = decoder.forward(&[next])?;
+        logits = decoder.forward(&[input.next(step, best)])?;
     }
     if let Some(mut out) = out {
         out.flush()?;
@@ -507,9 +580,82 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
         "device": model.info.device,
         "precision": model.info.precision,
         "vocab": vocab,
-        "top1": top1,
-        "top1_logit": top1_logit,
+        "top1": seen.top1,
+        "top1_logit": seen.top1_logit,
     });
     println!("{}", serde_json::to_string(&report)?);
     Ok(0)
+}
+
+/// Every sequence at once through `Decoder::forward_batch` on a paged cache, as the scheduler
+/// runs a batch: each step feeds every unfinished sequence its next piece of prompt (at most
+/// `chunk` tokens; the whole prompt without one) or, once its prompt is in, the token after
+/// its last step. A sequence leaves the batch (and frees its blocks) after its last step.
+/// Returns each sequence's top tokens, in input order, and the vocabulary size.
+fn logits_batch(
+    model: &mut LoadedModel,
+    inputs: &[LogitsInput],
+    chunk: Option<usize>,
+) -> anyhow::Result<(Vec<TopTokens>, usize)> {
+    use crate::engine::model::{paged::DEFAULT_BLOCK_SIZE, StepInput};
+    let Backend::Arbiter(decoder) = &mut model.decoder else {
+        anyhow::bail!(
+            "several sequences run as a batch on Arbiter's own decoder (Qwen2 and Llama \
+             models); give this model one sequence at a time"
+        );
+    };
+    // The single stream's cache is not used here: free it for the blocks.
+    decoder.clear_cache();
+    let chunk = chunk.unwrap_or(usize::MAX).max(1);
+    // Room for every token each sequence will hold, nothing more.
+    let held = |s: &LogitsInput| s.prompt.len() + s.steps;
+    let blocks = inputs
+        .iter()
+        .map(|s| held(s).div_ceil(DEFAULT_BLOCK_SIZE))
+        .sum();
+    let mut cache = decoder.paged_cache(DEFAULT_BLOCK_SIZE, blocks);
+    for (i, s) in inputs.iter().enumerate() {
+        cache.admit(i as u64, held(s))?;
+    }
+    let mut prefilled = vec![0usize; inputs.len()];
+    let mut seen: Vec<TopTokens> = inputs.iter().map(|_| TopTokens::default()).collect();
+    let mut vocab = 0;
+    loop {
+        // (sequence, tokens it is fed this step).
+        let mut feed: Vec<(usize, Vec<u32>)> = Vec::with_capacity(inputs.len());
+        for (i, s) in inputs.iter().enumerate() {
+            let done = seen[i].top1.len();
+            if prefilled[i] < s.prompt.len() {
+                let end = prefilled[i].saturating_add(chunk).min(s.prompt.len());
+                feed.push((i, s.prompt[prefilled[i]..end].to_vec()));
+                prefilled[i] = end;
+            } else if done > 0 && done < s.steps {
+                feed.push((i, vec![s.next(done - 1, seen[i].top1[done - 1])]));
+            } else if cache.contains(i as u64) {
+                cache.release(i as u64);
+            }
+        }
+        if feed.is_empty() {
+            break;
+        }
+        let step: Vec<StepInput<'_>> = feed
+            .iter()
+            .map(|(i, tokens)| StepInput {
+                seq: *i as u64,
+                tokens,
+            })
+            .collect();
+        let rows = decoder.forward_batch(&mut cache, &step)?;
+        vocab = rows.dim(1)?;
+        let best = rows.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+        let best_logit = rows.max(candle_core::D::Minus1)?.to_vec1::<f32>()?;
+        for (row, (i, _)) in feed.iter().enumerate() {
+            // A piece short of the prompt's end predicts a prompt token: not a step.
+            if prefilled[*i] == inputs[*i].prompt.len() && seen[*i].top1.len() < inputs[*i].steps {
+                seen[*i].top1.push(best[row]);
+                seen[*i].top1_logit.push(best_logit[row]);
+            }
+        }
+    }
+    Ok((seen, vocab))
 }
