@@ -43,15 +43,18 @@ python3 scripts/gpu_bandwidth.py "$model" >"$out/bandwidth.json" || status=1
 
 if [[ " $skip " != *" check "* ]]; then
     [ -f "$tiny/config.json" ] || python3 scripts/make_random_qwen2.py "$tiny" --preset tiny --dtype f32 >/dev/null
-    # f32: every sequence's tokens identical to alone, logits within 1e-3 (exit 1 otherwise);
-    # with the fused kernels (paged decode attention) and without (gathered blocks).
+    # f32: every sequence's tokens identical to alone, logits within 1e-3, and through the
+    # scheduler (steps launched ahead) its greedy tokens alone (exit 1 otherwise); with the
+    # fused kernels (paged decode attention) and without (gathered blocks).
     "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 --check \
         --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny.json" 2>"$out/check.log" || status=1
     ARBITER_CUDA_GROUPED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
         --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-ungrouped.json" 2>>"$out/check.log" || status=1
-    # The half-warp grouped kernel, with the single stream's steps from a CUDA graph.
-    ARBITER_CUDA_GROUPED=2 ARBITER_CUDA_GRAPH=1 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 \
-        --batch 16 --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-halfwarp-graph.json" 2>>"$out/check.log" || status=1
+    # The warp-a-position grouped kernel, the single stream kernel by kernel (no CUDA graph),
+    # the scheduler without steps ahead.
+    ARBITER_CUDA_GROUPED=1 ARBITER_CUDA_GRAPH=0 ARBITER_STEP_AHEAD=0 "$arbiter" bench --model "$tiny" \
+        --device cuda --dtype f32 --batch 16 --check --prompt-tokens 400 --new-tokens 32 \
+        >"$out/check-tiny-warp-nograph.json" 2>>"$out/check.log" || status=1
     ARBITER_CUDA_FUSED=0 "$arbiter" bench --model "$tiny" --device cuda --dtype f32 --batch 16 \
         --check --prompt-tokens 400 --new-tokens 32 >"$out/check-tiny-plain.json" 2>>"$out/check.log" || status=1
     # bf16 7B: agreement of batched steps with the single stream, reported.
@@ -167,12 +170,14 @@ if bw:
         if ours and theirs:
             line += f", {ours['aggregate_decode_tokens_per_s'] / theirs['aggregate_decode_tokens_per_s']:.2f}x transformers (goal at 32: >= 6x)"
         print(line)
-for name in ("check-tiny.json", "check-tiny-ungrouped.json", "check-tiny-halfwarp-graph.json",
+for name in ("check-tiny.json", "check-tiny-ungrouped.json", "check-tiny-warp-nograph.json",
              "check-tiny-plain.json", "check-7b.json"):
     c = read(name)
     if c:
         print(f"{name[:-5]}: {c['identical_sequences']}/{c['sequences']} sequences identical to alone over {c['steps']} steps, "
-              f"token agreement {c['token_agreement']:.4f}, max logit diff {c['max_logit_diff']:.2e} ({c['precision']})")
+              f"token agreement {c['token_agreement']:.4f}, max logit diff {c['max_logit_diff']:.2e} ({c['precision']}); "
+              f"through the scheduler {c.get('scheduled_identical_sequences')}/{c['sequences']} identical, "
+              f"{c.get('scheduled_steps_ahead')} steps launched ahead")
 t = read("check-7b-teacher-b16.json")
 if t:
     f32 = t["vs_f32"]

