@@ -216,6 +216,20 @@ def padded_decode(model, prompts, forces, steps, device):
     return picks
 
 
+def bf16_model(args):
+    """The checkpoint in bf16 with SDPA on `args.device`, its vocabulary size and the
+    tokenizer's (random tokens are drawn below both)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=torch.bfloat16, attn_implementation="sdpa", device_map=args.device
+    ).eval()
+    with open(os.path.join(args.model, "tokenizer.json")) as f:
+        tok_vocab = len(json.load(f)["model"]["vocab"])
+    return model, model.config.vocab_size, tok_vocab
+
+
 def teacher_batch(args):
     """`teacher --batch N`: Arbiter's batched bf16 decode and transformers' batched bf16
     decode of the same N sequences, each scored against that sequence computed alone in f32."""
@@ -231,12 +245,7 @@ def teacher_batch(args):
             f"sequence {n - 1} would have {totals[-1]} positions, not more than --steps {steps}: "
             "raise --positions or lower --stagger"
         )
-    model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.bfloat16, attn_implementation="sdpa", device_map=dev
-    ).eval()
-    vocab = model.config.vocab_size
-    with open(os.path.join(args.model, "tokenizer.json")) as f:
-        tok_vocab = len(json.load(f)["model"]["vocab"])
+    model, vocab, tok_vocab = bf16_model(args)
     # The single mode's seed scheme: sequence 0 is the sequence `teacher` without --batch uses.
     gen = torch.Generator().manual_seed(args.seed)
     if args.text:
@@ -340,12 +349,7 @@ def teacher(args):
     if args.batch > 1:
         return teacher_batch(args)
     dev = args.device
-    model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.bfloat16, attn_implementation="sdpa", device_map=dev
-    ).eval()
-    vocab = model.config.vocab_size
-    with open(os.path.join(args.model, "tokenizer.json")) as f:
-        tok_vocab = len(json.load(f)["model"]["vocab"])
+    model, vocab, tok_vocab = bf16_model(args)
     gen = torch.Generator().manual_seed(args.seed)
     total, steps = args.positions, args.steps
     if args.text:
