@@ -2806,7 +2806,7 @@ mod avx512 {
             let mut r = 0;
             while r < m {
                 macro_rules! run {
-                    ($r:literal) => {{
+                    ($r:tt) => {{
                         let out = match KIND {
                             Q4K | Q5K => q4k_tile::<KIND, $r>(w, tile, acts, r),
                             Q6K => q6k_tile::<$r>(w, tile, acts, r),
@@ -2822,7 +2822,7 @@ mod avx512 {
                 }
                 r += if KIND >= Q4K {
                     match m - r {
-                        K_ROWS.. => run!(8),
+                        K_ROWS.. => run!(K_ROWS),
                         4.. => run!(4),
                         2..=3 => run!(2),
                         _ => run!(1),
@@ -2964,10 +2964,10 @@ mod avx512 {
 
     /// One tile of sixteen Q6_K rows against activation rows `r..r + R`, computing what
     /// `super::dot_k_scalar` computes, as `q4k_tile` does for Q4_K: the six-bit quants from a
-    /// run of nibbles and a run of high bit pairs, one `vpdpbusd` per four values, the sums of
-    /// each 16-value sub-block starting from the activations' `-32 * bsums[s]` (the offset
-    /// 32 of every quant, so the sum is `Σ (q - 32) x`, |sum| <= 16 * 32 * 127) and scaled
-    /// once by the rows' signed scales with `vpmulld`.
+    /// run of nibbles and a run of high bit pairs, one `vpdpbusd` per four values into the sum
+    /// of each 16-value sub-block (|sum| <= 16 * 63 * 127), scaled once by the rows' signed
+    /// scales with `vpmulld`; the offset 32 of every quant is `-32 * sc` (16-bit words, two
+    /// sub-blocks at a time) against the activations' sums with `vpdpwssd`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
     unsafe fn q6k_tile<const R: usize>(
@@ -2994,49 +2994,47 @@ mod avx512 {
             for s in 0..8 {
                 prefetch_ahead(t.add(256 * s), 256);
                 prefetch_ahead(t.add(Q6K_TILE_HIGH + 128 * s), 128);
-                // Per row lane, the scales of sub-blocks 2s (low word) and 2s + 1 (high word),
-                // sign-extended to the whole lane.
+                // Per row lane, the scales of sub-blocks 2s (low word) and 2s + 1 (high word).
                 let pair =
                     _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * s).cast()));
-                let scales = [
-                    _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(pair)),
-                    _mm512_srai_epi32::<16>(pair),
-                ];
                 // Sub-block 2s is the low nibbles of the four runs, 2s + 1 the high ones.
-                for (half, scale) in scales.into_iter().enumerate() {
-                    let mut sub: [__m512i; R] = std::array::from_fn(|k| {
-                        _mm512_set1_epi32(-32 * i32::from(*xs[k].add(b * 16 + 2 * s + half)))
-                    });
-                    for p in 0..4 {
-                        let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
-                        let high = _mm512_loadu_si512(
-                            t.add(Q6K_TILE_HIGH + 128 * s + 64 * (p / 2)).cast(),
-                        );
-                        let high = if p % 2 == 1 {
-                            _mm512_srli_epi16::<4>(high)
-                        } else {
-                            high
-                        };
-                        let q = if half == 0 {
-                            _mm512_or_si512(
-                                _mm512_and_si512(raw, low4),
-                                _mm512_and_si512(_mm512_slli_epi16::<4>(high), pair_bits),
-                            )
-                        } else {
-                            _mm512_or_si512(
-                                _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
-                                _mm512_and_si512(_mm512_slli_epi16::<2>(high), pair_bits),
-                            )
-                        };
-                        let at = b * QK_K + 32 * s + 16 * half + 4 * p;
-                        for k in 0..R {
-                            let x = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
-                            sub[k] = _mm512_dpbusd_epi32(sub[k], q, x);
-                        }
-                    }
+                let mut sub = [[zero; R]; 2];
+                for p in 0..4 {
+                    let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
+                    let high =
+                        _mm512_loadu_si512(t.add(Q6K_TILE_HIGH + 128 * s + 64 * (p / 2)).cast());
+                    let high = if p % 2 == 1 {
+                        _mm512_srli_epi16::<4>(high)
+                    } else {
+                        high
+                    };
+                    let lo = _mm512_or_si512(
+                        _mm512_and_si512(raw, low4),
+                        _mm512_and_si512(_mm512_slli_epi16::<4>(high), pair_bits),
+                    );
+                    let hi = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
+                        _mm512_and_si512(_mm512_slli_epi16::<2>(high), pair_bits),
+                    );
+                    let at = b * QK_K + 32 * s + 4 * p;
                     for k in 0..R {
-                        dot[k] = _mm512_add_epi32(dot[k], _mm512_mullo_epi32(sub[k], scale));
+                        let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
+                        let xb =
+                            _mm512_set1_epi32(xq[k].add(at + 16).cast::<i32>().read_unaligned());
+                        sub[0][k] = _mm512_dpbusd_epi32(sub[0][k], lo, xa);
+                        sub[1][k] = _mm512_dpbusd_epi32(sub[1][k], hi, xb);
                     }
+                }
+                // The scales sign-extended to whole lanes; and, for the offset, -32 times
+                // each (within 16 bits) against the two sub-blocks' activation sums.
+                let even = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(pair));
+                let odd = _mm512_srai_epi32::<16>(pair);
+                let minus32 = _mm512_sub_epi16(zero, _mm512_slli_epi16::<5>(pair));
+                for k in 0..R {
+                    let bs = xs[k].add(b * 16 + 2 * s).cast::<i32>().read_unaligned();
+                    let mut d = _mm512_dpwssd_epi32(dot[k], minus32, _mm512_set1_epi32(bs));
+                    d = _mm512_add_epi32(d, _mm512_mullo_epi32(sub[0][k], even));
+                    dot[k] = _mm512_add_epi32(d, _mm512_mullo_epi32(sub[1][k], odd));
                 }
             }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(Q6K_TILE_D).cast()));
