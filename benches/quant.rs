@@ -84,10 +84,10 @@ fn main() -> Result<()> {
         (GgmlDType::Q5K, 576, 1536, &[1, 128]),
         (GgmlDType::Q6K, 576, 1536, &[1, 128]),
         (GgmlDType::Q4K, 8960, 1536, &[1, 128]),
-        (GgmlDType::Q4K, 1536, 8960, &[1]),
-        (GgmlDType::Q5K, 8960, 1536, &[1, 128]),
+        (GgmlDType::Q4K, 1536, 8960, &[1, 128]),
+        (GgmlDType::Q5K, 8960, 1536, &[1, 128, 512]),
         (GgmlDType::Q6K, 8960, 1536, &[1, 128]),
-        (GgmlDType::Q6K, 1536, 8960, &[1]),
+        (GgmlDType::Q6K, 1536, 8960, &[1, 128]),
         (GgmlDType::Q8_0, 8960, 1536, &[1]),
     ];
     for &(dtype, n, k, ms) in cases {

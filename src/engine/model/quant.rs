@@ -4,15 +4,21 @@
 //! 8 bits once per call (32-value blocks, or Q8_K's 256 for the K-quants) and each weight row
 //! meets them in block dot products: AVX2, AVX-512-VNNI for the K-quants, NEON with or without
 //! dotprod on aarch64, and a portable scalar version elsewhere; weight rows are shared out
-//! between the calling thread and a few helper threads. Every tier forms the same exact integer
-//! lanes and then computes the same f32 operations in the same order (the portable code follows
-//! the AVX2 lanes), so a product has the same bits on every CPU; the tier is chosen once per
-//! process from the CPU, capped by `ARBITER_CPU_KERNELS`. Where that tier is AVX-512, the
-//! Q4_K, Q6_K, Q8_0 and Q5_0 matrices are stored at load as tiles of sixteen interleaved rows
-//! (one per 32-bit lane of a 64-byte register) in place of the file's layout: one instruction
-//! then multiplies four values of sixteen rows and no per-row unpacking is repeated per
-//! activation row, while each of the other tiers' eight lanes is a register of its own, so the
-//! f32 steps, and the bits, stay the same.
+//! between the calling thread and a few helper threads. Every tier forms the same exact
+//! integers and then computes the same f32 operations in the same order, so a product has the
+//! same bits on every CPU; the tier is chosen once per process from the CPU, capped by
+//! `ARBITER_CPU_KERNELS`. For the 32-value types the integers are eight lanes of four-value
+//! sums per block (the portable code follows the AVX2 lanes). For the K-quants the product is
+//! defined per row and super-block by two exact integers, `dot = Σ_s sc[s] · Σ_{v in s} q_v
+//! x_v` over the sub-blocks (Q6_K: of `q_v - 32`) and, for Q4_K and Q5_K, `mins = Σ_s m[s] ·
+//! bsum(s)` against the activations' sub-block sums, then two fused multiply-adds on the row's
+//! one accumulator, `acc += (d · dx) · dot` and `acc -= (dmin · dx) · mins`
+//! (`kquant::products` and `kquant::step`); any tier may form the integers in any order.
+//! Where the tier is AVX-512, the Q4_K, Q5_K, Q6_K, Q8_0 and Q5_0 matrices are stored at load
+//! as tiles of sixteen interleaved rows (one per 32-bit lane of a 64-byte register) in place
+//! of the file's layout, with exactly the file's bytes: one `vpdpbusd` then multiplies four
+//! values of sixteen rows by four broadcast activations, a K-quant sub-block's scale is applied
+//! once to its sum, and the unpacking of a tile is shared by eight activation rows.
 //! candle's `QMatMul` is no reference: on AVX-512-VNNI and AVX-VNNI CPUs it quantizes the
 //! activations of Q8_0 (and K-quant) products per 256 values instead of per 32.
 //!
@@ -196,9 +202,10 @@ struct Weights {
     m: Vec<f16>,
     /// `rows * blocks` masks of fifth bits, bit `i` for value `i` (Q5_0 and Q5_1 only).
     qh: Vec<u32>,
-    /// Q4_K or Q6_K rows `0..tiled`, sixteen rows interleaved per super-block (see
-    /// `kquant::pack_q4k_tiles` and `kquant::pack_q6k_tiles`), for the AVX-512 kernels; `qs` then holds only the rows after
-    /// them. Empty when the matrix is not tiled.
+    /// Rows `0..tiled` (Q4_K, Q5_K, Q6_K, Q8_0, Q5_0), sixteen rows interleaved per
+    /// super-block or block (see `kquant::pack_q4k_tiles`, `kquant::pack_q6k_tiles` and
+    /// `tile32::pack`), for the AVX-512 kernels; `qs` then holds only the rows after them.
+    /// Empty when the matrix is not tiled.
     tiles: Vec<u8>,
 }
 
@@ -683,8 +690,8 @@ enum Kernel {
     /// aarch64 NEON with dotprod's `sdot`.
     #[cfg(target_arch = "aarch64")]
     NeonDot,
-    /// AVX2 plus AVX-512F/BW/VL and AVX-512-VNNI: the K-quants' integer lanes from 64-byte
-    /// registers, the rest as `Avx2`.
+    /// AVX2 plus AVX-512F/BW/VL and AVX-512-VNNI: the K-quants (and tiled Q8_0 and Q5_0)
+    /// from 64-byte registers, the rest as `Avx2`.
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -1003,13 +1010,12 @@ fn five_bit(nibbles: &[u8], mask: u32, i: usize) -> u8 {
     low | ((((mask >> i) & 1) as u8) << 4)
 }
 
-/// One weight row of K-quant super-blocks against one activation row, portable, and bit for
-/// bit what the SIMD tiles compute. Per super-block the SIMD code forms eight i32 lanes (see
-/// `kquant::lanes`), exact integers in any order; lane `l` is scaled by `d_w * d_x` into f32
-/// lane `l` with one fused multiply-add, then (Q4_K, Q5_K) the minimums' lane with
-/// `-dmin_w * d_x`; at the end the lanes are summed as in `dot_scalar`.
+/// One weight row of K-quant super-blocks against one activation row, portable: the
+/// definition every tier computes bit for bit. Per super-block the two exact integers of
+/// `kquant::products`, then `kquant::step`'s f32 steps on one accumulator, super-block by
+/// super-block in order.
 fn dot_k_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f32 {
-    let mut acc = [0f32; 8];
+    let mut acc = 0f32;
     for b in 0..w.blocks {
         let u = w.k_block(row, b);
         let x: &[i8; QK_K] = acts.qs[r * w.cols + b * QK_K..][..QK_K]
@@ -1017,22 +1023,24 @@ fn dot_k_scalar(w: &QuantMatrix, row: usize, acts: &Activations, r: usize) -> f3
             .expect("QK_K quants");
         let at = r * acts.stride + b;
         let bsums: &[i16; 16] = acts.bsums[at * 16..][..16].try_into().expect("16 sums");
-        let (dot, mins) = kquant::lanes(w.format, &u, x, bsums);
-        let dx = acts.d[at];
-        let (d, dmin) = (u.d * dx, u.dmin * dx);
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a = d.mul_add(dot[l] as f32, *a);
-            if w.format != Format::Q6K {
-                *a = (-dmin).mul_add(mins[l] as f32, *a);
-            }
-        }
+        let (dot, mins) = kquant::products(w.format, &u, x, bsums);
+        acc = kquant::step(
+            acc,
+            u.d,
+            u.dmin,
+            acts.d[at],
+            dot,
+            mins,
+            w.format == Format::Q6K,
+        );
     }
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+    acc
 }
 
 mod kquant {
     //! The K-quant super-blocks read portably: their layouts, GGML's dequantization, llama.cpp's
-    //! Q8_K activation quantization, and the integer lanes every tier's kernel forms.
+    //! Q8_K activation quantization, and the definition of a product (`products`, `step`)
+    //! that every tier's kernel computes.
 
     use super::{Format, QK_K};
     use half::f16;
@@ -1170,19 +1178,21 @@ mod kquant {
 
     /// Weight rows per tile of the tiled Q4_K layout: one per i32 lane of a 64-byte register.
     pub(super) const TILE_ROWS: usize = 16;
-    /// Bytes of one super-block of a tile: quants, then scales, minimums, `d` and `dmin`.
+    /// Bytes of one super-block of a tile: quants, then the packed scales and minimums, `d`
+    /// and `dmin`: 2304, the file's bytes for sixteen rows.
     pub(super) const Q4K_TILE_BYTES: usize = TILE_DMIN + 2 * TILE_ROWS;
     /// Bytes of one super-block of a Q5_K tile: Q4_K's, then the fifth bits at
     /// `Q5K_TILE_HIGH`, per sub-block `s` and run `l` of four values a 64-bit mask, bit
-    /// `4r + j` for value `32s + 4l + j` of row `r`. 2880 bytes where the file has 2816.
+    /// `4r + j` for value `32s + 4l + j` of row `r`: 2816, as the file.
     pub(super) const Q5K_TILE_BYTES: usize = Q5K_TILE_HIGH + QK_K * TILE_ROWS / 8;
     pub(super) const Q5K_TILE_HIGH: usize = Q4K_TILE_BYTES;
     const TILE_QUANTS: usize = QK_K * TILE_ROWS / 2;
-    /// Offsets in a tile's super-block of the scales, minimums (both `[sub-block][row]` bytes)
-    /// and the f16 `d` and `dmin` (`[row]`).
-    pub(super) const TILE_SC: usize = TILE_QUANTS;
-    pub(super) const TILE_MIN: usize = TILE_SC + 8 * TILE_ROWS;
-    pub(super) const TILE_D: usize = TILE_MIN + 8 * TILE_ROWS;
+    /// Offsets in a tile's super-block of the 12 bytes of packed 6-bit scales and minimums of
+    /// each row as the file has them, stored as three 64-byte runs of 32-bit words (word `i`
+    /// of row `r` at `64i + 4r`, so one load gives word `i` of the sixteen rows), and of the
+    /// f16 `d` and `dmin` (`[row]`).
+    pub(super) const TILE_SCALES: usize = TILE_QUANTS;
+    pub(super) const TILE_D: usize = TILE_SCALES + 12 * TILE_ROWS;
     pub(super) const TILE_DMIN: usize = TILE_D + 2 * TILE_ROWS;
 
     /// Where value `v` of tile row `row` sits in a tile's quants: byte and nibble (4 for the
@@ -1190,7 +1200,7 @@ mod kquant {
     /// run `p` holds the four values `32s + 4p..` of each row in its low nibbles (row `r` in
     /// bytes `4r..4r + 4`, one 32-bit lane) and the values `32s + 16 + 4p..` in its high ones.
     /// So one load and two masks give a register of four consecutive values of sixteen rows,
-    /// the lanes `(v % 32) / 4 = p` and `p + 4` of the other tiers' dot products.
+    /// and the four runs' low (high) nibbles are the first (second) 16 values of sub-block `s`.
     fn tile_at(row: usize, v: usize) -> (usize, u32) {
         let (s, i) = (v / 32, v % 32);
         let (p, high) = ((i % 16) / 4, i >= 16);
@@ -1199,9 +1209,9 @@ mod kquant {
 
     /// Q4_K or Q5_K rows (whole super-blocks as the file stores them, a multiple of
     /// `TILE_ROWS` rows of `blocks` super-blocks) in the tiled layout: per tile of sixteen rows
-    /// and super-block, the low four bits of the quants placed by `tile_at`, then the 6-bit
-    /// scales and minimums unpacked to bytes, then `d` and `dmin` (and Q5_K's fifth bits).
-    /// Q4_K: 2368 bytes where the file has 2304 (+2.8%).
+    /// and super-block, the low four bits of the quants placed by `tile_at`, then the packed
+    /// 6-bit scales and minimums as the file has them (`TILE_SCALES`), then `d` and `dmin`
+    /// (and Q5_K's fifth bits): exactly the file's bytes, reordered.
     pub(super) fn pack_q4k_tiles(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
         let bb = format.block_bytes();
         let tb = if format == Format::Q5K {
@@ -1217,11 +1227,9 @@ mod kquant {
                 let blk = &data[((t * TILE_ROWS + row) * blocks + b) * bb..][..bb];
                 tile[TILE_D + 2 * row..][..2].copy_from_slice(&blk[0..2]);
                 tile[TILE_DMIN + 2 * row..][..2].copy_from_slice(&blk[2..4]);
-                let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
-                let (sc, mins) = scales_mins(packed);
-                for s in 0..8 {
-                    tile[TILE_SC + TILE_ROWS * s + row] = sc[s];
-                    tile[TILE_MIN + TILE_ROWS * s + row] = mins[s];
+                for i in 0..3 {
+                    tile[TILE_SCALES + 64 * i + 4 * row..][..4]
+                        .copy_from_slice(&blk[4 + 4 * i..8 + 4 * i]);
                 }
                 for (v, &q) in unpack(format, blk).q.iter().enumerate() {
                     let (at, shift) = tile_at(row, v);
@@ -1272,11 +1280,14 @@ mod kquant {
                 *q |= ((tile[at] >> bit) & 1) << 4;
             }
         }
+        let packed: [u8; 12] =
+            std::array::from_fn(|j| tile[TILE_SCALES + 64 * (j / 4) + 4 * r + j % 4]);
+        let (sc, mins) = scales_mins(&packed);
         for (i, s) in u.sc.iter_mut().enumerate() {
-            *s = i32::from(tile[TILE_SC + TILE_ROWS * (i / 2) + r]);
+            *s = i32::from(sc[i / 2]);
         }
-        for (s, m) in u.mins.iter_mut().enumerate() {
-            *m = i32::from(tile[TILE_MIN + TILE_ROWS * s + r]);
+        for (m, &v) in u.mins.iter_mut().zip(&mins) {
+            *m = i32::from(v);
         }
         u
     }
@@ -1387,31 +1398,62 @@ mod kquant {
         1.0 / iscale
     }
 
-    /// The eight i32 lanes the SIMD kernels form for one super-block against Q8_K activations
-    /// `x`: `dot[l]` sums `sc * q * x` over the values `v` with `(v % 32) / 4 == l` (a 32-byte
-    /// register's lane `l` after the byte-pair and word-pair sums), less for Q6_K the offset
-    /// `32 * (sc[2l] * bsums[2l] + sc[2l + 1] * bsums[2l + 1])`; `mins[l]` (Q4_K, Q5_K) is
-    /// `m[l] * (bsums[2l] + bsums[2l + 1])`. Exact: |dot| < 2^26.
-    pub(super) fn lanes(
+    /// The two exact integers every tier forms for one super-block against Q8_K activations
+    /// `x` (the product's definition): `dot = Σ_s sc[s] · Σ_{v in s} q_v x_v` over the
+    /// sub-blocks `s` (Q4_K, Q5_K: eight of 32 values; Q6_K: sixteen of 16), for Q6_K less its
+    /// offset, `32 Σ_s sc[s] · bsums[s]` (so `Σ_s sc[s] · Σ (q_v - 32) x_v`); and (Q4_K, Q5_K)
+    /// `mins = Σ_s m[s] · (bsums[2s] + bsums[2s + 1])`. Integers, so a kernel may sum them in
+    /// any order. Bounds (|x| <= 127): Q4_K |dot| <= 8 · 63 · 32 · 15 · 127 < 2^25, Q5_K
+    /// (q <= 31) < 2^26, Q6_K 16 · 128 · 16 · 63 · 127 < 2^28 before the offset and
+    /// 16 · 128 · 16 · 32 · 127 < 2^27 after it; |mins| <= 8 · 63 · 32 · 127 < 2^21; i32
+    /// holds every partial sum.
+    pub(super) fn products(
         format: Format,
         u: &Unpacked,
         x: &[i8; QK_K],
         bsums: &[i16; 16],
-    ) -> ([i32; 8], [i32; 8]) {
-        let mut dot = [0i32; 8];
-        for (v, (&q, &x)) in u.q.iter().zip(x).enumerate() {
-            dot[(v % 32) / 4] += u.sc[v / 16] * i32::from(q) * i32::from(x);
-        }
+    ) -> (i32, i32) {
         let bs = |i: usize| i32::from(bsums[i]);
-        let mut mins = [0i32; 8];
-        for l in 0..8 {
-            if format == Format::Q6K {
-                dot[l] -= 32 * (u.sc[2 * l] * bs(2 * l) + u.sc[2 * l + 1] * bs(2 * l + 1));
-            } else {
-                mins[l] = u.mins[l] * (bs(2 * l) + bs(2 * l + 1));
+        let (mut dot, mut mins) = (0i32, 0i32);
+        if format == Format::Q6K {
+            for s in 0..16 {
+                let sum: i32 = (16 * s..16 * s + 16)
+                    .map(|v| i32::from(u.q[v]) * i32::from(x[v]))
+                    .sum();
+                dot += u.sc[s] * (sum - 32 * bs(s));
+            }
+        } else {
+            for s in 0..8 {
+                let sum: i32 = (32 * s..32 * s + 32)
+                    .map(|v| i32::from(u.q[v]) * i32::from(x[v]))
+                    .sum();
+                dot += u.sc[2 * s] * sum;
+                mins += u.mins[s] * (bs(2 * s) + bs(2 * s + 1));
             }
         }
         (dot, mins)
+    }
+
+    /// The f32 steps of one super-block of a row's product, on the row's single accumulator,
+    /// the same on every tier: `acc + (d_w · d_x) · dot`, then (Q4_K, Q5_K) `acc - (dmin_w ·
+    /// d_x) · mins`, each one fused multiply-add (one rounding). `dot` and `mins` convert to
+    /// f32 with round-to-nearest-even, as every tier's conversion does.
+    #[inline(always)]
+    pub(super) fn step(
+        acc: f32,
+        d: f32,
+        dmin: f32,
+        dx: f32,
+        dot: i32,
+        mins: i32,
+        six: bool,
+    ) -> f32 {
+        let acc = (d * dx).mul_add(dot as f32, acc);
+        if six {
+            acc
+        } else {
+            (-(dmin * dx)).mul_add(mins as f32, acc)
+        }
     }
 }
 
@@ -1934,9 +1976,10 @@ mod neon {
         hsum(lo, hi)
     }
 
-    /// One weight row of K-quant super-blocks against one activation row: the i32 lanes of
-    /// `super::kquant::lanes` (0-3 from the first 16 values of every 32, 4-7 from the other
-    /// 16; each 16 values share one scale), then `super::dot_k_scalar`'s f32 operations.
+    /// One weight row of K-quant super-blocks against one activation row: per super-block
+    /// eight i32 lanes (0-3 from the first 16 values of every 32, 4-7 from the other 16; each
+    /// 16 values share one scale) summed to the exact integers of `super::kquant::products`,
+    /// then `super::dot_k_scalar`'s f32 steps.
     #[inline(always)]
     unsafe fn dot_k<const DOT: bool, const KIND: u8>(
         w: &QuantMatrix,
@@ -1948,7 +1991,7 @@ mod neon {
         let blocks = w.blocks;
         let low4 = vdupq_n_u8(0x0F);
         let zero = vdupq_n_s32(0);
-        let (mut lo, mut hi) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+        let mut acc = 0f32;
         for b in 0..blocks {
             let blk = &w.weights.qs[((row - w.tiled) * blocks + b) * bb..][..bb];
             let bp = blk.as_ptr();
@@ -2048,18 +2091,17 @@ mod neon {
                 mlo = vmulq_s32(vpaddlq_s16(bs0), vld1q_s32(m.as_ptr()));
                 mhi = vmulq_s32(vpaddlq_s16(bs1), vld1q_s32(m.as_ptr().add(4)));
             }
-            let dx = acts.d[at];
-            let (dd, dm) = (vdupq_n_f32(d * dx), vdupq_n_f32(dmin * dx));
-            lo = vfmaq_f32(lo, dd, vcvtq_f32_s32(dlo));
-            hi = vfmaq_f32(hi, dd, vcvtq_f32_s32(dhi));
-            if KIND != Q6K {
-                // acc - (dmin * dx) * mins, one rounding: the scalar tier's fused
-                // `(-dmin).mul_add(mins, acc)`.
-                lo = vfmsq_f32(lo, dm, vcvtq_f32_s32(mlo));
-                hi = vfmsq_f32(hi, dm, vcvtq_f32_s32(mhi));
-            }
+            acc = super::kquant::step(
+                acc,
+                d,
+                dmin,
+                acts.d[at],
+                vaddvq_s32(vaddq_s32(dlo, dhi)),
+                vaddvq_s32(vaddq_s32(mlo, mhi)),
+                KIND == Q6K,
+            );
         }
-        hsum(lo, hi)
+        acc
     }
 }
 
@@ -2299,11 +2341,12 @@ mod avx2 {
     }
 
     /// Dot products of K-quant weight rows `row..row + W` with activation rows `r..r + R`,
-    /// computing what `super::dot_k_scalar` computes (see `super::kquant::lanes`): per
+    /// computing what `super::dot_k_scalar` computes (see `super::kquant::products`): per
     /// 32-value register of unsigned quants, `maddubs` against the activations (pairs of
     /// u8 x i8 to i16: at most 2 * 63 * 127, no saturation), then `madd` against the sub-block
-    /// scales as 16-bit words (pairs to i32), summed over the super-block in eight i32 lanes.
-    /// The minimums (and Q6_K's offset 32) meet the activations' 16-value sums with one `madd`.
+    /// scales as 16-bit words (pairs to i32), summed over the super-block in eight i32 lanes
+    /// and then across them: the exact integer `dot`. The minimums (and Q6_K's offset 32) meet
+    /// the activations' 16-value sums with one `madd`, summed likewise.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn ktile<const KIND: u8, const W: usize, const R: usize>(
@@ -2325,7 +2368,7 @@ mod avx2 {
         let xs: [*const i16; R] =
             std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
         let low4 = _mm256_set1_epi8(0x0F);
-        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        let mut acc = [[0f32; R]; W];
         for b in 0..blocks {
             for p in wb.iter() {
                 let ahead = p.wrapping_add(W * blocks * bb + b * bb);
@@ -2445,29 +2488,29 @@ mod avx2 {
                     }
                 }
                 for k in 0..R {
-                    let dx = *xd[k].add(b);
-                    acc[i][k] = _mm256_fmadd_ps(
-                        _mm256_set1_ps(d * dx),
-                        _mm256_cvtepi32_ps(dot[k]),
+                    acc[i][k] = super::kquant::step(
                         acc[i][k],
+                        d,
+                        dmin,
+                        *xd[k].add(b),
+                        hsum_i32(dot[k]),
+                        hsum_i32(mins[k]),
+                        KIND == Q6K,
                     );
-                    if KIND != Q6K {
-                        acc[i][k] = _mm256_fnmadd_ps(
-                            _mm256_set1_ps(dmin * dx),
-                            _mm256_cvtepi32_ps(mins[k]),
-                            acc[i][k],
-                        );
-                    }
                 }
             }
         }
-        let mut out = [[0f32; R]; W];
-        for i in 0..W {
-            for k in 0..R {
-                out[i][k] = hsum(acc[i][k]);
-            }
-        }
-        out
+        acc
+    }
+
+    /// Sum of eight i32 lanes (exact: the callers' lanes are bounded well inside i32).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    pub(super) fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+        _mm_cvtsi128_si32(s)
     }
 
     /// Horizontal sum of eight f32 lanes.
@@ -2598,12 +2641,12 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    //! The AVX-512 tier of the K-quant kernels: the integer lanes of `avx2::ktile` formed from
+    //! The AVX-512 tier: tiles of sixteen rows (the K-quants, Q8_0 and Q5_0 where tiled),
+    //! and for the K-quant rows after the last tile the integers of `avx2::ktile` formed from
     //! 64-byte registers (two 32-value runs at once, the sub-block scales applied and summed by
-    //! VNNI's `vpdpwssd`), then folded to the same eight i32 lanes and scaled by the same
-    //! 256-bit fused multiply-adds, so its products have the bits of the other tiers. The
-    //! 32-value types keep the AVX2 kernels. Every function here requires avx512f, avx512bw,
-    //! avx512vl, avx512vnni, avx2, fma and f16c.
+    //! VNNI's `vpdpwssd`); the same exact integers and f32 steps as the other tiers, so its
+    //! products have their bits. Untiled 32-value types keep the AVX2 kernels. Every function
+    //! here requires avx512f, avx512bw, avx512vl, avx512vnni, avx2, fma and f16c.
 
     use super::{Activations, Format, Output, QuantMatrix, QK_K};
     use half::f16;
@@ -2712,8 +2755,13 @@ mod avx512 {
         }
     }
 
-    /// Tiled Q4_K or Q6_K rows `first..end` (whole tiles) against every activation row, into
-    /// those columns of `y`: each tile against three activation rows at a time.
+    /// Activation rows per pass of the K-quant tile kernels: each unpacked weight register
+    /// serves this many rows' `vpdpbusd`s.
+    const K_ROWS: usize = 8;
+
+    /// Tiled rows `first..end` (whole tiles) against every activation row, into those columns
+    /// of `y`: each tile against `K_ROWS` activation rows at a time (the K-quants, whose
+    /// kernels keep one register per activation row) or three (Q8_0, Q5_0: eight).
     ///
     /// # Safety
     /// As `rows_times`; `end <= w.tiled`.
@@ -2758,7 +2806,7 @@ mod avx512 {
             let mut r = 0;
             while r < m {
                 macro_rules! run {
-                    ($r:literal) => {{
+                    ($r:tt) => {{
                         let out = match KIND {
                             Q4K | Q5K => q4k_tile::<KIND, $r>(w, tile, acts, r),
                             Q6K => q6k_tile::<$r>(w, tile, acts, r),
@@ -2772,23 +2820,34 @@ mod avx512 {
                         $r
                     }};
                 }
-                r += match m - r {
-                    3.. => run!(3),
-                    2 => run!(2),
-                    _ => run!(1),
+                r += if KIND >= Q4K {
+                    match m - r {
+                        K_ROWS.. => run!(K_ROWS),
+                        4.. => run!(4),
+                        2..=3 => run!(2),
+                        _ => run!(1),
+                    }
+                } else {
+                    match m - r {
+                        3.. => run!(3),
+                        2 => run!(2),
+                        _ => run!(1),
+                    }
                 };
             }
         }
     }
 
-    /// One tile of sixteen Q4_K rows against activation rows `r..r + R`, computing what
-    /// `super::dot_k_scalar` computes. The rows sit in the sixteen i32 lanes: per run of four
-    /// values, `maddubs` multiplies each row's four quants by the same four activations
-    /// (broadcast) into two pair sums and `vpdpwssd` scales both by the row's sub-block scale
-    /// and adds them to the lane; lane `p` of the other tiers' eight (the values with
-    /// `(v % 32) / 4 == p`) is its own register. Then per super-block each of the eight
-    /// registers takes the other tiers' f32 steps, lane-wise for sixteen rows, and at the end
-    /// the eight are summed in the other tiers' order.
+    /// One tile of sixteen Q4_K or Q5_K rows against activation rows `r..r + R`, computing
+    /// what `super::dot_k_scalar` computes. The rows sit in the sixteen i32 lanes: per run of
+    /// four values, one `vpdpbusd` multiplies each row's four quants (u8, 0..15 or 0..31) by
+    /// the same four activations (s8, broadcast) and adds them to the row's lane of the
+    /// sub-block's sum, one register per activation row; once per sub-block `vpmulld` applies
+    /// the rows' scales and adds the products into the super-block's `dot`. The minimums meet
+    /// the activations' 16-value sums, two at a time, with `vpdpwssd`. The unpacking of the
+    /// quants and of the packed scales is done once per tile and super-block for all `R`
+    /// activation rows. Sums: a sub-block's |sum| <= 32 * 31 * 127 < 2^17, the scaled sums and
+    /// `dot` as bounded in `super::kquant::products`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
     unsafe fn q4k_tile<const KIND: u8, const R: usize>(
@@ -2798,7 +2857,7 @@ mod avx512 {
         r: usize,
     ) -> [[f32; 16]; R] {
         use super::kquant::{Q4K_TILE_BYTES, Q5K_TILE_BYTES, Q5K_TILE_HIGH};
-        use super::kquant::{TILE_D, TILE_DMIN, TILE_MIN, TILE_SC};
+        use super::kquant::{TILE_D, TILE_DMIN, TILE_SCALES};
         let tb = if KIND == Q5K {
             Q5K_TILE_BYTES
         } else {
@@ -2812,17 +2871,42 @@ mod avx512 {
             std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
         let low4 = _mm512_set1_epi8(0x0F);
         let fifth = _mm512_set1_epi8(0x10);
-        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        let byte = _mm512_set1_epi32(0xFF);
+        let (low6w, low4w, low2w) = (
+            _mm512_set1_epi32(0x3f3f_3f3f),
+            _mm512_set1_epi32(0x0f0f_0f0f),
+            _mm512_set1_epi32(0x0303_0303),
+        );
+        let zero = _mm512_setzero_si512();
+        let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             let t = base.add(b * tb);
-            prefetch_ahead(t.add(TILE_SC), tb - TILE_SC);
-            let mut dot = [[_mm512_setzero_si512(); 8]; R];
+            prefetch_ahead(t.add(TILE_SCALES), tb - TILE_SCALES);
+            // The rows' 12 packed bytes of scales and minimums, as three 32-bit words per
+            // lane, unpacked as `super::kquant::scales_mins` does: bytes of `sc[0]` are the
+            // scales of sub-blocks 0-3, of `sc[1]` those of 4-7; `mn` likewise.
+            let word = |i: usize| _mm512_loadu_si512(t.add(TILE_SCALES + 64 * i).cast());
+            let (w0, w1, w2) = (word(0), word(1), word(2));
+            let top = |v: __m512i| {
+                _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srli_epi32::<6>(v), low2w))
+            };
+            let sc = [
+                _mm512_and_si512(w0, low6w),
+                _mm512_or_si512(_mm512_and_si512(w2, low4w), top(w0)),
+            ];
+            let mn = [
+                _mm512_and_si512(w1, low6w),
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32::<4>(w2), low4w), top(w1)),
+            ];
+            let field = |v: &[__m512i; 2], s: usize| {
+                let shift = _mm_cvtsi32_si128(8 * (s % 4) as i32);
+                _mm512_and_si512(_mm512_srl_epi32(v[s / 4], shift), byte)
+            };
+            let mut dot = [zero; R];
             for s in 0..8 {
                 // A few lines at a time, between the multiply-adds.
                 prefetch_ahead(t.add(256 * s), 256);
-                // The sub-block scale of each row in both 16-bit halves of its lane.
-                let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(t.add(TILE_SC + 16 * s).cast()));
-                let sc = _mm512_or_si512(sc, _mm512_slli_epi32::<16>(sc));
+                let mut sub = [zero; R];
                 for p in 0..4 {
                     let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
                     let mut lo = _mm512_and_si512(raw, low4);
@@ -2841,45 +2925,49 @@ mod avx512 {
                         let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
                         let xb =
                             _mm512_set1_epi32(xq[k].add(at + 16).cast::<i32>().read_unaligned());
-                        dot[k][p] =
-                            _mm512_dpwssd_epi32(dot[k][p], _mm512_maddubs_epi16(lo, xa), sc);
-                        dot[k][p + 4] =
-                            _mm512_dpwssd_epi32(dot[k][p + 4], _mm512_maddubs_epi16(hi, xb), sc);
+                        sub[k] = _mm512_dpbusd_epi32(sub[k], lo, xa);
+                        sub[k] = _mm512_dpbusd_epi32(sub[k], hi, xb);
                     }
+                }
+                let scale = field(&sc, s);
+                for k in 0..R {
+                    dot[k] = _mm512_add_epi32(dot[k], _mm512_mullo_epi32(sub[k], scale));
+                }
+            }
+            // mins = sum over s of m[s] * (bsums[2s] + bsums[2s + 1]): the minimum in both
+            // 16-bit halves of the lane against the two sums, broadcast.
+            let mut mins = [zero; R];
+            for s in 0..8 {
+                let m = field(&mn, s);
+                let m = _mm512_or_si512(m, _mm512_slli_epi32::<16>(m));
+                for k in 0..R {
+                    let bs = xs[k].add(b * 16 + 2 * s).cast::<i32>().read_unaligned();
+                    mins[k] = _mm512_dpwssd_epi32(mins[k], m, _mm512_set1_epi32(bs));
                 }
             }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(TILE_D).cast()));
             let mw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(TILE_DMIN).cast()));
-            let dd: [__m512; R] =
-                std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
-            let dm: [__m512; R] =
-                std::array::from_fn(|k| _mm512_mul_ps(mw, _mm512_set1_ps(*xd[k].add(b))));
-            for l in 0..8 {
-                let m8 = _mm_loadu_si128(t.add(TILE_MIN + 16 * l).cast());
-                let m = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m8));
-                for k in 0..R {
-                    // m * (bsums[2l] + bsums[2l + 1]) < 2^18: exact in f32, as the integer
-                    // product the other tiers convert.
-                    let bs = xs[k].add(b * 16 + 2 * l);
-                    let sum = (i32::from(*bs) + i32::from(*bs.add(1))) as f32;
-                    let mins = _mm512_mul_ps(m, _mm512_set1_ps(sum));
-                    acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(dot[k][l]), acc[k][l]);
-                    acc[k][l] = _mm512_fnmadd_ps(dm[k], mins, acc[k][l]);
-                }
+            for k in 0..R {
+                // `super::kquant::step`, lane-wise: the same products and fused steps.
+                let dx = _mm512_set1_ps(*xd[k].add(b));
+                acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(dot[k]), acc[k]);
+                acc[k] =
+                    _mm512_fnmadd_ps(_mm512_mul_ps(mw, dx), _mm512_cvtepi32_ps(mins[k]), acc[k]);
             }
         }
         let mut out = [[0f32; 16]; R];
         for (o, a) in out.iter_mut().zip(&acc) {
-            *o = lane_sum(a);
+            _mm512_storeu_ps(o.as_mut_ptr(), *a);
         }
         out
     }
 
     /// One tile of sixteen Q6_K rows against activation rows `r..r + R`, computing what
-    /// `super::dot_k_scalar` computes, as `q4k_tile` does for Q4_K: the six-bit quants from
-    /// a run of nibbles and a run of high bit pairs, the scales of a sub-block pair expanded
-    /// once per tile and super-block; the offset 32 meets the activations' 16-value sums with
-    /// one `madd` per lane register, as the other tiers do it.
+    /// `super::dot_k_scalar` computes, as `q4k_tile` does for Q4_K: the six-bit quants from a
+    /// run of nibbles and a run of high bit pairs, one `vpdpbusd` per four values into the sum
+    /// of each 16-value sub-block (|sum| <= 16 * 63 * 127), scaled once by the rows' signed
+    /// scales with `vpmulld`; the offset 32 of every quant is `-32 * sc` (16-bit words, two
+    /// sub-blocks at a time) against the activations' sums with `vpdpwssd`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
     unsafe fn q6k_tile<const R: usize>(
@@ -2897,33 +2985,20 @@ mod avx512 {
             std::array::from_fn(|k| acts.bsums.as_ptr().add((r + k) * blocks * 16));
         let low4 = _mm512_set1_epi8(0x0F);
         let pair_bits = _mm512_set1_epi8(0x30);
-        // Byte shuffles (within each 16 bytes) that copy a lane's first (second) scale word
-        // into both of its words.
-        let even = _mm512_broadcast_i32x4(_mm_setr_epi32(
-            0x0100_0100,
-            0x0504_0504,
-            0x0908_0908,
-            0x0d0c_0d0c,
-        ));
-        let odd = _mm512_broadcast_i32x4(_mm_setr_epi32(
-            0x0302_0302,
-            0x0706_0706,
-            0x0b0a_0b0a,
-            0x0f0e_0f0e,
-        ));
-        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        let zero = _mm512_setzero_si512();
+        let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             let t = base.add(b * Q6K_TILE_BYTES);
             prefetch_ahead(t.add(Q6K_TILE_SC), Q6K_TILE_BYTES - Q6K_TILE_SC);
-            let mut dot = [[_mm512_setzero_si512(); 8]; R];
+            let mut dot = [zero; R];
             for s in 0..8 {
                 prefetch_ahead(t.add(256 * s), 256);
                 prefetch_ahead(t.add(Q6K_TILE_HIGH + 128 * s), 128);
-                // Per row lane, the scales of sub-blocks 2s and 2s + 1 as 16-bit words.
+                // Per row lane, the scales of sub-blocks 2s (low word) and 2s + 1 (high word).
                 let pair =
                     _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * s).cast()));
-                let sc_lo = _mm512_shuffle_epi8(pair, even);
-                let sc_hi = _mm512_shuffle_epi8(pair, odd);
+                // Sub-block 2s is the low nibbles of the four runs, 2s + 1 the high ones.
+                let mut sub = [[zero; R]; 2];
                 for p in 0..4 {
                     let raw = _mm512_loadu_si512(t.add(256 * s + 64 * p).cast());
                     let high =
@@ -2946,32 +3021,31 @@ mod avx512 {
                         let xa = _mm512_set1_epi32(xq[k].add(at).cast::<i32>().read_unaligned());
                         let xb =
                             _mm512_set1_epi32(xq[k].add(at + 16).cast::<i32>().read_unaligned());
-                        dot[k][p] =
-                            _mm512_dpwssd_epi32(dot[k][p], _mm512_maddubs_epi16(lo, xa), sc_lo);
-                        dot[k][p + 4] =
-                            _mm512_dpwssd_epi32(dot[k][p + 4], _mm512_maddubs_epi16(hi, xb), sc_hi);
+                        sub[0][k] = _mm512_dpbusd_epi32(sub[0][k], lo, xa);
+                        sub[1][k] = _mm512_dpbusd_epi32(sub[1][k], hi, xb);
                     }
+                }
+                // The scales sign-extended to whole lanes; and, for the offset, -32 times
+                // each (within 16 bits) against the two sub-blocks' activation sums.
+                let even = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(pair));
+                let odd = _mm512_srai_epi32::<16>(pair);
+                let minus32 = _mm512_sub_epi16(zero, _mm512_slli_epi16::<5>(pair));
+                for k in 0..R {
+                    let bs = xs[k].add(b * 16 + 2 * s).cast::<i32>().read_unaligned();
+                    let mut d = _mm512_dpwssd_epi32(dot[k], minus32, _mm512_set1_epi32(bs));
+                    d = _mm512_add_epi32(d, _mm512_mullo_epi32(sub[0][k], even));
+                    dot[k] = _mm512_add_epi32(d, _mm512_mullo_epi32(sub[1][k], odd));
                 }
             }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(t.add(Q6K_TILE_D).cast()));
-            let dd: [__m512; R] =
-                std::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*xd[k].add(b))));
-            for l in 0..8 {
-                // Lane l's offset: 32 * (sc[2l] * bsums[2l] + sc[2l + 1] * bsums[2l + 1]).
-                let pair =
-                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(t.add(Q6K_TILE_SC + 32 * l).cast()));
-                for k in 0..R {
-                    let bs =
-                        _mm512_set1_epi32(xs[k].add(b * 16 + 2 * l).cast::<i32>().read_unaligned());
-                    let off = _mm512_slli_epi32::<5>(_mm512_madd_epi16(pair, bs));
-                    let v = _mm512_sub_epi32(dot[k][l], off);
-                    acc[k][l] = _mm512_fmadd_ps(dd[k], _mm512_cvtepi32_ps(v), acc[k][l]);
-                }
+            for k in 0..R {
+                let dx = _mm512_set1_ps(*xd[k].add(b));
+                acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(dot[k]), acc[k]);
             }
         }
         let mut out = [[0f32; 16]; R];
         for (o, a) in out.iter_mut().zip(&acc) {
-            *o = lane_sum(a);
+            _mm512_storeu_ps(o.as_mut_ptr(), *a);
         }
         out
     }
@@ -3104,8 +3178,8 @@ mod avx512 {
     /// A 64-byte register pairs two of `avx2::ktile`'s 32-value registers (whose activations
     /// are adjacent in memory); `maddubs` forms the same u8 x i8 pair sums and `vpdpwssd`
     /// multiplies them by the scale words and adds the pairs into the 16 i32 lanes, with no
-    /// saturation. Lane `l` and lane `8 + l` then add to AVX2's lane `l`: exact integers, so
-    /// the order does not matter, and from there the f32 steps are AVX2's.
+    /// saturation. The sixteen lanes then sum to the exact integer of
+    /// `super::kquant::products` (the order does not matter), and the f32 steps are AVX2's.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
     unsafe fn ktile<const KIND: u8, const W: usize, const R: usize>(
@@ -3134,7 +3208,7 @@ mod avx512 {
             _mm512_loadu_si512(table[3].as_ptr().cast()),
         ];
         let low4 = _mm512_set1_epi8(0x0F);
-        let mut acc = [[_mm256_setzero_ps(); R]; W];
+        let mut acc = [[0f32; R]; W];
         for b in 0..blocks {
             for p in wb.iter() {
                 let ahead = p.wrapping_add(W * blocks * bb + b * bb);
@@ -3245,26 +3319,19 @@ mod avx512 {
                         let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc));
                         dot = _mm256_sub_epi32(dot, off);
                     }
-                    let dx = *xd[k].add(b);
-                    acc[i][k] =
-                        _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(dot), acc[i][k]);
-                    if KIND != Q6K {
-                        acc[i][k] = _mm256_fnmadd_ps(
-                            _mm256_set1_ps(dmin * dx),
-                            _mm256_cvtepi32_ps(mins[k]),
-                            acc[i][k],
-                        );
-                    }
+                    acc[i][k] = super::kquant::step(
+                        acc[i][k],
+                        d,
+                        dmin,
+                        *xd[k].add(b),
+                        super::avx2::hsum_i32(dot),
+                        super::avx2::hsum_i32(mins[k]),
+                        KIND == Q6K,
+                    );
                 }
             }
         }
-        let mut out = [[0f32; R]; W];
-        for i in 0..W {
-            for k in 0..R {
-                out[i][k] = super::avx2::hsum(acc[i][k]);
-            }
-        }
-        out
+        acc
     }
 }
 
@@ -3528,8 +3595,8 @@ mod tests {
             for (r, xr) in acts.iter().enumerate() {
                 for j in 0..n {
                     let (want, magnitude) = k_reference_dot(&w[j * blocks..(j + 1) * blocks], xr);
-                    // Per lane and super-block: the scale product, the lane's conversion to
-                    // f32 and the fused multiply-add each round once (twice with minimums).
+                    // Per super-block: the scale product, the integer's conversion to f32 and
+                    // the fused multiply-add each round once (twice with minimums).
                     let bound = f32_bound(4 * blocks, magnitude);
                     let diff = (f64::from(got[r * n + j]) - want).abs();
                     assert!(
@@ -4162,7 +4229,7 @@ mod tests {
                     "{dtype:?} ({n},{k}) row {row} dequantizes differently"
                 );
             }
-            for m in [1, 2, 3, 4, 7] {
+            for m in [1, 2, 3, 4, 7, 13] {
                 let x = tensor(rng.matrix(m, k), &[m, k]);
                 let bits = |q: &QuantMatrix, kernel| -> Vec<u32> {
                     let y: Vec<f32> = q
