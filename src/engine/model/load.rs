@@ -147,6 +147,9 @@ pub fn load_gguf<R: std::io::Read + std::io::Seek>(
     reader: &mut R,
     device: &Device,
 ) -> Result<Decoder> {
+    if device.is_cpu() {
+        super::keep_freed_buffers();
+    }
     let mut qtensor = |name: &str| content.tensor(reader, name, device);
     let mut layers = Vec::with_capacity(config.layers);
     let eps = config.rms_norm_eps as f32;

@@ -26,6 +26,37 @@ pub use load::{load_gguf, load_safetensors};
 
 use super::config::ModelConfig;
 
+/// Sets glibc's allocator, once per process, to keep the CPU prefill's large buffers in the
+/// heap. By default glibc maps each allocation above its threshold (a few MB once raised)
+/// afresh and trims the heap's top whenever more than twice that is free, so each prefill-sized
+/// product output (18 MB for a 1.5B model's MLP at 512 tokens) came from the kernel as new
+/// pages, was faulted in page by page, zeroed, and given back at free: a tenth of a 1.5B
+/// prefill. With allocations below 32 MiB (glibc's largest) taken from the heap and up to
+/// 128 MiB of free heap top kept, freed buffers are reused as they are. Peak RSS does not grow:
+/// the pages kept were resident when they were last in use, so the resident set only stays at
+/// a level it has already reached, by at most the 128 MiB; larger allocations (weights, caches)
+/// are still mapped and unmapped alone. Elsewhere than glibc, nothing to do.
+pub fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes two tuning parameters of the allocator (which takes
+            // its own lock); it returns 0 where a value is refused, and then glibc keeps its
+            // default, which is only slower.
+            let set = unsafe {
+                (
+                    libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20),
+                    libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20),
+                )
+            };
+            if set != (1, 1) {
+                tracing::debug!("glibc refused the allocator settings: {set:?}");
+            }
+        });
+    }
+}
+
 /// The token embedding: a dense table, or a quantized one whose rows are dequantized on use.
 #[derive(Debug, Clone)]
 enum Embedding {
