@@ -1383,18 +1383,16 @@ mod kquant {
     /// and the sums of each 16 quants; returns the scale `d = 1 / iscale` (0 for a zero block).
     /// Matching llama.cpp here keeps greedy tokens equal to its own.
     pub(super) fn quantize_q8k(x: &[f32; QK_K], q: &mut [i8; QK_K], bsums: &mut [i16; 16]) -> f32 {
-        let (mut amax, mut max) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        // The largest magnitude first (a maximum, which the compiler vectorizes: the order
+        // does not matter), then the first value that has it: the value a running "strictly
+        // greater" scan keeps, without its serial compare-and-branch per value.
+        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
         if amax == 0.0 {
             q.fill(0);
             bsums.fill(0);
             return 0.0;
         }
+        let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
         let iscale = -127.0 / max;
         for (q, &v) in q.iter_mut().zip(x) {
             *q = nearest(iscale * v).min(127) as i8;
