@@ -230,13 +230,25 @@ def bf16_model(args):
     return model, model.config.vocab_size, tok_vocab
 
 
+def f32_model(args):
+    """The same checkpoint's bf16 weights computed in f32 (exact upcast, no TF32): what bf16
+    arithmetic approximates, the reference both engines' bf16 runs are scored against."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    return AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map=args.device
+    ).eval()
+
+
 def teacher_batch(args):
     """`teacher --batch N`: Arbiter's batched bf16 decode and transformers' batched bf16
     decode of the same N sequences, each scored against that sequence computed alone in f32."""
     import math
 
     import torch
-    from transformers import AutoModelForCausalLM
 
     dev, n, steps = args.device, args.batch, args.steps
     totals = [args.positions - i * args.stagger for i in range(n)]
@@ -269,11 +281,7 @@ def teacher_batch(args):
     del model
     free_memory(dev)
     # The same bf16 weights computed in f32 (exact upcast, no TF32), one sequence at a time.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map=dev
-    ).eval()
+    model = f32_model(args)
     exact, gaps = [], []
     with torch.inference_mode():
         for s in seqs:
@@ -344,7 +352,6 @@ def teacher_batch(args):
 
 def teacher(args):
     import torch
-    from transformers import AutoModelForCausalLM
 
     if args.batch > 1:
         return teacher_batch(args)
@@ -378,11 +385,7 @@ def teacher(args):
     free_memory(dev)
     # The same bf16 weights computed in f32 (exact upcast, no TF32): what bf16 arithmetic
     # approximates. Both engines' bf16 runs are scored against it.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.float32, attn_implementation="sdpa", device_map=dev
-    ).eval()
+    model = f32_model(args)
     with torch.inference_mode():
         exact_logits = model(torch.tensor([seq], device=dev), logits_to_keep=steps).logits[0]
         exact = exact_logits.argmax(-1).tolist()
