@@ -334,6 +334,27 @@ mod tests {
     use candle_core::Device;
 
     /// The largest absolute difference between two tensors of one shape.
+    /// Random queries (1, heads, seq, d) and keys and values (1, kv_heads, total, d) that are
+    /// views of larger (cap-long) buffers, as the cache hands them out.
+    fn random_views(
+        dev: &Device,
+        heads: usize,
+        kv_heads: usize,
+        seq: usize,
+        d: usize,
+        total: usize,
+        cap: usize,
+    ) -> (Tensor, Tensor, Tensor) {
+        let q = Tensor::randn(0f32, 1.0, (1, heads, seq, d), dev).unwrap();
+        let kb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), dev).unwrap();
+        let vb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), dev).unwrap();
+        let (k, v) = (
+            kb.narrow(2, 0, total).unwrap(),
+            vb.narrow(2, 0, total).unwrap(),
+        );
+        (q, k, v)
+    }
+
     fn max_diff(a: Tensor, b: Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -351,14 +372,7 @@ mod tests {
         for (heads, kv_heads, d, total, cap) in
             [(9, 3, 64, 37, 64), (4, 4, 12, 1, 8), (8, 2, 20, 300, 512)]
         {
-            let q = Tensor::randn(0f32, 1.0, (1, heads, 1, d), &dev).unwrap();
-            // Views of a larger buffer, as the cache hands them out.
-            let kb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), &dev).unwrap();
-            let vb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), &dev).unwrap();
-            let (k, v) = (
-                kb.narrow(2, 0, total).unwrap(),
-                vb.narrow(2, 0, total).unwrap(),
-            );
+            let (q, k, v) = random_views(&dev, heads, kv_heads, 1, d, total, cap);
             let scale = 1.0 / (d as f64).sqrt();
             let ours = decode(&q, &k, &v, scale as f32).unwrap().expect("applies");
             let diff = max_diff(ours, general(&q, &k, &v, scale));
@@ -417,13 +431,7 @@ mod tests {
         ] {
             let total = past + seq;
             // q as RoPE leaves it: the transpose of (1, seq, heads, d) made contiguous.
-            let q = Tensor::randn(0f32, 1.0, (1, heads, seq, d), &dev).unwrap();
-            let kb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), &dev).unwrap();
-            let vb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), &dev).unwrap();
-            let (k, v) = (
-                kb.narrow(2, 0, total).unwrap(),
-                vb.narrow(2, 0, total).unwrap(),
-            );
+            let (q, k, v) = random_views(&dev, heads, kv_heads, seq, d, total, cap);
             let scale = 1.0 / (d as f64).sqrt();
             let ours = causal(&q, &k, &v, scale as f32).unwrap().expect("applies");
             let theirs = general(&q, &k, &v, scale);
