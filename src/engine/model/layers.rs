@@ -511,7 +511,10 @@ fn silu_mul_halves(both: &Tensor) -> Result<Tensor> {
         let rows = both.elem_count() / (2 * inter);
         return super::cuda::silu_mul(&both.reshape((rows, 2 * inter))?)?.reshape(dims);
     }
-    both.narrow(last, 0, inter)?.silu()? * both.narrow(last, inter, inter)?
+    silu_mul(
+        &both.narrow(last, 0, inter)?,
+        &both.narrow(last, inter, inter)?,
+    )
 }
 
 /// Concatenates dense projections along their output rows into one (weights and biases), so
