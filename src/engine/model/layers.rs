@@ -412,7 +412,7 @@ impl Mlp {
         mark: &mut dyn FnMut(&'static str) -> Result<()>,
     ) -> Result<Tensor> {
         let h = match &self.gate_up {
-            GateUp::Separate { gate, up } => silu_mul(&gate.forward(x)?, &up.forward(x)?)?,
+            GateUp::Separate { gate, up } => silu_mul_fresh(gate.forward(x)?, &up.forward(x)?)?,
             GateUp::Merged(proj) => {
                 let both = proj.forward(x)?;
                 mark("gate/up projection")?;
@@ -441,6 +441,31 @@ fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
             .apply_op2_no_bwd(&up.contiguous()?, &SiluMul);
     }
     gate.silu()? * up
+}
+
+/// [`silu_mul`] of a `gate` that nothing else holds (a product just computed): on the CPU in
+/// f32 the result is written over the gate's own buffer, so a prefill's MLP holds two buffers of
+/// its width rather than three (18 MB less at the peak for a 1.5B model's 512 tokens); the
+/// same bits as [`silu_mul`], each value read before it is written. Elsewhere as [`silu_mul`].
+fn silu_mul_fresh(gate: Tensor, up: &Tensor) -> Result<Tensor> {
+    if gate.device().is_cpu()
+        && gate.dtype() == DType::F32
+        && up.dtype() == DType::F32
+        && gate.dims() == up.dims()
+        && gate.is_contiguous()
+        && up.is_contiguous()
+    {
+        gate.inplace_op2(up, &SiluMul)?;
+        return Ok(gate);
+    }
+    silu_mul(&gate, up)
+}
+
+/// `silu(g) * u` as candle computes it: `g / (1 + exp(-g))` rounded to f32, then the product.
+#[inline(always)]
+fn silu_times(g: f32, u: f32) -> f32 {
+    let silu = g / (1.0 + (-g).exp());
+    silu * u
 }
 
 /// Values per work item of [`SiluMul`]: a fixed size, so the split does not depend on the
@@ -485,8 +510,7 @@ impl candle_core::CustomOp2 for SiluMul {
             .collect();
         super::quant::par_pieces(pieces, |(out, (gate, up))| {
             for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                let silu = g / (1.0 + (-g).exp());
-                o.write(silu * u);
+                o.write(silu_times(g, u));
             }
         });
         // SAFETY: the pieces cover out[..n] and each piece writes every one of its elements
@@ -497,6 +521,48 @@ impl candle_core::CustomOp2 for SiluMul {
             candle_core::CpuStorage::F32(out),
             gate_layout.shape().clone(),
         ))
+    }
+}
+
+impl candle_core::InplaceOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "silu-mul-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gate: &mut candle_core::CpuStorage,
+        gate_layout: &candle_core::Layout,
+        up: &candle_core::CpuStorage,
+        up_layout: &candle_core::Layout,
+    ) -> Result<()> {
+        let (Some((g0, g1)), Some((u0, u1))) = (
+            gate_layout.contiguous_offsets(),
+            up_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("silu-mul: the inputs must be contiguous");
+        };
+        if gate_layout.shape() != up_layout.shape() {
+            candle_core::bail!(
+                "silu-mul: gate {:?} and up {:?} differ in shape",
+                gate_layout.shape(),
+                up_layout.shape()
+            );
+        }
+        let up = &up.as_slice::<f32>()?[u0..u1];
+        let candle_core::CpuStorage::F32(gate) = gate else {
+            candle_core::bail!("silu-mul: the gate must be f32");
+        };
+        let pieces: Vec<_> = gate[g0..g1]
+            .chunks_mut(SILU_MUL_PIECE)
+            .zip(up.chunks(SILU_MUL_PIECE))
+            .collect();
+        super::quant::par_pieces(pieces, |(gate, up)| {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = silu_times(*g, u);
+            }
+        });
+        Ok(())
     }
 }
 
@@ -583,6 +649,14 @@ mod tests {
         assert!(
             fused == bits(g.silu().and_then(|s| s * &u)),
             "fused silu*up differs"
+        );
+        // Written over a fresh gate's buffer: the same bits, and the gate's storage reused.
+        let fresh = Tensor::from_vec(gate.clone(), n, &Device::Cpu).expect("gate");
+        let in_place = silu_mul_fresh(fresh.clone(), &u).expect("in place");
+        assert!(bits(Ok(in_place)) == fused, "in-place silu*up differs");
+        assert!(
+            bits(Ok(fresh)) == fused,
+            "the gate's own buffer was not written"
         );
         // Transposed (non-contiguous) inputs give the same values in the same layout.
         let g = Tensor::from_vec(gate[..600].to_vec(), (20, 30), &Device::Cpu)
