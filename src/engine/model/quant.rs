@@ -1501,19 +1501,23 @@ mod tile32 {
         (mask_at, quants_at)
     }
 
-    /// Where value `v` of row `row` sits in a tile block: byte and shift. Q8_0: run `v / 4`'s
-    /// 64 bytes hold the signed bytes. 4-bit and 5-bit types: 64-byte run `c` holds in its low
-    /// nibbles values `4c..4c + 4` and in its high ones `16 + 4c..` (as the file pairs them).
-    fn at(format: Format, row: usize, v: usize) -> (usize, u32) {
+    /// Run `c` (64 bytes) of a tile block holds four bytes of each row, row `r` in bytes
+    /// `4r..4r + 4`: Q8_0's values `4c..4c + 4`; for the 4-bit and 5-bit types the file's quant
+    /// bytes `4c..4c + 4` as they are, whose low nibbles are values `4c..4c + 4` and high ones
+    /// `16 + 4c..` (the file pairs value `i` with `16 + i`), so that masking or shifting a run
+    /// gives the other tiers' lanes `c` and `c + 4`.
+    fn runs(format: Format) -> usize {
         if format == Format::Q8_0 {
-            return (64 * (v / 4) + 4 * row + v % 4, 0);
+            QK / 4
+        } else {
+            QK / 8
         }
-        let i = v % 16;
-        (64 * (i / 4) + 4 * row + i % 4, if v >= 16 { 4 } else { 0 })
     }
 
     /// Rows of a 32-value type as the file stores them (a multiple of `ROWS` rows of `blocks`
-    /// blocks) in tiles; empty for the K-quants.
+    /// blocks) in tiles; empty for the K-quants. Fifth bits: value `4l + j` of row `r` is bit
+    /// `4r + j` of run `l`'s 64-bit mask, i.e. the row's four bits `(mask >> 4l) & 0xF` are
+    /// nibble `r` of it.
     pub(super) fn pack(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
         if format.is_k() || data.is_empty() {
             return Vec::new();
@@ -1529,26 +1533,15 @@ mod tile32 {
                 if format.has_min() {
                     tile[m_at(format) + 2 * row..][..2].copy_from_slice(&blk[2..4]);
                 }
-                if format == Format::Q8_0 {
-                    for (v, &q) in blk[quants_at..].iter().enumerate() {
-                        tile[at(format, row, v).0] = q;
-                    }
-                    continue;
+                for c in 0..runs(format) {
+                    tile[64 * c + 4 * row..][..4].copy_from_slice(&blk[quants_at + 4 * c..][..4]);
                 }
-                let mask = if format.has_high_bits() {
+                if format.has_high_bits() {
                     let m = &blk[mask_at..mask_at + 4];
-                    u32::from_le_bytes([m[0], m[1], m[2], m[3]])
-                } else {
-                    0
-                };
-                for v in 0..QK {
-                    let byte = blk[quants_at + v % 16];
-                    let nibble = if v < 16 { byte & 0x0F } else { byte >> 4 };
-                    let (pos, shift) = at(format, row, v);
-                    tile[pos] |= nibble << shift;
-                    if (mask >> v) & 1 == 1 {
-                        let bit = 4 * row + v % 4;
-                        tile[Q5_HIGH + 8 * (v / 4) + bit / 8] |= 1 << (bit % 8);
+                    let mask = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                    for l in 0..QK / 4 {
+                        let bits = ((mask >> (4 * l)) & 0x0F) as u8;
+                        tile[Q5_HIGH + 8 * l + row / 2] |= bits << (4 * (row % 2));
                     }
                 }
             }
@@ -1568,24 +1561,14 @@ mod tile32 {
             if format.has_min() {
                 blk[2..4].copy_from_slice(&tile[m_at(format) + 2 * r..][..2]);
             }
-            if format == Format::Q8_0 {
-                for v in 0..QK {
-                    blk[quants_at + v] = tile[at(format, r, v).0];
-                }
-                continue;
-            }
-            let mut mask = 0u32;
-            for v in 0..QK {
-                let (pos, shift) = at(format, r, v);
-                blk[quants_at + v % 16] |=
-                    ((tile[pos] >> shift) & 0x0F) << if v < 16 { 0 } else { 4 };
-                if format.has_high_bits() {
-                    let bit = 4 * r + v % 4;
-                    let high = (tile[Q5_HIGH + 8 * (v / 4) + bit / 8] >> (bit % 8)) & 1;
-                    mask |= u32::from(high) << v;
-                }
+            for c in 0..runs(format) {
+                blk[quants_at + 4 * c..][..4].copy_from_slice(&tile[64 * c + 4 * r..][..4]);
             }
             if format.has_high_bits() {
+                let mask = (0..QK / 4).fold(0u32, |mask, l| {
+                    let bits = (tile[Q5_HIGH + 8 * l + r / 2] >> (4 * (r % 2))) & 0x0F;
+                    mask | u32::from(bits) << (4 * l)
+                });
                 blk[mask_at..mask_at + 4].copy_from_slice(&mask.to_le_bytes());
             }
         }
