@@ -2785,8 +2785,9 @@ mod avx512 {
 
     /// Tiled rows `first..end` (whole tiles) against every activation row, into those columns
     /// of `y`: each tile against `K_ROWS` activation rows at a time (the K-quants, whose
-    /// kernels keep one register per activation row) or three (the 32-value types, which keep
-    /// eight).
+    /// kernels keep one register per activation row) or two (the 32-value types, which keep
+    /// eight: three rows' 24 accumulators left too few registers, and the spills cost more
+    /// than unpacking each tile block once per two rows instead of three).
     ///
     /// # Safety
     /// As `rows_times`; `end <= w.tiled`.
@@ -2852,12 +2853,10 @@ mod avx512 {
                         2..=3 => run!(2),
                         _ => run!(1),
                     }
+                } else if m - r >= 2 {
+                    run!(2)
                 } else {
-                    match m - r {
-                        3.. => run!(3),
-                        2 => run!(2),
-                        _ => run!(1),
-                    }
+                    run!(1)
                 };
             }
         }
