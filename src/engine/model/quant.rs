@@ -14,11 +14,12 @@
 //! bsum(s)` against the activations' sub-block sums, then two fused multiply-adds on the row's
 //! one accumulator, `acc += (d · dx) · dot` and `acc -= (dmin · dx) · mins`
 //! (`kquant::products` and `kquant::step`); any tier may form the integers in any order.
-//! Where the tier is AVX-512, the Q4_K, Q5_K, Q6_K, Q8_0 and Q5_0 matrices are stored at load
-//! as tiles of sixteen interleaved rows (one per 32-bit lane of a 64-byte register) in place
-//! of the file's layout, with exactly the file's bytes: one `vpdpbusd` then multiplies four
-//! values of sixteen rows by four broadcast activations, a K-quant sub-block's scale is applied
-//! once to its sum, and the unpacking of a tile is shared by eight activation rows.
+//! Where the tier is AVX-512, the matrices of every type are stored at load as tiles of sixteen
+//! interleaved rows (one per 32-bit lane of a 64-byte register; all but the last `rows % 16`
+//! rows) in place of the file's layout, with exactly the file's bytes: one `vpdpbusd` then
+//! multiplies four values of sixteen rows by four broadcast activations, a K-quant sub-block's
+//! scale is applied once to its sum, and the unpacking of a tile is shared by several
+//! activation rows.
 //! candle's `QMatMul` is no reference: on AVX-512-VNNI and AVX-VNNI CPUs it quantizes the
 //! activations of Q8_0 (and K-quant) products per 256 values instead of per 32.
 //!
@@ -202,8 +203,7 @@ struct Weights {
     m: Vec<f16>,
     /// `rows * blocks` masks of fifth bits, bit `i` for value `i` (Q5_0 and Q5_1 only).
     qh: Vec<u32>,
-    /// Rows `0..tiled` (Q4_K, Q5_K, Q6_K, Q8_0, Q5_0), sixteen rows interleaved per
-    /// super-block or block (see `kquant::pack_q4k_tiles`, `kquant::pack_q6k_tiles` and
+    /// Rows `0..tiled` (any type), sixteen rows interleaved per super-block or block (see `kquant::pack_q4k_tiles`, `kquant::pack_q6k_tiles` and
     /// `tile32::pack`), for the AVX-512 kernels; `qs` then holds only the rows after them.
     /// Empty when the matrix is not tiled.
     tiles: Vec<u8>,
@@ -258,8 +258,7 @@ impl QuantMatrix {
     }
 
     /// Splits GGML blocks (`d`, [`m`,] quants per block, little-endian f16) into `Weights`;
-    /// Q4_K and Q6_K rows are tiled where the process runs the AVX-512 kernels, which read
-    /// that layout.
+    /// the rows are tiled where the process runs the AVX-512 kernels, which read that layout.
     fn from_blocks(format: Format, rows: usize, cols: usize, data: &[u8]) -> Result<QuantMatrix> {
         #[cfg(target_arch = "x86_64")]
         let tile = Kernel::detect() == Kernel::Avx512;
@@ -268,7 +267,7 @@ impl QuantMatrix {
         Self::from_blocks_with(format, rows, cols, data, tile)
     }
 
-    /// As `from_blocks`, tiling the Q4_K or Q6_K rows (all but the last `rows % 16`) or not.
+    /// As `from_blocks`, tiling the rows (all but the last `rows % 16`) or not.
     fn from_blocks_with(
         format: Format,
         rows: usize,
@@ -322,7 +321,7 @@ impl QuantMatrix {
                 }),
             });
         }
-        let tiled = if tile && matches!(format, Format::Q8_0 | Format::Q5_0) {
+        let tiled = if tile {
             rows / tile32::ROWS * tile32::ROWS
         } else {
             0
@@ -697,8 +696,8 @@ enum Kernel {
     /// aarch64 NEON with dotprod's `sdot`.
     #[cfg(target_arch = "aarch64")]
     NeonDot,
-    /// AVX2 plus AVX-512F/BW/VL and AVX-512-VNNI: the K-quants (and tiled Q8_0 and Q5_0)
-    /// from 64-byte registers, the rest as `Avx2`.
+    /// AVX2 plus AVX-512F/BW/VL and AVX-512-VNNI: tiled rows of every type from 64-byte
+    /// registers; the rows after the last tile also so for the K-quants, as `Avx2` otherwise.
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -1463,18 +1462,20 @@ mod kquant {
 }
 
 mod tile32 {
-    //! Q8_0 and Q5_0 rows interleaved sixteen to a tile for the AVX-512 kernels: per tile and
-    //! 32-value block, each run of four values of the sixteen rows is one 64-byte register,
+    //! The 32-value types' rows interleaved sixteen to a tile for the AVX-512 kernels: per tile
+    //! and 32-value block, each run of four values of the sixteen rows is one 64-byte register,
     //! row `r` in bytes `4r..4r + 4` (one i32 lane), so one `vpdpbusd` against four broadcast
     //! activations forms the four-value sums that the other tiers' lane `(v % 32) / 4` holds,
-    //! for all sixteen rows. Exactly the file's bytes per row and block.
+    //! for all sixteen rows. Exactly the file's bytes per row and block: a tile block holds the
+    //! quants (Q8_0's bytes, or the 4-bit types' nibbles), then Q5_0 / Q5_1's fifth bits, then
+    //! Q4_1 / Q5_1's sixteen f16 minimums `m`, then the sixteen f16 scales `d`.
 
     use super::{Format, QK};
 
     /// Weight rows per tile.
     pub(super) const ROWS: usize = 16;
-    /// Offset in a Q5_0 tile block of its fifth bits: per run `l` of four values a 64-bit
-    /// mask, bit `4r + j` for value `4l + j` of row `r`.
+    /// Offset in a Q5_0 or Q5_1 tile block of its fifth bits: per run `l` of four values a
+    /// 64-bit mask, bit `4r + j` for value `4l + j` of row `r`.
     pub(super) const Q5_HIGH: usize = 256;
 
     /// Bytes of one block of a tile.
@@ -1482,50 +1483,65 @@ mod tile32 {
         format.block_bytes() * ROWS
     }
 
-    /// Offset in a tile block of the rows' f16 scales `d`: after the quants (and fifth bits).
+    /// Offset in a tile block of the rows' f16 scales `d`: last.
     pub(super) fn d_at(format: Format) -> usize {
         (format.block_bytes() - 2) * ROWS
     }
 
-    /// Where value `v` of row `row` sits in a tile block: byte and shift. Q8_0: run `v / 4`'s
-    /// 64 bytes hold the signed bytes. Q5_0: 64-byte run `c` holds in its low nibbles values
-    /// `4c..4c + 4` and in its high ones `16 + 4c..` (as the file pairs them).
-    fn at(format: Format, row: usize, v: usize) -> (usize, u32) {
-        if format == Format::Q8_0 {
-            return (64 * (v / 4) + 4 * row + v % 4, 0);
-        }
-        let i = v % 16;
-        (64 * (i / 4) + 4 * row + i % 4, if v >= 16 { 4 } else { 0 })
+    /// Offset in a Q4_1 or Q5_1 tile block of the rows' f16 minimums `m`: before the scales.
+    pub(super) fn m_at(format: Format) -> usize {
+        (format.block_bytes() - 4) * ROWS
     }
 
-    /// Q8_0 or Q5_0 rows as the file stores them (a multiple of `ROWS` rows of `blocks`
-    /// blocks) in tiles; empty for any other type.
+    /// Offsets in a file block of the fifth-bit mask (where the type has one) and of the
+    /// quants: after `d` and, for Q4_1 / Q5_1, `m`.
+    fn file_offsets(format: Format) -> (usize, usize) {
+        let mask_at = if format.has_min() { 4 } else { 2 };
+        let quants_at = mask_at + if format.has_high_bits() { 4 } else { 0 };
+        (mask_at, quants_at)
+    }
+
+    /// Run `c` (64 bytes) of a tile block holds four bytes of each row, row `r` in bytes
+    /// `4r..4r + 4`: Q8_0's values `4c..4c + 4`; for the 4-bit and 5-bit types the file's quant
+    /// bytes `4c..4c + 4` as they are, whose low nibbles are values `4c..4c + 4` and high ones
+    /// `16 + 4c..` (the file pairs value `i` with `16 + i`), so that masking or shifting a run
+    /// gives the other tiers' lanes `c` and `c + 4`.
+    fn runs(format: Format) -> usize {
+        if format == Format::Q8_0 {
+            QK / 4
+        } else {
+            QK / 8
+        }
+    }
+
+    /// Rows of a 32-value type as the file stores them (a multiple of `ROWS` rows of `blocks`
+    /// blocks) in tiles; empty for the K-quants. Fifth bits: value `4l + j` of row `r` is bit
+    /// `4r + j` of run `l`'s 64-bit mask, i.e. the row's four bits `(mask >> 4l) & 0xF` are
+    /// nibble `r` of it.
     pub(super) fn pack(format: Format, data: &[u8], blocks: usize) -> Vec<u8> {
-        if !matches!(format, Format::Q8_0 | Format::Q5_0) || data.is_empty() {
+        if format.is_k() || data.is_empty() {
             return Vec::new();
         }
         let (bb, tb) = (format.block_bytes(), bytes(format));
+        let (mask_at, quants_at) = file_offsets(format);
         let mut out = vec![0u8; data.len()];
         for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
             let (t, b) = (i / blocks, i % blocks);
             for row in 0..ROWS {
                 let blk = &data[((t * ROWS + row) * blocks + b) * bb..][..bb];
                 tile[d_at(format) + 2 * row..][..2].copy_from_slice(&blk[..2]);
-                if format == Format::Q8_0 {
-                    for (v, &q) in blk[2..].iter().enumerate() {
-                        tile[at(format, row, v).0] = q;
-                    }
-                    continue;
+                if format.has_min() {
+                    tile[m_at(format) + 2 * row..][..2].copy_from_slice(&blk[2..4]);
                 }
-                let mask = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                for v in 0..QK {
-                    let byte = blk[6 + v % 16];
-                    let nibble = if v < 16 { byte & 0x0F } else { byte >> 4 };
-                    let (pos, shift) = at(format, row, v);
-                    tile[pos] |= nibble << shift;
-                    if (mask >> v) & 1 == 1 {
-                        let bit = 4 * row + v % 4;
-                        tile[Q5_HIGH + 8 * (v / 4) + bit / 8] |= 1 << (bit % 8);
+                for c in 0..runs(format) {
+                    tile[64 * c + 4 * row..][..4].copy_from_slice(&blk[quants_at + 4 * c..][..4]);
+                }
+                if format.has_high_bits() {
+                    let m = &blk[mask_at..mask_at + 4];
+                    let mask = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                    for l in 0..QK / 4 {
+                        let bits = ((mask >> (4 * l)) & 0x0F) as u8;
+                        tile[Q5_HIGH + 8 * l + row / 2] |= bits << (4 * (row % 2));
                     }
                 }
             }
@@ -1536,25 +1552,25 @@ mod tile32 {
     /// Row `row` of `pack`'s output as the file's blocks.
     pub(super) fn unpack_row(format: Format, tiles: &[u8], blocks: usize, row: usize) -> Vec<u8> {
         let (bb, tb) = (format.block_bytes(), bytes(format));
+        let (mask_at, quants_at) = file_offsets(format);
         let r = row % ROWS;
         let mut out = vec![0u8; blocks * bb];
         for (b, blk) in out.chunks_exact_mut(bb).enumerate() {
             let tile = &tiles[((row / ROWS) * blocks + b) * tb..][..tb];
             blk[..2].copy_from_slice(&tile[d_at(format) + 2 * r..][..2]);
-            if format == Format::Q8_0 {
-                for v in 0..QK {
-                    blk[2 + v] = tile[at(format, r, v).0];
-                }
-                continue;
+            if format.has_min() {
+                blk[2..4].copy_from_slice(&tile[m_at(format) + 2 * r..][..2]);
             }
-            let mut mask = 0u32;
-            for v in 0..QK {
-                let (pos, shift) = at(format, r, v);
-                blk[6 + v % 16] |= ((tile[pos] >> shift) & 0x0F) << if v < 16 { 0 } else { 4 };
-                let bit = 4 * r + v % 4;
-                mask |= u32::from((tile[Q5_HIGH + 8 * (v / 4) + bit / 8] >> (bit % 8)) & 1) << v;
+            for c in 0..runs(format) {
+                blk[quants_at + 4 * c..][..4].copy_from_slice(&tile[64 * c + 4 * r..][..4]);
             }
-            blk[2..6].copy_from_slice(&mask.to_le_bytes());
+            if format.has_high_bits() {
+                let mask = (0..QK / 4).fold(0u32, |mask, l| {
+                    let bits = (tile[Q5_HIGH + 8 * l + r / 2] >> (4 * (r % 2))) & 0x0F;
+                    mask | u32::from(bits) << (4 * l)
+                });
+                blk[mask_at..mask_at + 4].copy_from_slice(&mask.to_le_bytes());
+            }
         }
         out
     }
@@ -2646,7 +2662,7 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    //! The AVX-512 tier: tiles of sixteen rows (the K-quants, Q8_0 and Q5_0 where tiled),
+    //! The AVX-512 tier: tiles of sixteen rows (every type, where tiled),
     //! and for the K-quant rows after the last tile the integers of `avx2::ktile` formed from
     //! 64-byte registers (two 32-value runs at once, the sub-block scales applied and summed by
     //! VNNI's `vpdpwssd`); the same exact integers and f32 steps as the other tiers, so its
@@ -2657,7 +2673,7 @@ mod avx512 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    use super::kind::{Q4K, Q5K, Q5_0, Q6K, Q8_0};
+    use super::kind::{Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 
     /// Word-permute indices that spread a super-block's sub-block scales (16-bit words, in the
     /// low words of a register) over the 64 values of one register. Q4_K / Q5_K register `n`
@@ -2707,6 +2723,9 @@ mod avx512 {
             Format::Q6K => rows_times_kind::<Q6K>(w, acts, first, count, y),
             Format::Q8_0 if w.tiled > 0 => rows_times_kind::<Q8_0>(w, acts, first, count, y),
             Format::Q5_0 if w.tiled > 0 => rows_times_kind::<Q5_0>(w, acts, first, count, y),
+            Format::Q4_0 if w.tiled > 0 => rows_times_kind::<Q4_0>(w, acts, first, count, y),
+            Format::Q4_1 if w.tiled > 0 => rows_times_kind::<Q4_1>(w, acts, first, count, y),
+            Format::Q5_1 if w.tiled > 0 => rows_times_kind::<Q5_1>(w, acts, first, count, y),
             _ => super::avx2::rows_times(w, acts, first, count, y),
         }
     }
@@ -2766,7 +2785,9 @@ mod avx512 {
 
     /// Tiled rows `first..end` (whole tiles) against every activation row, into those columns
     /// of `y`: each tile against `K_ROWS` activation rows at a time (the K-quants, whose
-    /// kernels keep one register per activation row) or three (Q8_0, Q5_0: eight).
+    /// kernels keep one register per activation row) or two (the 32-value types, which keep
+    /// eight: three rows' 24 accumulators left too few registers, and the spills cost more
+    /// than unpacking each tile block once per two rows instead of three).
     ///
     /// # Safety
     /// As `rows_times`; `end <= w.tiled`.
@@ -2794,7 +2815,7 @@ mod avx512 {
             );
         }
         assert!(
-            matches!(KIND, Q4K | Q5K | Q6K | Q8_0 | Q5_0)
+            matches!(KIND, Q4K | Q5K | Q6K | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1)
                 && super::tile32::ROWS == TILE_ROWS
                 && first.is_multiple_of(TILE_ROWS)
                 && end.is_multiple_of(TILE_ROWS)
@@ -2832,12 +2853,10 @@ mod avx512 {
                         2..=3 => run!(2),
                         _ => run!(1),
                     }
+                } else if m - r >= 2 {
+                    run!(2)
                 } else {
-                    match m - r {
-                        3.. => run!(3),
-                        2 => run!(2),
-                        _ => run!(1),
-                    }
+                    run!(1)
                 };
             }
         }
@@ -3055,11 +3074,13 @@ mod avx512 {
         out
     }
 
-    /// One tile of sixteen Q8_0 or Q5_0 rows against activation rows `r..r + R`, computing
-    /// what `super::dot_scalar` computes: per block and run of four values one `vpdpbusd`
-    /// forms the sixteen rows' four-value sums (the other tiers' integer lane `(v % 32) / 4`),
-    /// which take the f32 steps of that lane in registers of their own, row by row in the
-    /// sixteen f32 lanes; Q5_0's offset terms come first in each group of eight blocks, as
+    /// One tile of sixteen rows of a 32-value type against activation rows `r..r + R`,
+    /// computing what `super::dot_scalar` computes: per block and run of four values one
+    /// `vpdpbusd` forms the sixteen rows' four-value sums (the other tiers' integer lane
+    /// `(v % 32) / 4`), which take the f32 steps of that lane in registers of their own, row by
+    /// row in the sixteen f32 lanes. The 4-bit and 5-bit weights enter unsigned (the nibble,
+    /// with Q5's fifth bit), and their offset terms (`d` times the activations' `off` for
+    /// Q4_0 / Q5_0, `m` times it for Q4_1 / Q5_1) come first in each group of eight blocks, as
     /// there. Q8_0's weights are signed, so the activations enter offset by 128 (unsigned)
     /// and `128 * sum(w)`, formed once per run for all activation rows, is taken back.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -3070,10 +3091,17 @@ mod avx512 {
         acts: &Activations,
         r: usize,
     ) -> [[f32; 16]; R] {
-        use super::tile32::{bytes, d_at, Q5_HIGH};
+        use super::tile32::{bytes, d_at, m_at, Q5_HIGH};
         use super::{QK, SCALE_GROUP};
         let (blocks, cols, stride) = (w.blocks, w.cols, acts.stride);
         let (tb, dpos) = (bytes(w.format), d_at(w.format));
+        let five = KIND == Q5_0 || KIND == Q5_1;
+        // The factor of the offset terms: `m` where the type has it, else `d`.
+        let opos = if KIND == Q4_1 || KIND == Q5_1 {
+            m_at(w.format)
+        } else {
+            dpos
+        };
         let base = w.weights.tiles.as_ptr().add(tile * blocks * tb);
         let xq: [*const i8; R] = std::array::from_fn(|k| acts.qs.as_ptr().add((r + k) * cols));
         let xd: [*const f32; R] = std::array::from_fn(|k| acts.d.as_ptr().add((r + k) * stride));
@@ -3090,13 +3118,13 @@ mod avx512 {
                 // the other tiers' padded scale arrays read).
                 for (l, acc_l) in acc.iter_mut().enumerate() {
                     let b = group + l;
-                    let dw = if b < blocks {
-                        _mm512_cvtph_ps(_mm256_loadu_si256(base.add(b * tb + dpos).cast()))
+                    let ow = if b < blocks {
+                        _mm512_cvtph_ps(_mm256_loadu_si256(base.add(b * tb + opos).cast()))
                     } else {
                         _mm512_setzero_ps()
                     };
                     for (a, x) in acc_l.iter_mut().zip(&xo) {
-                        *a = _mm512_fmadd_ps(dw, _mm512_set1_ps(*x.add(b)), *a);
+                        *a = _mm512_fmadd_ps(ow, _mm512_set1_ps(*x.add(b)), *a);
                     }
                 }
             }
@@ -3122,15 +3150,16 @@ mod avx512 {
                 } else {
                     for c in 0..4 {
                         let raw = _mm512_loadu_si512(t.add(64 * c).cast());
-                        let bits = |l: usize| {
-                            let mask = t.add(Q5_HIGH + 8 * l).cast::<u64>().read_unaligned();
-                            _mm512_and_si512(_mm512_movm_epi8(mask), fifth)
-                        };
-                        let lo = _mm512_or_si512(_mm512_and_si512(raw, low4), bits(c));
-                        let hi = _mm512_or_si512(
-                            _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4),
-                            bits(c + 4),
-                        );
+                        let mut lo = _mm512_and_si512(raw, low4);
+                        let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), low4);
+                        if five {
+                            let bits = |l: usize| {
+                                let mask = t.add(Q5_HIGH + 8 * l).cast::<u64>().read_unaligned();
+                                _mm512_and_si512(_mm512_movm_epi8(mask), fifth)
+                            };
+                            lo = _mm512_or_si512(lo, bits(c));
+                            hi = _mm512_or_si512(hi, bits(c + 4));
+                        }
                         for k in 0..R {
                             let p_lo = _mm512_dpbusd_epi32(zero, lo, x4(k, 4 * c));
                             let p_hi = _mm512_dpbusd_epi32(zero, hi, x4(k, 16 + 4 * c));
@@ -4098,12 +4127,13 @@ mod tests {
         // smallest scale below 2^24 of it: f32 holds them exactly in any order, and the result
         // must equal the exact integer arithmetic to the bit. Quants cover their extremes
         // (nibbles 0 and 15; Q8_0's -128 and 127), and one activation block is all zeros.
+        // Twenty rows: one tile of sixteen where the AVX-512 tier tiles, and four after it.
         let mut rng = SplitMix(5);
         let mut int = |lo: i64, hi: i64| -> i64 {
             let u = f64::from(rng.next_f32()) * 0.5 + 0.5;
             (lo + ((hi - lo + 1) as f64 * u) as i64).min(hi)
         };
-        let (rows, k, m) = (10usize, 256usize, 3usize);
+        let (rows, k, m) = (20usize, 256usize, 3usize);
         let blocks = k / QK;
         let mut x = vec![0f32; m * k];
         for (i, v) in x.iter_mut().enumerate() {
@@ -4207,14 +4237,8 @@ mod tests {
             (33, 96),
             (16, 800),
         ];
-        let types = [
-            GgmlDType::Q4K,
-            GgmlDType::Q5K,
-            GgmlDType::Q6K,
-            GgmlDType::Q8_0,
-            GgmlDType::Q5_0,
-        ];
-        for (dtype, (n, k)) in types.into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
+        let types = BLOCK32.into_iter().chain(KQUANTS);
+        for (dtype, (n, k)) in types.flat_map(|d| shapes.map(|s| (d, s))) {
             if !k.is_multiple_of(block_values(dtype)) {
                 continue;
             }
