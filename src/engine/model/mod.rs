@@ -220,6 +220,28 @@ impl Attention {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl Attention {
+    /// Causal attention of a prompt piece `q` (1, heads, seq, d) over its sequence's keys
+    /// and values `k`, `v` (1, kv_heads, total, d), which end with the piece's own, with the
+    /// scores in f32 (the products of 16-bit values are exact in f32) and the scale applied
+    /// in f32 by the softmax, as fused attention kernels keep them; the probabilities meet
+    /// `v` in its own type. Returns (1, seq, heads * d).
+    fn attend_f32_scores(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (_, heads, seq, d) = q.dims4()?;
+        let total = k.dim(2)?;
+        let group = heads / self.kv_heads;
+        let q = q
+            .reshape((self.kv_heads, group * seq, d))?
+            .to_dtype(DType::F32)?;
+        let k = k.squeeze(0)?.to_dtype(DType::F32)?;
+        let scores = q.matmul(&k.t()?)?.contiguous()?;
+        cuda::softmax_causal_(&scores, seq, total - seq, 1.0 / (d as f32).sqrt())?;
+        let out = scores.to_dtype(v.dtype())?.matmul(&v.squeeze(0)?)?;
+        cuda::heads_to_rows(&out.reshape((heads, seq, d))?)?.unsqueeze(0)
+    }
+}
+
 /// Where the tokens of a batched step go: each input's cache rows and mask, and the rotation
 /// tables of every token, in step order.
 struct BatchStep<'a> {
@@ -259,19 +281,21 @@ struct CudaStep {
     /// Every token's position in its own sequence, in step order (u32).
     positions: Tensor,
     /// The inputs of one token (decode steps, and a prompt's last single token), attended
-    /// in one launch over their blocks.
-    single: Option<SingleTokens>,
+    /// in one launch over their blocks; with paged prompt attention (the default), every
+    /// input's every token, each a row seeing its sequence up to itself.
+    pool_rows: Option<PoolRows>,
 }
 
 #[cfg(feature = "cuda")]
-struct SingleTokens {
+struct PoolRows {
     /// Their indices among the inputs, in order.
     inputs: Vec<usize>,
-    /// Their tokens' rows among the step's tokens (u32); `None` when every input is one.
+    /// Their tokens' rows among the step's tokens (u32); `None` when every token of the step
+    /// is a row (every input one token, or prompt pieces attended paged).
     rows: Option<Tensor>,
-    /// (inputs, max_blocks) u32 block tables, padded with block 0.
+    /// (rows, max_blocks) u32 block tables, padded with block 0.
     tables: Tensor,
-    /// Positions each holds, its new token included (u32).
+    /// Positions each row sees, its own token included (u32).
     lens: Tensor,
     max_len: usize,
 }
@@ -292,11 +316,40 @@ impl CudaStep {
             return Ok(None);
         }
         let slots: Vec<u32> = rows.concat();
+        // With prompt pieces over their blocks, every token of every input is a row of the
+        // one launch, seeing its sequence up to itself.
+        let paged = cuda::prompt_attention() == cuda::PromptAttention::Paged;
         let ones: Vec<usize> = (0..inputs.len())
-            .filter(|&i| inputs[i].tokens.len() == 1)
+            .filter(|&i| paged || inputs[i].tokens.len() == 1)
             .collect();
-        let single = if ones.is_empty() {
+        let pool_rows = if ones.is_empty() {
             None
+        } else if paged {
+            let mut width = 1;
+            for input in inputs {
+                width = width.max(cache.blocks(input.seq)?.len());
+            }
+            let tokens = slots.len();
+            let mut tables = vec![0u32; tokens * width];
+            let mut lens = Vec::with_capacity(tokens);
+            for input in inputs {
+                let blocks = cache.blocks(input.seq)?;
+                let held = cache.len(input.seq)?;
+                let n = input.tokens.len();
+                for j in 0..n {
+                    let at = lens.len() * width;
+                    tables[at..at + blocks.len()].copy_from_slice(blocks);
+                    lens.push((held - (n - 1 - j)) as u32);
+                }
+            }
+            let max_len = lens.iter().copied().max().unwrap_or(1) as usize;
+            Some(PoolRows {
+                rows: None,
+                tables: Tensor::from_vec(tables, (tokens, width), device)?,
+                lens: Tensor::new(lens.as_slice(), device)?,
+                inputs: ones,
+                max_len,
+            })
         } else {
             // Each input's first token among the step's tokens.
             let mut offsets = Vec::with_capacity(inputs.len());
@@ -323,7 +376,7 @@ impl CudaStep {
             } else {
                 None
             };
-            Some(SingleTokens {
+            Some(PoolRows {
                 rows,
                 tables: Tensor::from_vec(tables, (ones.len(), width), device)?,
                 lens: Tensor::new(lens.as_slice(), device)?,
@@ -334,7 +387,7 @@ impl CudaStep {
         Ok(Some(CudaStep {
             slots: Tensor::new(slots.as_slice(), device)?,
             positions: Tensor::new(positions, device)?,
-            single,
+            pool_rows,
         }))
     }
 }
@@ -464,9 +517,10 @@ impl Layer {
 #[cfg(feature = "cuda")]
 impl Layer {
     /// A batched step's attention from rotated query rows `q_rows` (tokens, heads, d), the
-    /// step's keys and values already in the pool: the one-token inputs in one launch over
-    /// their blocks, longer inputs (prompt pieces) each over its gathered blocks with its
-    /// causal mask. Returns (1, tokens, heads * d), the o projection's input.
+    /// step's keys and values already in the pool: the rows of `fast.pool_rows` in one launch
+    /// over their blocks (every token, by default), any other input (a prompt piece, with
+    /// `ARBITER_CUDA_PROMPT=f32` or `bf16`) over its gathered blocks. Returns (1, tokens,
+    /// heads * d), the o projection's input.
     fn attend_rows(
         &self,
         q_rows: &Tensor,
@@ -478,7 +532,7 @@ impl Layer {
         let a = &self.attn;
         let d = a.head_dim;
         let mut outs: Vec<Option<Tensor>> = vec![None; step.inputs.len()];
-        if let Some(one) = &fast.single {
+        if let Some(one) = &fast.pool_rows {
             let (k_pool, v_pool) = cache.pools(index)?;
             let q = match &one.rows {
                 Some(rows) => q_rows.index_select(rows, 0)?,
@@ -507,7 +561,10 @@ impl Layer {
             if slot.is_none() {
                 let q = q_rows.narrow(0, at, n)?.transpose(0, 1)?.unsqueeze(0)?;
                 let (k, v) = cache.gather(index, input.seq)?;
-                *slot = Some(a.attend(&q, &k, &v, mask.as_ref())?);
+                *slot = Some(match cuda::prompt_attention() {
+                    cuda::PromptAttention::F32Scores => a.attend_f32_scores(&q, &k, &v)?,
+                    _ => a.attend(&q, &k, &v, mask.as_ref())?,
+                });
             }
             at += n;
         }
@@ -895,11 +952,16 @@ impl Decoder {
             self.rope.reserve(last + 1)?;
             None
         };
+        // The CUDA prompt paths other than the general one apply causality themselves.
+        #[cfg(feature = "cuda")]
+        let need_masks = cuda.is_none() || cuda::prompt_attention() == cuda::PromptAttention::Bf16;
+        #[cfg(not(feature = "cuda"))]
+        let need_masks = true;
         let masks = inputs
             .iter()
             .zip(&starts)
             .map(|(input, &start)| {
-                (input.tokens.len() > 1)
+                (need_masks && input.tokens.len() > 1)
                     .then(|| causal_mask(input.tokens.len(), start, self.dtype, &self.device))
                     .transpose()
             })
