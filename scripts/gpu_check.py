@@ -23,6 +23,9 @@ on disagreement.
         top-1 agreement with f32 is no worse than transformers' batched one, within the noise
         of the positions where exactly one of the two is right (two standard deviations).
         Arbiter prefills in pieces of 512 tokens a sequence, as the engine does (--chunk).
+        --variants VAR=VALUE[,VAR=VALUE] ... runs Arbiter's batch again under each environment
+        (e.g. ARBITER_CUDA_PROMPT=f32) and scores each beside the plain run, against the same
+        transformers and f32 results.
     Add --device cpu to run either teacher mode on the CPU (with a CPU build of arbiter).
 
 Needs torch, transformers and tokenizers.
@@ -33,13 +36,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_arbiter(
     arbiter, model_dir, dtype, prompt, steps, force=None, logits_out=None, fused=True, chunk=None,
-    graph=True, device="cuda", sequences=None,
+    graph=True, device="cuda", sequences=None, env=None,
 ):
     """`arbiter logits` on one sequence, or on `sequences` (a list of {"prompt", "steps",
     "force"}) run as one batch; its JSON report."""
@@ -55,8 +59,10 @@ def run_arbiter(
         cmd += ["--logits-out", logits_out]
     if chunk:
         cmd += ["--chunk", str(chunk)]
+    extra = env or {}
     env = dict(os.environ, ARBITER_CUDA_FUSED="1" if fused else "0",
                ARBITER_CUDA_GRAPH="1" if graph else "0")
+    env.update(extra)
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     os.unlink(tokens)
     return json.loads(out.strip().splitlines()[-1])
@@ -290,12 +296,36 @@ def teacher_batch(args):
             gaps.append(gap)
     del model
     free_memory(dev)
+    sequences = [{"prompt": p, "steps": steps, "force": f} for p, f in zip(prompts, forces)]
+    began = time.monotonic()
     report = run_arbiter(
         args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
-        sequences=[{"prompt": p, "steps": steps, "force": f} for p, f in zip(prompts, forces)],
+        sequences=sequences,
     )
+    arbiter_s = time.monotonic() - began
     ours = [s["top1"] for s in report["sequences"]]
     flat = lambda rows: [t for row in rows for t in row]
+    # The same batch again under each --variants environment, scored the same way.
+    variants = {}
+    for spec in args.variants:
+        extra = dict(kv.split("=", 1) for kv in spec.split(","))
+        began = time.monotonic()
+        other = run_arbiter(
+            args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
+            sequences=sequences, env=extra,
+        )
+        took = time.monotonic() - began
+        picks = flat([s["top1"] for s in other["sequences"]])
+        variants[spec] = {
+            "vs_f32": vs_exact(picks, flat(exact), flat(gaps)),
+            "only_this_matches_f32": sum(
+                a == e != b for a, b, e in zip(picks, flat(theirs), flat(exact))
+            ),
+            "only_transformers_matches_f32": sum(
+                b == e != a for a, b, e in zip(picks, flat(theirs), flat(exact))
+            ),
+            "arbiter_s": round(took, 2),
+        }
     per_sequence = [
         {
             "positions": f"{len(prompts[i]) - 1}..{totals[i] - 1}",
@@ -333,6 +363,8 @@ def teacher_batch(args):
                 "batch": n,
                 "steps": steps,
                 "arbiter_prefill_chunk": args.chunk,
+                "arbiter_s": round(arbiter_s, 2),
+                "variants": variants,
                 "vs_f32": scored,
                 "arbiter_vs_transformers_batched": sum(a == b for a, b in zip(ours_all, theirs_all))
                 / len(ours_all),
@@ -474,6 +506,11 @@ def main():
     b.add_argument(
         "--stagger", type=int, default=200,
         help="with --batch: each sequence this many positions shorter than the one before",
+    )
+    b.add_argument(
+        "--variants", nargs="*", default=[],
+        help="with --batch: also run Arbiter's batch under each of these environments "
+        "(VAR=VALUE[,VAR=VALUE...]) and score each beside the plain run",
     )
     b.add_argument(
         "--chunk", type=int, default=512,
