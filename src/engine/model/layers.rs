@@ -475,6 +475,25 @@ const SILU_MUL_PIECE: usize = 1 << 15;
 /// The CPU operation behind [`silu_mul`]: f32, contiguous inputs of one shape.
 struct SiluMul;
 
+/// Where the gate's and up's values lie in their storages: [`SiluMul`] takes contiguous
+/// inputs of one shape.
+fn silu_mul_spans(
+    gate: &candle_core::Layout,
+    up: &candle_core::Layout,
+) -> Result<((usize, usize), (usize, usize))> {
+    let (Some(g), Some(u)) = (gate.contiguous_offsets(), up.contiguous_offsets()) else {
+        candle_core::bail!("silu-mul: the inputs must be contiguous");
+    };
+    if gate.shape() != up.shape() {
+        candle_core::bail!(
+            "silu-mul: gate {:?} and up {:?} differ in shape",
+            gate.shape(),
+            up.shape()
+        );
+    }
+    Ok((g, u))
+}
+
 impl candle_core::CustomOp2 for SiluMul {
     fn name(&self) -> &'static str {
         "silu-mul"
@@ -487,19 +506,7 @@ impl candle_core::CustomOp2 for SiluMul {
         up: &candle_core::CpuStorage,
         up_layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (Some((g0, g1)), Some((u0, u1))) = (
-            gate_layout.contiguous_offsets(),
-            up_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("silu-mul: the inputs must be contiguous");
-        };
-        if gate_layout.shape() != up_layout.shape() {
-            candle_core::bail!(
-                "silu-mul: gate {:?} and up {:?} differ in shape",
-                gate_layout.shape(),
-                up_layout.shape()
-            );
-        }
+        let ((g0, g1), (u0, u1)) = silu_mul_spans(gate_layout, up_layout)?;
         let gate = &gate.as_slice::<f32>()?[g0..g1];
         let up = &up.as_slice::<f32>()?[u0..u1];
         let n = gate.len();
@@ -536,19 +543,7 @@ impl candle_core::InplaceOp2 for SiluMul {
         up: &candle_core::CpuStorage,
         up_layout: &candle_core::Layout,
     ) -> Result<()> {
-        let (Some((g0, g1)), Some((u0, u1))) = (
-            gate_layout.contiguous_offsets(),
-            up_layout.contiguous_offsets(),
-        ) else {
-            candle_core::bail!("silu-mul: the inputs must be contiguous");
-        };
-        if gate_layout.shape() != up_layout.shape() {
-            candle_core::bail!(
-                "silu-mul: gate {:?} and up {:?} differ in shape",
-                gate_layout.shape(),
-                up_layout.shape()
-            );
-        }
+        let ((g0, g1), (u0, u1)) = silu_mul_spans(gate_layout, up_layout)?;
         let up = &up.as_slice::<f32>()?[u0..u1];
         let candle_core::CpuStorage::F32(gate) = gate else {
             candle_core::bail!("silu-mul: the gate must be f32");
