@@ -203,8 +203,9 @@ struct Weights {
     m: Vec<f16>,
     /// `rows * blocks` masks of fifth bits, bit `i` for value `i` (Q5_0 and Q5_1 only).
     qh: Vec<u32>,
-    /// Rows `0..tiled` (any type), sixteen rows interleaved per super-block or block (see `kquant::pack_q4k_tiles`, `kquant::pack_q6k_tiles` and
-    /// `tile32::pack`), for the AVX-512 kernels; `qs` then holds only the rows after them.
+    /// Rows `0..tiled` (any type), sixteen rows interleaved per super-block or block (see
+    /// `kquant::pack_q4k_tiles`, `kquant::pack_q6k_tiles` and `tile32::pack`), for the AVX-512
+    /// kernels; `qs` then holds only the rows after them.
     /// Empty when the matrix is not tiled.
     tiles: Vec<u8>,
 }
