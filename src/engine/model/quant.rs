@@ -1228,26 +1228,27 @@ mod kquant {
         };
         let tiles = data.len() / (TILE_ROWS * blocks * bb);
         let mut out = vec![0u8; tiles * blocks * tb];
-        for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
-            let (t, b) = (i / blocks, i % blocks);
-            for row in 0..TILE_ROWS {
-                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * bb..][..bb];
-                tile[TILE_D + 2 * row..][..2].copy_from_slice(&blk[0..2]);
-                tile[TILE_DMIN + 2 * row..][..2].copy_from_slice(&blk[2..4]);
-                for i in 0..3 {
-                    tile[TILE_SCALES + 64 * i + 4 * row..][..4]
-                        .copy_from_slice(&blk[4 + 4 * i..8 + 4 * i]);
-                }
-                for (v, &q) in unpack(format, blk).q.iter().enumerate() {
-                    let (at, shift) = tile_at(row, v);
-                    tile[at] |= (q & 0x0F) << shift;
-                    if q >> 4 != 0 {
-                        let (at, bit) = q5k_high_at(row, v);
-                        tile[at] |= 1 << bit;
+        super::pack_tiles(&mut out, blocks * tb, |t, chunk| {
+            for (b, tile) in chunk.chunks_exact_mut(tb).enumerate() {
+                for row in 0..TILE_ROWS {
+                    let blk = &data[((t * TILE_ROWS + row) * blocks + b) * bb..][..bb];
+                    tile[TILE_D + 2 * row..][..2].copy_from_slice(&blk[0..2]);
+                    tile[TILE_DMIN + 2 * row..][..2].copy_from_slice(&blk[2..4]);
+                    for i in 0..3 {
+                        tile[TILE_SCALES + 64 * i + 4 * row..][..4]
+                            .copy_from_slice(&blk[4 + 4 * i..8 + 4 * i]);
+                    }
+                    for (v, &q) in unpack(format, blk).q.iter().enumerate() {
+                        let (at, shift) = tile_at(row, v);
+                        tile[at] |= (q & 0x0F) << shift;
+                        if q >> 4 != 0 {
+                            let (at, bit) = q5k_high_at(row, v);
+                            tile[at] |= 1 << bit;
+                        }
                     }
                 }
             }
-        }
+        });
         out
     }
 
@@ -1329,23 +1330,24 @@ mod kquant {
         const BB: usize = 210;
         let tiles = data.len() / (TILE_ROWS * blocks * BB);
         let mut out = vec![0u8; tiles * blocks * Q6K_TILE_BYTES];
-        for (i, tile) in out.chunks_exact_mut(Q6K_TILE_BYTES).enumerate() {
-            let (t, b) = (i / blocks, i % blocks);
-            for row in 0..TILE_ROWS {
-                let blk = &data[((t * TILE_ROWS + row) * blocks + b) * BB..][..BB];
-                let u = unpack(Format::Q6K, blk);
-                for (v, &q) in u.q.iter().enumerate() {
-                    let (at, shift) = tile_at(row, v);
-                    tile[at] |= (q & 0x0F) << shift;
-                    let (at, shift) = q6k_high_at(row, v);
-                    tile[at] |= (q >> 4) << shift;
+        super::pack_tiles(&mut out, blocks * Q6K_TILE_BYTES, |t, chunk| {
+            for (b, tile) in chunk.chunks_exact_mut(Q6K_TILE_BYTES).enumerate() {
+                for row in 0..TILE_ROWS {
+                    let blk = &data[((t * TILE_ROWS + row) * blocks + b) * BB..][..BB];
+                    let u = unpack(Format::Q6K, blk);
+                    for (v, &q) in u.q.iter().enumerate() {
+                        let (at, shift) = tile_at(row, v);
+                        tile[at] |= (q & 0x0F) << shift;
+                        let (at, shift) = q6k_high_at(row, v);
+                        tile[at] |= (q >> 4) << shift;
+                    }
+                    for (j, &sc) in blk[192..208].iter().enumerate() {
+                        tile[Q6K_TILE_SC + 32 * (j / 2) + 2 * row + j % 2] = sc;
+                    }
+                    tile[Q6K_TILE_D + 2 * row..][..2].copy_from_slice(&blk[208..210]);
                 }
-                for (j, &sc) in blk[192..208].iter().enumerate() {
-                    tile[Q6K_TILE_SC + 32 * (j / 2) + 2 * row + j % 2] = sc;
-                }
-                tile[Q6K_TILE_D + 2 * row..][..2].copy_from_slice(&blk[208..210]);
             }
-        }
+        });
         out
     }
 
@@ -1526,27 +1528,29 @@ mod tile32 {
         let (bb, tb) = (format.block_bytes(), bytes(format));
         let (mask_at, quants_at) = file_offsets(format);
         let mut out = vec![0u8; data.len()];
-        for (i, tile) in out.chunks_exact_mut(tb).enumerate() {
-            let (t, b) = (i / blocks, i % blocks);
-            for row in 0..ROWS {
-                let blk = &data[((t * ROWS + row) * blocks + b) * bb..][..bb];
-                tile[d_at(format) + 2 * row..][..2].copy_from_slice(&blk[..2]);
-                if format.has_min() {
-                    tile[m_at(format) + 2 * row..][..2].copy_from_slice(&blk[2..4]);
-                }
-                for c in 0..runs(format) {
-                    tile[64 * c + 4 * row..][..4].copy_from_slice(&blk[quants_at + 4 * c..][..4]);
-                }
-                if format.has_high_bits() {
-                    let m = &blk[mask_at..mask_at + 4];
-                    let mask = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
-                    for l in 0..QK / 4 {
-                        let bits = ((mask >> (4 * l)) & 0x0F) as u8;
-                        tile[Q5_HIGH + 8 * l + row / 2] |= bits << (4 * (row % 2));
+        super::pack_tiles(&mut out, blocks * tb, |t, chunk| {
+            for (b, tile) in chunk.chunks_exact_mut(tb).enumerate() {
+                for row in 0..ROWS {
+                    let blk = &data[((t * ROWS + row) * blocks + b) * bb..][..bb];
+                    tile[d_at(format) + 2 * row..][..2].copy_from_slice(&blk[..2]);
+                    if format.has_min() {
+                        tile[m_at(format) + 2 * row..][..2].copy_from_slice(&blk[2..4]);
+                    }
+                    for c in 0..runs(format) {
+                        tile[64 * c + 4 * row..][..4]
+                            .copy_from_slice(&blk[quants_at + 4 * c..][..4]);
+                    }
+                    if format.has_high_bits() {
+                        let m = &blk[mask_at..mask_at + 4];
+                        let mask = u32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                        for l in 0..QK / 4 {
+                            let bits = ((mask >> (4 * l)) & 0x0F) as u8;
+                            tile[Q5_HIGH + 8 * l + row / 2] |= bits << (4 * (row % 2));
+                        }
                     }
                 }
             }
-        }
+        });
         out
     }
 
@@ -1575,6 +1579,19 @@ mod tile32 {
         }
         out
     }
+}
+
+/// Fills `out`, tiles of `per_tile` bytes each (one tile: sixteen rows, every block), by
+/// `fill(t, tile t's bytes)` over the thread pool: packing at load is a pass over the whole
+/// model, each tile written alone.
+fn pack_tiles(out: &mut [u8], per_tile: usize, fill: impl Fn(usize, &mut [u8]) + Sync) {
+    if per_tile == 0 {
+        return;
+    }
+    par_pieces(
+        out.chunks_mut(per_tile).enumerate().collect(),
+        |(t, tile)| fill(t, tile),
+    );
 }
 
 /// Threads that `par_items` spreads work over: the calling thread and its helpers.
