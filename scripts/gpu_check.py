@@ -170,6 +170,14 @@ def vs_exact(tokens, exact, exact_gaps):
     return res
 
 
+def only_one_matches(a_picks, b_picks, exact):
+    """Positions where `a_picks` matches the f32 top token and `b_picks` does not, and the
+    reverse: the discordant pairs of McNemar's test."""
+    only_a = sum(a == e != b for a, b, e in zip(a_picks, b_picks, exact))
+    only_b = sum(b == e != a for a, b, e in zip(a_picks, b_picks, exact))
+    return only_a, only_b
+
+
 def text_ids(args):
     """The token ids of the --text files, in order."""
     from tokenizers import Tokenizer
@@ -305,6 +313,8 @@ def teacher_batch(args):
     arbiter_s = time.monotonic() - began
     ours = [s["top1"] for s in report["sequences"]]
     flat = lambda rows: [t for row in rows for t in row]
+    exact_all, gaps_all = flat(exact), flat(gaps)
+    ours_all, theirs_all = flat(ours), flat(theirs)
     # The same batch again under each --variants environment, scored the same way.
     variants = {}
     for spec in args.variants:
@@ -316,14 +326,11 @@ def teacher_batch(args):
         )
         took = time.monotonic() - began
         picks = flat([s["top1"] for s in other["sequences"]])
+        only_this, only_transformers = only_one_matches(picks, theirs_all, exact_all)
         variants[spec] = {
-            "vs_f32": vs_exact(picks, flat(exact), flat(gaps)),
-            "only_this_matches_f32": sum(
-                a == e != b for a, b, e in zip(picks, flat(theirs), flat(exact))
-            ),
-            "only_transformers_matches_f32": sum(
-                b == e != a for a, b, e in zip(picks, flat(theirs), flat(exact))
-            ),
+            "vs_f32": vs_exact(picks, exact_all, gaps_all),
+            "only_this_matches_f32": only_this,
+            "only_transformers_matches_f32": only_transformers,
             "arbiter_s": round(took, 2),
         }
     per_sequence = [
@@ -336,8 +343,6 @@ def teacher_batch(args):
         }
         for i in range(n)
     ]
-    exact_all, gaps_all = flat(exact), flat(gaps)
-    ours_all, theirs_all = flat(ours), flat(theirs)
     scored = {
         "arbiter_bf16_batched": vs_exact(ours_all, exact_all, gaps_all),
         "transformers_bf16_batched": vs_exact(theirs_all, exact_all, gaps_all),
@@ -348,8 +353,7 @@ def teacher_batch(args):
     # such positions for each, b - c has a standard deviation of about sqrt(b + c) when they
     # are equally good (McNemar's test). Arbiter passes unless it is behind by more than two
     # of those.
-    only_ours = sum(a == e != b for a, b, e in zip(ours_all, theirs_all, exact_all))
-    only_theirs = sum(b == e != a for a, b, e in zip(ours_all, theirs_all, exact_all))
+    only_ours, only_theirs = only_one_matches(ours_all, theirs_all, exact_all)
     allowance = 2 * math.sqrt(only_ours + only_theirs) / len(exact_all)
     ours_rate = scored["arbiter_bf16_batched"]["all"]
     theirs_rate = scored["transformers_bf16_batched"]["all"]
