@@ -345,13 +345,13 @@ mod tests {
         total: usize,
         cap: usize,
     ) -> (Tensor, Tensor, Tensor) {
-        let q = Tensor::randn(0f32, 1.0, (1, heads, seq, d), dev).unwrap();
-        let kb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), dev).unwrap();
-        let vb = Tensor::randn(0f32, 1.0, (1, kv_heads, cap, d), dev).unwrap();
-        let (k, v) = (
-            kb.narrow(2, 0, total).unwrap(),
-            vb.narrow(2, 0, total).unwrap(),
-        );
+        let randn = |dims: (usize, usize, usize, usize)| {
+            Tensor::randn(0f32, 1.0, dims, dev).expect("random tensor on the CPU")
+        };
+        let q = randn((1, heads, seq, d));
+        let (kb, vb) = (randn((1, kv_heads, cap, d)), randn((1, kv_heads, cap, d)));
+        let view = |t: &Tensor| t.narrow(2, 0, total).expect("total <= cap");
+        let (k, v) = (view(&kb), view(&vb));
         (q, k, v)
     }
 
