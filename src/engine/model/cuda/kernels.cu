@@ -326,6 +326,15 @@ __device__ __forceinline__ void load_wide(const T* p, float* o) {
 // Merges the four warps' states of a grouped decode attention block (each warp's weighted
 // values in s_acc [4][G][D], its max and sum in s_ml [4][G][2]) into the block's part and ml rows
 // row0..row0 + G.
+// The largest of the four warps' maxima for head g of the group (s_ml as in group_merge).
+template <int G>
+__device__ __forceinline__ float group_max(const float* s_ml, int g) {
+    float mb = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[(w * G + g) * 2]);
+    return mb;
+}
+
 template <int D, int G>
 __device__ void group_merge(const float* s_acc, const float* s_ml, float* part, float* ml,
                             int row0) {
@@ -333,9 +342,7 @@ __device__ void group_merge(const float* s_acc, const float* s_ml, float* part, 
     __syncthreads();
     for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
         const int g = idx / D, i = idx % D;
-        float mb = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[(w * G + g) * 2]);
+        const float mb = group_max<G>(s_ml, g);
         float num = 0.f;
 #pragma unroll
         for (int w = 0; w < 4; w++) {
@@ -346,9 +353,7 @@ __device__ void group_merge(const float* s_acc, const float* s_ml, float* part, 
     }
     if (threadIdx.x < G) {
         const int g = threadIdx.x;
-        float mb = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < 4; w++) mb = fmaxf(mb, s_ml[(w * G + g) * 2]);
+        const float mb = group_max<G>(s_ml, g);
         float lb = 0.f;
 #pragma unroll
         for (int w = 0; w < 4; w++) {
