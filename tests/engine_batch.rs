@@ -749,16 +749,53 @@ fn arbiter_logits_runs_an_array_of_sequences_as_one_batch_with_what_each_gets_al
         .filter_map(|(s, (ids, _))| s["force"].as_array().map(|f| (f, ids)))
         .any(|(force, ids)| force.iter().zip(ids).any(|(f, t)| f.as_u64() != Some(*t))));
 
-    // Logits of several sequences have no file form; a bad record is named by its place.
-    let raw = dir.path().join("raw.f32");
-    let out = logits_cli(
-        &model,
-        "batch",
-        &array,
-        &["--logits-out", raw.to_str().expect("utf-8")],
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--logits-out"));
+    // --logits-out of the array: each sequence's steps x vocab, in file order, as it writes
+    // them alone.
+    let floats = |path: &std::path::Path| -> Vec<f32> {
+        std::fs::read(path)
+            .expect("logits file")
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let mut alone_logits = Vec::new();
+    for (i, s) in sequences.iter().enumerate() {
+        let raw = dir.path().join(format!("alone-{i}.f32"));
+        let name = format!("alone-raw-{i}");
+        let extra = ["--logits-out", raw.to_str().expect("utf-8")];
+        logits_report(&logits_cli(&model, &name, s, &extra));
+        alone_logits.extend(floats(&raw));
+    }
+    let vocab = common::tiny_model::vocab_size();
+    let total_steps: usize = shapes.iter().map(|s| s.1).sum();
+    assert_eq!(alone_logits.len(), total_steps * vocab);
+    let raw = dir.path().join("batch.f32");
+    let extra = [
+        "--chunk",
+        "16",
+        "--logits-out",
+        raw.to_str().expect("utf-8"),
+    ];
+    logits_report(&logits_cli(&model, "batch", &array, &extra));
+    let batch_logits = floats(&raw);
+    assert_eq!(batch_logits.len(), alone_logits.len());
+    let worst = alone_logits
+        .iter()
+        .zip(&batch_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "batched logits up to {worst} from alone");
+    // And the file's rows are the steps' logits: their maxima are the reported top logits.
+    let firsts: Vec<f64> = alone.iter().flat_map(|(_, l)| l.clone()).collect();
+    for (step, (row, top)) in batch_logits.chunks_exact(vocab).zip(&firsts).enumerate() {
+        let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
+        assert!(
+            (max - top).abs() < 1e-4,
+            "row {step}: max {max}, top1 {top}"
+        );
+    }
+
+    // A bad record is named by its place.
     let mut bad = sequences;
     bad[2]["force"] = serde_json::json!([1, 2]);
     let out = logits_cli(&model, "bad", &serde_json::Value::Array(bad), &[]);

@@ -428,8 +428,8 @@ pub struct LogitsArgs {
     /// sequence, in file order, under `"sequences"`.
     #[arg(long, value_name = "FILE")]
     pub tokens: std::path::PathBuf,
-    /// Also write every step's logits here as little-endian f32, steps x vocab (one sequence
-    /// only).
+    /// Also write every step's logits here as little-endian f32, steps x vocab; for an array,
+    /// each sequence's steps x vocab in file order, one after another.
     #[arg(long, value_name = "FILE")]
     pub logits_out: Option<std::path::PathBuf>,
     /// Prefill the prompt in chunks of this many tokens (1: every prompt token as a decode
@@ -498,13 +498,6 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
         input.check(&args.tokens, "")?;
         return logits_one(&args, &input);
     };
-    if args.logits_out.is_some() {
-        anyhow::bail!(
-            "--logits-out writes one sequence's logits: {} holds an array of sequences; give one \
-             object `{{\"prompt\", \"steps\", \"force\"}}` instead",
-            args.tokens.display()
-        );
-    }
     if records.is_empty() {
         anyhow::bail!("{}: the array holds no sequences", args.tokens.display());
     }
@@ -520,8 +513,14 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
         input.check(&args.tokens, &format!("sequence {i} (counting from 0): "))?;
         inputs.push(input);
     }
+    let out = match &args.logits_out {
+        Some(path) => Some(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut model = args.model.load()?;
-    let (sequences, vocab) = logits_batch(&mut model, &inputs, args.chunk)?;
+    let (sequences, vocab) = logits_batch(&mut model, &inputs, args.chunk, out)?;
     let report = serde_json::json!({
         "model": model.info.name,
         "device": model.info.device,
@@ -591,13 +590,17 @@ fn logits_one(args: &LogitsArgs, input: &LogitsInput) -> anyhow::Result<i32> {
 /// runs a batch: each step feeds every unfinished sequence its next piece of prompt (at most
 /// `chunk` tokens; the whole prompt without one) or, once its prompt is in, the token after
 /// its last step. A sequence leaves the batch (and frees its blocks) after its last step.
-/// Returns each sequence's top tokens, in input order, and the vocabulary size.
+/// Returns each sequence's top tokens, in input order, and the vocabulary size. With `out`,
+/// every step's logits are written there too: sequence i's steps x vocab f32 after those of
+/// the sequences before it.
 fn logits_batch(
     model: &mut LoadedModel,
     inputs: &[LogitsInput],
     chunk: Option<usize>,
+    mut out: Option<std::fs::File>,
 ) -> anyhow::Result<(Vec<TopTokens>, usize)> {
     use crate::engine::model::{paged::DEFAULT_BLOCK_SIZE, StepInput};
+    use std::io::{Seek, SeekFrom, Write};
     let Backend::Arbiter(decoder) = &mut model.decoder else {
         anyhow::bail!(
             "several sequences run as a batch on Arbiter's own decoder (Qwen2 and Llama \
@@ -649,13 +652,27 @@ fn logits_batch(
         vocab = rows.dim(1)?;
         let best = rows.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
         let best_logit = rows.max(candle_core::D::Minus1)?.to_vec1::<f32>()?;
+        let all = match out {
+            Some(_) => Some(rows.to_vec2::<f32>()?),
+            None => None,
+        };
         for (row, (i, _)) in feed.iter().enumerate() {
             // A piece short of the prompt's end predicts a prompt token: not a step.
             if prefilled[*i] == inputs[*i].prompt.len() && seen[*i].top1.len() < inputs[*i].steps {
+                if let (Some(file), Some(all)) = (out.as_mut(), all.as_ref()) {
+                    let before: usize = inputs[..*i].iter().map(|s| s.steps).sum();
+                    let at = (before + seen[*i].top1.len()) * vocab * 4;
+                    let bytes: Vec<u8> = all[row].iter().flat_map(|v| v.to_le_bytes()).collect();
+                    file.seek(SeekFrom::Start(at as u64))?;
+                    file.write_all(&bytes)?;
+                }
                 seen[*i].top1.push(best[row]);
                 seen[*i].top1_logit.push(best_logit[row]);
             }
         }
+    }
+    if let Some(mut file) = out {
+        file.flush()?;
     }
     Ok((seen, vocab))
 }
