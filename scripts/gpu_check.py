@@ -196,6 +196,15 @@ def top_two(logits):
     return logits.argmax(-1).tolist(), (top2[:, 0] - top2[:, 1]).tolist()
 
 
+def top_two_ids(logits):
+    """Each row's two largest logits' ids, (rows, 2), the first the argmax as `top_two` has it."""
+    import torch
+
+    first = logits.argmax(-1, keepdim=True)
+    masked = logits.float().scatter(1, first, float("-inf"))
+    return torch.cat([first, masked.argmax(-1, keepdim=True)], dim=1)
+
+
 def padded_decode(model, prompts, forces, steps, device):
     """transformers' batched decode of several sequences at once: the prompts left-padded into
     one prefill (attention_mask hides the padding, position_ids count each sequence's own
@@ -213,11 +222,15 @@ def padded_decode(model, prompts, forces, steps, device):
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     picks = [[] for _ in prompts]
+    rows = [[] for _ in prompts]
     out = model(ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
     past, last = out.past_key_values, positions[:, -1:]
     for step in range(steps):
-        for i, t in enumerate(out.logits[:, -1].argmax(-1).tolist()):
+        logits = out.logits[:, -1]
+        for i, t in enumerate(logits.argmax(-1).tolist()):
             picks[i].append(t)
+        for i, row in enumerate(logits.to("cpu")):
+            rows[i].append(row)
         if step + 1 == steps:
             break
         fed = torch.tensor([[f[step]] for f in forces], device=device)
@@ -227,7 +240,65 @@ def padded_decode(model, prompts, forces, steps, device):
             fed, attention_mask=mask, position_ids=last, past_key_values=past, use_cache=True
         )
         past = out.past_key_values
-    return picks
+    return picks, [torch.stack(r) for r in rows]
+
+
+class LogitError:
+    """How far an engine's logits are from the f32 computation's, summed over positions: the
+    root mean square over every logit, and over the f32 top-2 margin (the gap between the
+    f32 top two tokens, as the engine sees it, less the f32 gap: the error that decides a
+    near-tie). Far less noisy than top-1 agreement, which counts only the flips."""
+
+    def __init__(self):
+        self.sq, self.values, self.margin_sq, self.margin_sum, self.positions = 0.0, 0, 0.0, 0.0, 0
+
+    def add(self, logits, exact, top2):
+        """`logits` and `exact` (steps, vocab); `top2` (steps, 2): the f32 top two ids."""
+        import torch
+
+        logits, exact = logits.float(), exact.float()
+        diff = logits - exact
+        self.sq += float((diff.double() ** 2).sum())
+        self.values += diff.numel()
+        a, b = top2[:, 0:1], top2[:, 1:2]
+        err = (logits.gather(1, a) - logits.gather(1, b)) - (exact.gather(1, a) - exact.gather(1, b))
+        self.margin_sq += float((err.double() ** 2).sum())
+        self.margin_sum += float(err.double().sum())
+        self.positions += err.numel()
+        return self
+
+    def report(self):
+        import math
+
+        n = max(self.positions, 1)
+        return {
+            "logit_rms": math.sqrt(self.sq / max(self.values, 1)),
+            "margin_rms": math.sqrt(self.margin_sq / n),
+            "margin_mean": self.margin_sum / n,
+            "positions": self.positions,
+        }
+
+    def merged(self, other):
+        out = LogitError()
+        for k in vars(out):
+            setattr(out, k, getattr(self, k) + getattr(other, k))
+        return out
+
+
+def arbiter_logits(path, steps_each, vocab):
+    """The rows `arbiter logits --logits-out` wrote for a batch: one (steps, vocab) f32 tensor a
+    sequence."""
+    import numpy as np
+    import torch
+
+    flat = np.fromfile(path, dtype="<f4")
+    if flat.size != sum(steps_each) * vocab:
+        sys.exit(f"{path}: {flat.size} logits, expected {sum(steps_each)} steps x {vocab}")
+    out, at = [], 0
+    for n in steps_each:
+        out.append(torch.from_numpy(flat[at * vocab : (at + n) * vocab].reshape(n, vocab)))
+        at += n
+    return out
 
 
 def bf16_model(args):
@@ -286,31 +357,59 @@ def teacher_batch(args):
     prompts = [s[: t - steps + 1] for s, t in zip(seqs, totals)]
     forces = [s[t - steps + 1 :] for s, t in zip(seqs, totals)]
     with torch.inference_mode():
-        theirs = padded_decode(model, prompts, forces, steps, dev)
+        theirs, their_rows = padded_decode(model, prompts, forces, steps, dev)
         # Each sequence alone in one forward pass: what the single mode compares against.
-        forward = [
-            top_two(model(torch.tensor([s], device=dev), logits_to_keep=steps).logits[0])[0]
+        forward_rows = [
+            model(torch.tensor([s], device=dev), logits_to_keep=steps).logits[0].to("cpu")
             for s in seqs
         ]
+    forward = [r.argmax(-1).tolist() for r in forward_rows]
     del model
     free_memory(dev)
-    # The same bf16 weights computed in f32 (exact upcast, no TF32), one sequence at a time.
+    # The same bf16 weights computed in f32 (exact upcast, no TF32), one sequence at a time;
+    # its logits kept (on the host) to measure every engine's error against.
     model = f32_model(args)
-    exact, gaps = [], []
+    exact, gaps, exact_rows = [], [], []
     with torch.inference_mode():
         for s in seqs:
-            top, gap = top_two(model(torch.tensor([s], device=dev), logits_to_keep=steps).logits[0])
+            logits = model(torch.tensor([s], device=dev), logits_to_keep=steps).logits[0]
+            top, gap = top_two(logits)
             exact.append(top)
             gaps.append(gap)
+            exact_rows.append(logits.to("cpu"))
     del model
     free_memory(dev)
+    exact_top2 = [top_two_ids(r) for r in exact_rows]
+
+    def errors(rows):
+        """Each sequence's logit error against f32."""
+        return [LogitError().add(r, e, t) for r, e, t in zip(rows, exact_rows, exact_top2)]
+
+    def total(errs):
+        out = LogitError()
+        for e in errs:
+            out = out.merged(e)
+        return out.report()
+
+    their_err, forward_err = errors(their_rows), errors(forward_rows)
+    del their_rows, forward_rows
     sequences = [{"prompt": p, "steps": steps, "force": f} for p, f in zip(prompts, forces)]
-    began = time.monotonic()
-    report = run_arbiter(
-        args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
-        sequences=sequences,
-    )
-    arbiter_s = time.monotonic() - began
+    scratch = tempfile.mkdtemp()
+
+    def run_batch(env=None):
+        """Arbiter's batch (under `env`): its report, seconds, and each sequence's logit error."""
+        path = os.path.join(scratch, "logits.f32")
+        began = time.monotonic()
+        report = run_arbiter(
+            args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
+            sequences=sequences, env=env, logits_out=path,
+        )
+        took = time.monotonic() - began
+        errs = errors(arbiter_logits(path, [steps] * n, report["vocab"]))
+        os.unlink(path)
+        return report, took, errs
+
+    report, arbiter_s, our_err = run_batch()
     ours = [s["top1"] for s in report["sequences"]]
     flat = lambda rows: [t for row in rows for t in row]
     exact_all, gaps_all = flat(exact), flat(gaps)
@@ -318,21 +417,17 @@ def teacher_batch(args):
     # The same batch again under each --variants environment, scored the same way.
     variants = {}
     for spec in args.variants:
-        extra = dict(kv.split("=", 1) for kv in spec.split(","))
-        began = time.monotonic()
-        other = run_arbiter(
-            args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
-            sequences=sequences, env=extra,
-        )
-        took = time.monotonic() - began
+        other, took, errs = run_batch(dict(kv.split("=", 1) for kv in spec.split(",")))
         picks = flat([s["top1"] for s in other["sequences"]])
         only_this, only_transformers = only_one_matches(picks, theirs_all, exact_all)
         variants[spec] = {
             "vs_f32": vs_exact(picks, exact_all, gaps_all),
+            "logit_error": total(errs),
             "only_this_matches_f32": only_this,
             "only_transformers_matches_f32": only_transformers,
             "arbiter_s": round(took, 2),
         }
+    os.rmdir(scratch)
     per_sequence = [
         {
             "positions": f"{len(prompts[i]) - 1}..{totals[i] - 1}",
@@ -340,6 +435,10 @@ def teacher_batch(args):
             "transformers_bf16_batched": vs_exact(theirs[i], exact[i], gaps[i]),
             "arbiter_vs_transformers_batched": sum(a == b for a, b in zip(ours[i], theirs[i]))
             / steps,
+            "margin_rms": {
+                "arbiter_bf16_batched": our_err[i].report()["margin_rms"],
+                "transformers_bf16_batched": their_err[i].report()["margin_rms"],
+            },
         }
         for i in range(n)
     ]
@@ -347,6 +446,11 @@ def teacher_batch(args):
         "arbiter_bf16_batched": vs_exact(ours_all, exact_all, gaps_all),
         "transformers_bf16_batched": vs_exact(theirs_all, exact_all, gaps_all),
         "transformers_bf16_forward": vs_exact(flat(forward), exact_all, gaps_all),
+    }
+    logit_error = {
+        "arbiter_bf16_batched": total(our_err),
+        "transformers_bf16_batched": total(their_err),
+        "transformers_bf16_forward": total(forward_err),
     }
     # Two bf16 computations that are equally good still pick differently on near-ties. Where
     # exactly one of them matches f32, which one does is close to a coin toss; with b and c
@@ -370,6 +474,7 @@ def teacher_batch(args):
                 "arbiter_s": round(arbiter_s, 2),
                 "variants": variants,
                 "vs_f32": scored,
+                "logit_error": logit_error,
                 "arbiter_vs_transformers_batched": sum(a == b for a, b in zip(ours_all, theirs_all))
                 / len(ours_all),
                 "only_arbiter_matches_f32": only_ours,
