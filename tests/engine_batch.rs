@@ -785,6 +785,18 @@ fn arbiter_logits_runs_an_array_of_sequences_as_one_batch_with_what_each_gets_al
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "batched logits up to {worst} from alone");
+    // --alone runs the array one sequence after another through the single stream: each
+    // sequence's report and logits exactly as from its own process.
+    let raw = dir.path().join("alone.f32");
+    let extra = ["--alone", "--logits-out", raw.to_str().expect("utf-8")];
+    let report = logits_report(&logits_cli(&model, "alone", &array, &extra));
+    let got = report["sequences"].as_array().expect("sequences");
+    assert_eq!(got.len(), alone.len());
+    for (i, (one, seq)) in alone.iter().zip(got).enumerate() {
+        assert_eq!(&top1_of(seq), one, "sequence {i} --alone");
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&floats(&raw)), bits(&alone_logits), "--alone logits");
     // And the file's rows are the steps' logits: their maxima are the reported top logits.
     let firsts: Vec<f64> = alone.iter().flat_map(|(_, l)| l.clone()).collect();
     for (step, (row, top)) in batch_logits.chunks_exact(vocab).zip(&firsts).enumerate() {

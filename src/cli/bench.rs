@@ -436,6 +436,10 @@ pub struct LogitsArgs {
     /// step) instead of one pass; with several sequences, the most a step feeds of each prompt.
     #[arg(long)]
     pub chunk: Option<usize>,
+    /// With an array: run its sequences one after another through the single-stream cache
+    /// instead of as one batch (what each gets alone, for comparing with the batch).
+    #[arg(long)]
+    pub alone: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -513,14 +517,27 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
         input.check(&args.tokens, &format!("sequence {i} (counting from 0): "))?;
         inputs.push(input);
     }
-    let out = match &args.logits_out {
-        Some(path) => Some(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ),
-        None => None,
-    };
+    let mut out = create_logits_file(&args)?;
     let mut model = args.model.load()?;
-    let (sequences, vocab) = logits_batch(&mut model, &inputs, args.chunk, out)?;
+    let (sequences, vocab) = if args.alone {
+        let mut sequences = Vec::with_capacity(inputs.len());
+        let mut vocab = 0;
+        for input in &inputs {
+            let (seen, v) = logits_alone(&mut model, input, args.chunk, out.as_mut())?;
+            sequences.push(seen);
+            vocab = v;
+        }
+        if let Some(mut out) = out {
+            std::io::Write::flush(&mut out)?;
+        }
+        (sequences, vocab)
+    } else {
+        let out = match out {
+            Some(out) => Some(out.into_inner().map_err(|e| e.into_error())?),
+            None => None,
+        };
+        logits_batch(&mut model, &inputs, args.chunk, out)?
+    };
     let report = serde_json::json!({
         "model": model.info.name,
         "device": model.info.device,
@@ -534,25 +551,57 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<i32> {
 
 /// One sequence through the single-stream cache.
 fn logits_one(args: &LogitsArgs, input: &LogitsInput) -> anyhow::Result<i32> {
-    use anyhow::Context;
-    use std::io::Write;
+    let mut out = create_logits_file(args)?;
     let mut model = args.model.load()?;
-    let decoder = &mut model.decoder;
-    decoder.reset();
-    decoder.reserve(input.prompt.len() + input.steps)?;
-    let mut out = match &args.logits_out {
+    let (seen, vocab) = logits_alone(&mut model, input, args.chunk, out.as_mut())?;
+    if let Some(mut out) = out {
+        std::io::Write::flush(&mut out)?;
+    }
+    let report = serde_json::json!({
+        "model": model.info.name,
+        "device": model.info.device,
+        "precision": model.info.precision,
+        "vocab": vocab,
+        "top1": seen.top1,
+        "top1_logit": seen.top1_logit,
+    });
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(0)
+}
+
+/// The `--logits-out` file, created (empty) if asked for.
+fn create_logits_file(
+    args: &LogitsArgs,
+) -> anyhow::Result<Option<std::io::BufWriter<std::fs::File>>> {
+    use anyhow::Context;
+    Ok(match &args.logits_out {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
         None => None,
-    };
-    let chunk = args.chunk.unwrap_or(input.prompt.len()).max(1);
+    })
+}
+
+/// `input` through the single-stream cache from empty: its prompt in pieces of `chunk` (the
+/// whole prompt without one), then its steps. Every step's logits are appended to `out` when
+/// given. Returns the top tokens and the vocabulary size.
+fn logits_alone(
+    model: &mut LoadedModel,
+    input: &LogitsInput,
+    chunk: Option<usize>,
+    mut out: Option<&mut std::io::BufWriter<std::fs::File>>,
+) -> anyhow::Result<(TopTokens, usize)> {
+    use std::io::Write;
+    let decoder = &mut model.decoder;
+    decoder.reset();
+    decoder.reserve(input.prompt.len() + input.steps)?;
+    let chunk = chunk.unwrap_or(input.prompt.len()).max(1);
     let mut logits = None;
     for piece in input.prompt.chunks(chunk) {
         logits = Some(decoder.forward(piece)?);
     }
     let Some(mut logits) = logits else {
-        anyhow::bail!("{}: the prompt has no tokens", args.tokens.display());
+        anyhow::bail!("the prompt has no tokens");
     };
     let vocab = logits.dim(0)?;
     let mut seen = TopTokens::default();
@@ -571,19 +620,7 @@ fn logits_one(args: &LogitsArgs, input: &LogitsInput) -> anyhow::Result<i32> {
         }
         logits = decoder.forward(&[input.next(step, best)])?;
     }
-    if let Some(mut out) = out {
-        out.flush()?;
-    }
-    let report = serde_json::json!({
-        "model": model.info.name,
-        "device": model.info.device,
-        "precision": model.info.precision,
-        "vocab": vocab,
-        "top1": seen.top1,
-        "top1_logit": seen.top1_logit,
-    });
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(0)
+    Ok((seen, vocab))
 }
 
 /// Every sequence at once through `Decoder::forward_batch` on a paged cache, as the scheduler
