@@ -25,7 +25,11 @@ on disagreement.
         Arbiter prefills in pieces of 512 tokens a sequence, as the engine does (--chunk).
         --variants VAR=VALUE[,VAR=VALUE] ... runs Arbiter's batch again under each environment
         (e.g. ARBITER_CUDA_PROMPT=f32) and scores each beside the plain run, against the same
-        transformers and f32 results.
+        transformers and f32 results; an entry `alone` runs the sequences one at a time through
+        the single stream instead (whether a difference is the batch's or the whole bf16 path's).
+        Beside top-1 agreement, every engine's logit error against f32 is reported: the root
+        mean square over all logits, and over the f32 top-2 margin (the error that decides a
+        near-tie), far less noisy than agreement.
     Add --device cpu to run either teacher mode on the CPU (with a CPU build of arbiter).
 
 Needs torch, transformers and tokenizers.
@@ -43,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def run_arbiter(
     arbiter, model_dir, dtype, prompt, steps, force=None, logits_out=None, fused=True, chunk=None,
-    graph=True, device="cuda", sequences=None, env=None,
+    graph=True, device="cuda", sequences=None, env=None, flags=(),
 ):
     """`arbiter logits` on one sequence, or on `sequences` (a list of {"prompt", "steps",
     "force"}) run as one batch; its JSON report."""
@@ -59,6 +63,7 @@ def run_arbiter(
         cmd += ["--logits-out", logits_out]
     if chunk:
         cmd += ["--chunk", str(chunk)]
+    cmd += list(flags)
     extra = env or {}
     env = dict(os.environ, ARBITER_CUDA_FUSED="1" if fused else "0",
                ARBITER_CUDA_GRAPH="1" if graph else "0")
@@ -396,13 +401,18 @@ def teacher_batch(args):
     sequences = [{"prompt": p, "steps": steps, "force": f} for p, f in zip(prompts, forces)]
     scratch = tempfile.mkdtemp()
 
-    def run_batch(env=None):
-        """Arbiter's batch (under `env`): its report, seconds, and each sequence's logit error."""
+    def run_batch(spec=""):
+        """Arbiter's batch under `spec` (comma separated VAR=VALUE environment entries, and
+        names of `arbiter logits` flags such as `alone`): its report, seconds, and each
+        sequence's logit error."""
+        items = [i for i in spec.split(",") if i]
+        env = dict(i.split("=", 1) for i in items if "=" in i)
+        flags = ["--" + i for i in items if "=" not in i]
         path = os.path.join(scratch, "logits.f32")
         began = time.monotonic()
         report = run_arbiter(
             args.arbiter, args.model, "bf16", None, None, chunk=args.chunk, device=dev,
-            sequences=sequences, env=env, logits_out=path,
+            sequences=sequences, env=env, flags=flags, logits_out=path,
         )
         took = time.monotonic() - began
         errs = errors(arbiter_logits(path, [steps] * n, report["vocab"]))
@@ -417,7 +427,7 @@ def teacher_batch(args):
     # The same batch again under each --variants environment, scored the same way.
     variants = {}
     for spec in args.variants:
-        other, took, errs = run_batch(dict(kv.split("=", 1) for kv in spec.split(",")))
+        other, took, errs = run_batch(spec)
         picks = flat([s["top1"] for s in other["sequences"]])
         only_this, only_transformers = only_one_matches(picks, theirs_all, exact_all)
         variants[spec] = {
@@ -619,7 +629,8 @@ def main():
     b.add_argument(
         "--variants", nargs="*", default=[],
         help="with --batch: also run Arbiter's batch under each of these environments "
-        "(VAR=VALUE[,VAR=VALUE...]) and score each beside the plain run",
+        "(VAR=VALUE[,VAR=VALUE...]; an entry `alone` runs the sequences one at a time) and "
+        "score each beside the plain run",
     )
     b.add_argument(
         "--chunk", type=int, default=512,
