@@ -55,6 +55,15 @@ pub(crate) fn matmul_t(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     x.matmul(&weight.t()?)
 }
 
+/// Whether the rotation tables take their angles as transformers does, frequency times
+/// position in f32 (`ARBITER_ROPE_ANGLES=f32`), instead of in f64 rounded once. The f32
+/// reference a bf16 run is scored against uses transformers' angles, whose error grows with
+/// the position (about 2e-4 rad at 4,000); this is for measuring what that costs.
+fn f32_angles() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ARBITER_ROPE_ANGLES").is_ok_and(|v| v == "f32"))
+}
+
 /// Root-mean-square layer norm.
 #[derive(Debug, Clone)]
 pub(crate) struct RmsNorm {
@@ -161,6 +170,17 @@ impl Rope {
             .collect()
     }
 
+    /// The frequencies as transformers computes them, every step in f32:
+    /// `1 / theta ** (float(2i) / d)`, each divided by its factor where given.
+    pub(crate) fn inv_freq_f32(theta: f64, head_dim: usize, divisors: Option<&[f64]>) -> Vec<f32> {
+        (0..head_dim / 2)
+            .map(|i| {
+                let f = 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32);
+                divisors.map_or(f, |d| f / d[i] as f32)
+            })
+            .collect()
+    }
+
     fn tables(
         theta: f64,
         head_dim: usize,
@@ -171,12 +191,18 @@ impl Rope {
     ) -> Result<(Tensor, Tensor)> {
         let half = head_dim / 2;
         let inv_freq = Self::inv_freq(theta, head_dim, divisors);
+        let as_transformers = f32_angles();
+        let inv_freq_f32 = Self::inv_freq_f32(theta, head_dim, divisors);
         let mut cos = Vec::with_capacity(positions * half);
         let mut sin = Vec::with_capacity(positions * half);
         for p in 0..positions {
-            for f in &inv_freq {
+            for (f, f32_f) in inv_freq.iter().zip(&inv_freq_f32) {
                 // Angles in f64 then rounded once to f32: as exact as the f32 reference.
-                let angle = (p as f64 * f) as f32;
+                let angle = if as_transformers {
+                    p as f32 * f32_f
+                } else {
+                    (p as f64 * f) as f32
+                };
                 cos.push(angle.cos());
                 sin.push(angle.sin());
             }
@@ -677,6 +703,31 @@ mod tests {
             .expect("cos");
         let exact = 3000f64.cos() as f32;
         assert!((cos[0] - exact).abs() < 1e-2, "{} vs {exact}", cos[0]);
+    }
+
+    #[test]
+    fn f32_frequencies_are_transformers_own() {
+        // transformers' default RoPE frequencies for theta 1e6 and heads of 128 (Qwen2.5),
+        // `1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))`, from torch 2.15 on a CPU:
+        // entries 0, 1, 7, 33 and 63 as f32 bits.
+        let theirs = [
+            (0, 0x3f80_0000u32),
+            (1, 0x3f4e_4bad),
+            (7, 0x3e61_f835),
+            (33, 0x3a53_3f28),
+            (63, 0x35a6_8e4c),
+        ];
+        let ours = Rope::inv_freq_f32(1e6, 128, None);
+        for (i, bits) in theirs {
+            assert_eq!(ours[i].to_bits(), bits, "frequency {i}: {}", ours[i]);
+        }
+        // And within an f32 rounding of the f64 frequencies the default tables use.
+        for (a, b) in ours.iter().zip(Rope::inv_freq(1e6, 128, None)) {
+            assert!(
+                ((*a as f64) - b).abs() <= b * 2.0 * f32::EPSILON as f64,
+                "{a} vs {b}"
+            );
+        }
     }
 
     fn dense(out: usize, inp: usize, bias: bool, seed: f32) -> Proj {
