@@ -24,6 +24,8 @@ pub fn load_safetensors(
     // SAFETY: the files are memory-mapped read-only; they are our cache's or the user's model
     // files and are not expected to change while loaded (as in every candle example).
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device)? };
+    #[cfg(feature = "cuda")]
+    super::cuda::configure_blas(device)?;
     let (h, d) = (config.hidden_size, config.head_dim);
     let dense = |vb: &VarBuilder, name: &str, out: usize, inp: usize, bias: bool| -> Result<Proj> {
         let p = vb.pp(name);

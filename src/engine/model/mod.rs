@@ -430,7 +430,7 @@ impl Layer {
         if let (Some(fast), Qkv::Merged(Proj::Dense { weight, bias })) = (&step.cuda, &a.qkv) {
             // One product for q, k and v, then one kernel for the bias, both rotations and the
             // pool write; q comes back as the (tokens, heads, d) rows decode attention reads.
-            let qkv = layers::matmul_t(&x.reshape((total, x.dim(2)?))?, weight)?;
+            let qkv = qkv_product(&x.reshape((total, x.dim(2)?))?, weight)?;
             step.mark("qkv projection")?;
             let (k_pool, v_pool) = cache.pools(index)?;
             let (cos, sin) = rope.cos_sin();
@@ -514,6 +514,17 @@ impl Layer {
     }
 }
 
+/// The merged q/k/v product for the fused kernel: in the model's type, or in f32 where
+/// [`cuda::qkv_in_f32`] asks.
+#[cfg(feature = "cuda")]
+fn qkv_product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if cuda::qkv_in_f32(x.dtype()) {
+        cuda::matmul_t_f32(x, weight)
+    } else {
+        layers::matmul_t(x, weight)
+    }
+}
+
 #[cfg(feature = "cuda")]
 impl Layer {
     /// A batched step's attention from rotated query rows `q_rows` (tokens, heads, d), the
@@ -593,7 +604,7 @@ impl Layer {
         };
         let (_, seq, hidden) = x.dims3()?;
         let (heads, kv_heads, d) = (a.heads, a.kv_heads, a.head_dim);
-        let qkv = layers::matmul_t(&x.reshape((seq, hidden))?, weight)?;
+        let qkv = qkv_product(&x.reshape((seq, hidden))?, weight)?;
         let (k_cache, v_cache, start) =
             self.cache.extend(seq, kv_heads, d, x.dtype(), x.device())?;
         let (cos, sin) = rope.cos_sin();

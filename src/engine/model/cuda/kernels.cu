@@ -63,13 +63,13 @@ __device__ __forceinline__ void store2(T* p, float x, float y) {
 // One thread's share of a q/k/v row: two adjacent elements of each half of head h at i, bias
 // added, rotated for position `pos` (rotate-half, as Qwen2 and transformers do) unless the head
 // is a value head, written to `dst` (the head's d elements).
-template <typename T>
-__device__ __forceinline__ void qkv_pair(const T* row, const T* bias, const T* cos, const T* sin,
+template <typename T, typename TIn>
+__device__ __forceinline__ void qkv_pair(const TIn* row, const T* bias, const T* cos, const T* sin,
                                          int h, int i, int d, bool rotate, int pos, T* dst) {
     const int half = d / 2;
     float x1[2], x2[2];
-    load_e<T, 2>(row + (size_t)h * d + i, x1);
-    load_e<T, 2>(row + (size_t)h * d + i + half, x2);
+    load_e<TIn, 2>(row + (size_t)h * d + i, x1);
+    load_e<TIn, 2>(row + (size_t)h * d + i + half, x2);
     if (bias) {
         float b1[2], b2[2];
         load_e<T, 2>(bias + (size_t)h * d + i, b1);
@@ -97,15 +97,16 @@ __device__ __forceinline__ void qkv_pair(const T* row, const T* bias, const T* c
 // [heads, seq, d] and k, v written into the layer's cache [kv_heads, cap, d] at positions
 // start..start+seq. Each thread takes two adjacent elements of each half of a head (d a
 // multiple of 4). With `len_dev` (a replayed CUDA graph), start is read there instead: the
-// positions held after this step, less seq. grid seq, block 256 threads.
-template <typename T>
-__device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin, T* q_out,
+// positions held after this step, less seq. The product may come in f32 (TIn) for a bf16
+// model, so that the bias is added before the one rounding. grid seq, block 256 threads.
+template <typename T, typename TIn = T>
+__device__ void qkv_rope(const TIn* qkv, const T* bias, const T* cos, const T* sin, T* q_out,
                          T* k_cache, T* v_cache, int seq, int heads, int kv_heads, int d, int cap,
                          int start, const int* len_dev) {
     if (len_dev) start = *len_dev - seq;
     const int t = blockIdx.x, pairs = d / 4;
     const int nh = heads + 2 * kv_heads;
-    const T* row = qkv + (size_t)t * nh * d;
+    const TIn* row = qkv + (size_t)t * nh * d;
     const int pos = start + t;
     for (int w = threadIdx.x; w < nh * pairs; w += blockDim.x) {
         const int h = w / pairs, i = (w % pairs) * 2;
@@ -117,7 +118,7 @@ __device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin
         } else {
             dst = v_cache + ((size_t)(h - heads - kv_heads) * cap + pos) * d;
         }
-        qkv_pair<T>(row, bias, cos, sin, h, i, d, h < heads + kv_heads, pos, dst);
+        qkv_pair<T, TIn>(row, bias, cos, sin, h, i, d, h < heads + kv_heads, pos, dst);
     }
 }
 
@@ -125,13 +126,13 @@ __device__ void qkv_rope(const T* qkv, const T* bias, const T* cos, const T* sin
 // positions[t] of its own sequence and owns pool slot slots[t]; q is written as [tokens,
 // heads, d] (the decode attention's rows), k and v into the pools [slots, kv_heads, d].
 // grid tokens, block 256 threads.
-template <typename T>
-__device__ void qkv_rope_paged(const T* qkv, const T* bias, const T* cos, const T* sin,
+template <typename T, typename TIn = T>
+__device__ void qkv_rope_paged(const TIn* qkv, const T* bias, const T* cos, const T* sin,
                                const uint32_t* positions, const uint32_t* slots, T* q_out,
                                T* k_pool, T* v_pool, int heads, int kv_heads, int d) {
     const int t = blockIdx.x, pairs = d / 4;
     const int nh = heads + 2 * kv_heads;
-    const T* row = qkv + (size_t)t * nh * d;
+    const TIn* row = qkv + (size_t)t * nh * d;
     const int pos = (int)positions[t];
     const size_t slot = slots[t];
     for (int w = threadIdx.x; w < nh * pairs; w += blockDim.x) {
@@ -144,7 +145,7 @@ __device__ void qkv_rope_paged(const T* qkv, const T* bias, const T* cos, const 
         } else {
             dst = v_pool + (slot * kv_heads + (h - heads - kv_heads)) * d;
         }
-        qkv_pair<T>(row, bias, cos, sin, h, i, d, h < heads + kv_heads, pos, dst);
+        qkv_pair<T, TIn>(row, bias, cos, sin, h, i, d, h < heads + kv_heads, pos, dst);
     }
 }
 
@@ -1045,3 +1046,23 @@ extern "C" __global__ void argmax_final(const unsigned long long* keys, int bloc
 
 INSTANTIATE(float, f32)
 INSTANTIATE(__nv_bfloat16, bf16)
+
+// bf16 models with the q/k/v product in f32 (`ARBITER_CUDA_QKV=f32`): the bias is added and q,
+// k rotated before the one rounding to bf16, where a bf16 product rounds once before them.
+extern "C" __global__ void qkv_rope_bf16_f32in(const float* qkv, const __nv_bfloat16* bias,
+                                               const __nv_bfloat16* cos, const __nv_bfloat16* sin,
+                                               __nv_bfloat16* q_out, __nv_bfloat16* k_cache,
+                                               __nv_bfloat16* v_cache, int seq, int heads,
+                                               int kv_heads, int d, int cap, int start,
+                                               const int* len_dev) {
+    qkv_rope<__nv_bfloat16, float>(qkv, bias, cos, sin, q_out, k_cache, v_cache, seq, heads,
+                                   kv_heads, d, cap, start, len_dev);
+}
+extern "C" __global__ void qkv_rope_paged_bf16_f32in(
+    const float* qkv, const __nv_bfloat16* bias, const __nv_bfloat16* cos,
+    const __nv_bfloat16* sin, const uint32_t* positions, const uint32_t* slots,
+    __nv_bfloat16* q_out, __nv_bfloat16* k_pool, __nv_bfloat16* v_pool, int heads, int kv_heads,
+    int d) {
+    qkv_rope_paged<__nv_bfloat16, float>(qkv, bias, cos, sin, positions, slots, q_out, k_pool,
+                                         v_pool, heads, kv_heads, d);
+}

@@ -88,6 +88,37 @@ pub(crate) fn prompt_attention() -> PromptAttention {
     })
 }
 
+/// Makes cuBLAS reduce split-K partial sums in f32 on `device` when `ARBITER_CUDA_REDUCTION=f32`
+/// asks (`CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION`). candle's handle keeps cuBLAS's
+/// default mode, where a bf16 product split along k may add its parts in bf16: an extra
+/// rounding the batched steps' skinny products (many k, few rows) can take and the single
+/// stream's GEMV never does. For comparing the bf16 agreement with f32; off by default.
+pub(crate) fn configure_blas(device: &Device) -> Result<()> {
+    static F32: OnceLock<bool> = OnceLock::new();
+    let f32_reduction =
+        *F32.get_or_init(|| std::env::var("ARBITER_CUDA_REDUCTION").is_ok_and(|v| v == "f32"));
+    let Device::Cuda(dev) = device else {
+        return Ok(());
+    };
+    if !f32_reduction {
+        return Ok(());
+    }
+    use candle_core::cuda_backend::cudarc::cublas::sys;
+    let blas = dev.cublas_handle();
+    // SAFETY: the handle is candle's live handle for this device; setting its math mode only
+    // changes how later products reduce, on the one stream the engine runs.
+    let status = unsafe {
+        sys::cublasSetMathMode(
+            *blas.handle(),
+            sys::cublasMath_t::CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION,
+        )
+    };
+    if status != sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+        bail!("cublasSetMathMode: {status:?}");
+    }
+    Ok(())
+}
+
 /// Whether one-row products take the project's GEMV kernel: with the fused kernels, unless
 /// `ARBITER_CUDA_GEMV=0` keeps cuBLAS for them (for comparing).
 fn gemv_enabled() -> bool {
@@ -178,6 +209,80 @@ fn grid(x: usize, y: usize, block: usize) -> LaunchConfig {
     }
 }
 
+/// Whether a bf16 model's merged q/k/v product is kept in f32 (`ARBITER_CUDA_QKV=f32`) for the
+/// kernel that adds the bias and rotates: one rounding to bf16 after the bias, where the
+/// bf16 product rounds once before it too (a GEMM epilogue, as torch's, adds the bias before
+/// its one rounding). For comparing the bf16 agreement with f32; off by default.
+pub(crate) fn qkv_in_f32(dtype: DType) -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    dtype == DType::BF16
+        && enabled()
+        && *ON.get_or_init(|| std::env::var("ARBITER_CUDA_QKV").is_ok_and(|v| v == "f32"))
+}
+
+/// `x · weightᵀ` for bf16 `x` (rows, k) and `weight` (n, k), returned in f32 (rows, n):
+/// cuBLAS accumulates in f32 and writes its sums unrounded.
+pub(crate) fn matmul_t_f32(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    use candle_core::cuda_backend::cudarc::cublas::{result, sys};
+    let dev = device(x)?;
+    let (rows, k) = x.dims2()?;
+    let (n, wk) = weight.dims2()?;
+    if wk != k || x.dtype() != DType::BF16 || weight.dtype() != DType::BF16 {
+        bail!(
+            "matmul_t_f32: x {:?} {:?} and weight {:?} {:?}",
+            x.dims(),
+            x.dtype(),
+            weight.dims(),
+            weight.dtype()
+        );
+    }
+    let x = x.contiguous()?;
+    let out = alloc(&dev, (rows, n), DType::F32)?;
+    let (p_x, p_w, p_out) = (ptr(&x)?, ptr(weight)?, ptr(&out)?);
+    let (alpha, beta) = (1f32, 0f32);
+    let blas = dev.cublas_handle();
+    // Column-major, as cuBLAS sees row-major buffers: out (n x rows) = weight (k x n)ᵀ · x
+    // (k x rows).
+    // SAFETY: the three buffers hold (rows, k), (n, k) and (rows, n) elements of the types
+    // named, contiguous (checked by `ptr`); beta is 0, so out's unwritten contents are not
+    // read; the handle runs on the device's one stream, after the kernels that wrote x.
+    unsafe {
+        result::gemm_ex(
+            *blas.handle(),
+            sys::cublasOperation_t::CUBLAS_OP_T,
+            sys::cublasOperation_t::CUBLAS_OP_N,
+            n as i32,
+            rows as i32,
+            k as i32,
+            (&alpha as *const f32).cast(),
+            p_w as *const std::ffi::c_void,
+            sys::cudaDataType_t::CUDA_R_16BF,
+            k as i32,
+            p_x as *const std::ffi::c_void,
+            sys::cudaDataType_t::CUDA_R_16BF,
+            k as i32,
+            (&beta as *const f32).cast(),
+            p_out as *mut std::ffi::c_void,
+            sys::cudaDataType_t::CUDA_R_32F,
+            n as i32,
+            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+        )
+    }
+    .w()?;
+    Ok(out)
+}
+
+/// The q/k/v kernel `base` for a product of `input` type and a model of `dtype`: the model's
+/// own, or the bf16 one reading an f32 product ([`qkv_in_f32`]).
+fn qkv_kernel(base: &str, input: DType, dtype: DType) -> Result<String> {
+    match (input, dtype) {
+        (i, d) if i == d => Ok(format!("{base}_{}", suffix(d)?)),
+        (DType::F32, DType::BF16) => Ok(format!("{base}_bf16_f32in")),
+        (i, d) => bail!("{base}: a {i:?} product for a {d:?} model"),
+    }
+}
+
 /// Adds the bias to the merged q/k/v projection `qkv` (seq, (heads + 2 kv_heads) d), rotates q
 /// and k for positions `start..start+seq`, writes k and v into the cache buffers (1, kv_heads,
 /// capacity, d) at those positions, and returns q as (heads, seq, d). With `len_dev` (a u32
@@ -197,7 +302,8 @@ pub(crate) fn qkv_rope(
     len_dev: Option<&Tensor>,
 ) -> Result<Tensor> {
     let dev = device(qkv)?;
-    let dtype = qkv.dtype();
+    let dtype = k_cache.dtype();
+    let name = qkv_kernel("qkv_rope", qkv.dtype(), dtype)?;
     let (_, kvh, cap, d) = k_cache.dims4()?;
     let (seq, width) = qkv.dims2()?;
     if kvh != kv_heads
@@ -224,7 +330,7 @@ pub(crate) fn qkv_rope(
         }
     }
     let q = alloc(&dev, (heads, seq, d), dtype)?;
-    let func = dev.get_or_load_custom_func(&format!("qkv_rope_{}", suffix(dtype)?), MODULE, PTX)?;
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
     let (p_qkv, p_bias, p_cos, p_sin) = (
         ptr(qkv)?,
         bias.map(ptr).transpose()?.unwrap_or(0),
@@ -266,7 +372,8 @@ pub(crate) fn qkv_rope_paged(
     heads: usize,
 ) -> Result<Tensor> {
     let dev = device(qkv)?;
-    let dtype = qkv.dtype();
+    let dtype = k_pool.dtype();
+    let name = qkv_kernel("qkv_rope_paged", qkv.dtype(), dtype)?;
     let (_, kv_heads, d) = k_pool.dims3()?;
     let (tokens, width) = qkv.dims2()?;
     if width != (heads + 2 * kv_heads) * d
@@ -295,8 +402,7 @@ pub(crate) fn qkv_rope_paged(
         }
     }
     let q = alloc(&dev, (tokens, heads, d), dtype)?;
-    let func =
-        dev.get_or_load_custom_func(&format!("qkv_rope_paged_{}", suffix(dtype)?), MODULE, PTX)?;
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
     let (p_qkv, p_bias, p_cos, p_sin, p_pos, p_slots) = (
         ptr(qkv)?,
         bias.map(ptr).transpose()?.unwrap_or(0),
