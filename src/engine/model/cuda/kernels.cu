@@ -830,9 +830,10 @@ __device__ void add_rmsnorm(const T* x, const T* delta, const T* w, T* res, T* o
 // step's projections. cuBLAS runs these as split-K GEMMs plus a reduction kernel; here each warp
 // streams R whole rows of W in 16-byte loads, U chunks of each row in flight per lane (the loop
 // is bound by memory latency), reusing each chunk of x for the R rows, and reduces across the
-// warp once at the end. k a multiple of the chunk. grid ceil(n / (8 R)), block 8 warps.
-template <typename T, int R>
-__device__ void gemv(const T* x, const T* w, T* y, int n, int k) {
+// warp once at the end. k a multiple of the chunk. y may be f32 for a bf16 model (TOut), the
+// sums then written unrounded. grid ceil(n / (8 R)), block 8 warps.
+template <typename T, int R, typename TOut = T>
+__device__ void gemv(const T* x, const T* w, TOut* y, int n, int k) {
     constexpr int E = Chunk<T>::E, U = 4;
     const int lane = threadIdx.x % 32;
     const int row0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * R;
@@ -885,7 +886,7 @@ __device__ void gemv(const T* x, const T* w, T* y, int n, int k) {
     if (lane == 0) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            if (row0 + r < n) y[row0 + r] = from_f<T>(acc[r]);
+            if (row0 + r < n) y[row0 + r] = from_f<TOut>(acc[r]);
         }
     }
 }
@@ -1066,3 +1067,13 @@ extern "C" __global__ void qkv_rope_paged_bf16_f32in(
     qkv_rope_paged<__nv_bfloat16, float>(qkv, bias, cos, sin, positions, slots, q_out, k_pool,
                                          v_pool, heads, kv_heads, d);
 }
+
+// The single stream's q/k/v product of a bf16 model in f32 (`ARBITER_CUDA_QKV=f32`).
+#define GEMV_F32OUT(R)                                                                           \
+    extern "C" __global__ void __launch_bounds__(256) gemv_r##R##_bf16_f32out(                   \
+        const __nv_bfloat16* x, const __nv_bfloat16* w, float* y, int n, int k) {                \
+        gemv<__nv_bfloat16, R, float>(x, w, y, n, k);                                            \
+    }
+GEMV_F32OUT(1)
+GEMV_F32OUT(2)
+GEMV_F32OUT(4)

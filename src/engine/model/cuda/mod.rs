@@ -220,10 +220,13 @@ pub(crate) fn qkv_in_f32(dtype: DType) -> bool {
         && *ON.get_or_init(|| std::env::var("ARBITER_CUDA_QKV").is_ok_and(|v| v == "f32"))
 }
 
-/// `x · weightᵀ` for bf16 `x` (rows, k) and `weight` (n, k), returned in f32 (rows, n):
-/// cuBLAS accumulates in f32 and writes its sums unrounded.
+/// `x · weightᵀ` for bf16 `x` (rows, k) and `weight` (n, k), returned in f32 (rows, n): the
+/// project's GEMV for one row, else cuBLAS, accumulating in f32 and writing the sums unrounded.
 pub(crate) fn matmul_t_f32(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     use candle_core::cuda_backend::cudarc::cublas::{result, sys};
+    if let Some(y) = gemv_to(x, weight, DType::F32)? {
+        return Ok(y);
+    }
     let dev = device(x)?;
     let (rows, k) = x.dims2()?;
     let (n, wk) = weight.dims2()?;
@@ -772,7 +775,18 @@ pub(crate) fn add_rmsnorm(
 /// `None` where the kernel does not apply (more rows, another device or dtype, a row length
 /// that is not a whole number of 16-byte chunks, unaligned data, or turned off).
 pub(crate) fn gemv(x: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
+    gemv_to(x, weight, x.dtype())
+}
+
+/// [`gemv`] with the result in `out`: the model's type, or f32 for a bf16 model (the sums
+/// unrounded).
+fn gemv_to(x: &Tensor, weight: &Tensor, out: DType) -> Result<Option<Tensor>> {
     let dtype = x.dtype();
+    let out_suffix = match (dtype, out) {
+        (d, o) if d == o => "",
+        (DType::BF16, DType::F32) => "_f32out",
+        _ => return Ok(None),
+    };
     let (rows, k) = x.dims2()?;
     let Ok((n, wk)) = weight.dims2() else {
         return Ok(None);
@@ -792,7 +806,7 @@ pub(crate) fn gemv(x: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let dev = device(x)?;
-    let y = alloc(&dev, (1, n), dtype)?;
+    let y = alloc(&dev, (1, n), out)?;
     // Rows a warp: enough warps to fill the GPU for the small matrices, fewer and longer runs
     // for the large ones.
     let r = match n {
@@ -800,8 +814,8 @@ pub(crate) fn gemv(x: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
         8193..=65_536 => 2,
         _ => 4,
     };
-    let func =
-        dev.get_or_load_custom_func(&format!("gemv_r{r}_{}", suffix(dtype)?), MODULE, PTX)?;
+    let name = format!("gemv_r{r}_{}{out_suffix}", suffix(dtype)?);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
     let (p_x, p_w, p_y) = (ptr(x)?, ptr(weight)?, ptr(&y)?);
     let ints = [n, k].map(|v| v as i32);
     let mut b = func.builder();
