@@ -14,7 +14,9 @@
 # E2E_B1_ITEMS (items of the batch-1 run and of transformers' batched run, whose time a
 # judgment is scaled to ITEMS x 2: both would take an hour or more for all 1,000; 16),
 # CUDA_LIBS, SKIP (words among "check profile transformers arbiter e2e" to leave out; results
-# already in OUT_DIR are still tabled).
+# already in OUT_DIR are still tabled), TEACHER_VARIANTS (Arbiter's runs scored beside its plain
+# batch in the bf16 teacher check: the same sequences alone, and the precision switches; "" for
+# none).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/arbiter-batch}"
@@ -28,6 +30,7 @@ batches="${BATCHES:-8 32}"
 items="${ITEMS:-500}"
 e2e_tokens="${E2E_TOKENS:-512}"
 b1_items="${E2E_B1_ITEMS:-16}"
+teacher_variants="${TEACHER_VARIANTS-alone ARBITER_CUDA_QKV=f32 ARBITER_CUDA_REDUCTION=f32 ARBITER_ROPE_ANGLES=f32}"
 skip="${SKIP:-}"
 export LD_LIBRARY_PATH="${CUDA_LIBS:-/usr/local/cuda-13.0/targets/x86_64-linux/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1
@@ -63,7 +66,9 @@ if [[ " $skip " != *" check "* ]]; then
     # bf16 7B against the same weights in f32: 16 sequences (4,000 down to 1,000 positions)
     # teacher-forced over their last 256 as one batch, Arbiter beside transformers' batched
     # decode at the same batch; fails if Arbiter agrees less with f32 beyond the noise.
+    # shellcheck disable=SC2086 # the variants are words
     python3 scripts/gpu_check.py teacher --arbiter "$arbiter" --model "$model" --batch 16 \
+        ${teacher_variants:+--variants $teacher_variants} \
         >"$out/check-7b-teacher-b16.json" 2>>"$out/check.log" || status=1
 fi
 
@@ -185,6 +190,19 @@ if t:
           f"{f32['arbiter_bf16_batched']['all']:.4f}, transformers batched {f32['transformers_bf16_batched']['all']:.4f} "
           f"(alone, one pass: {f32['transformers_bf16_forward']['all']:.4f}); allowance {t['allowance']:.4f}, "
           f"{'pass' if t['pass'] else 'FAIL'}")
+    err = t.get("logit_error", {})
+    if err:
+        theirs = err["transformers_bf16_batched"]
+        print("  logit error against f32 (RMS over all logits / over the f32 top-2 margin), as a ratio to "
+              f"transformers batched ({theirs['logit_rms']:.5f} / {theirs['margin_rms']:.5f}): Arbiter "
+              f"{err['arbiter_bf16_batched']['logit_rms'] / theirs['logit_rms']:.2f}x / "
+              f"{err['arbiter_bf16_batched']['margin_rms'] / theirs['margin_rms']:.2f}x")
+    for spec, v in t.get("variants", {}).items():
+        e = v.get("logit_error")
+        ratio = (f", logit error {e['logit_rms'] / theirs['logit_rms']:.2f}x / {e['margin_rms'] / theirs['margin_rms']:.2f}x"
+                 if e and err else "")
+        print(f"  {spec}: agreement {v['vs_f32']['all']:.4f} (only it right {v['only_this_matches_f32']}, only "
+              f"transformers {v['only_transformers_matches_f32']}){ratio}")
 walls = {b: read(f"e2e/b{b}/wall.json") for b in (1, 32)}
 hf = read("e2e/transformers.json")
 if walls[32]:
