@@ -798,23 +798,23 @@ mod tests {
                 .expect("values")
         };
         let (xs, ws, bs) = (floats(&xt), floats(&wt), floats(&bt));
-        let once: Vec<u16> = (0..rows * n)
+        // Each output's exact product (no bias) and its bias.
+        let exact: Vec<(f64, f64)> = (0..rows * n)
             .map(|i| {
                 let (r, c) = (i / n, i % n);
                 let dot: f64 = (0..k)
                     .map(|j| xs[r * k + j] as f64 * ws[c * k + j] as f64)
                     .sum();
-                half::bf16::from_f64(dot + bs[c] as f64).to_bits()
+                (dot, bs[c] as f64)
             })
             .collect();
-        let twice: Vec<u16> = (0..rows * n)
-            .map(|i| {
-                let (r, c) = (i / n, i % n);
-                let dot: f64 = (0..k)
-                    .map(|j| xs[r * k + j] as f64 * ws[c * k + j] as f64)
-                    .sum();
-                (half::bf16::from_f64(dot) + half::bf16::from_f32(bs[c])).to_bits()
-            })
+        let once: Vec<u16> = exact
+            .iter()
+            .map(|(dot, b)| half::bf16::from_f64(dot + b).to_bits())
+            .collect();
+        let twice: Vec<u16> = exact
+            .iter()
+            .map(|(dot, b)| (half::bf16::from_f64(*dot) + half::bf16::from_f64(*b)).to_bits())
             .collect();
         assert_ne!(once, twice, "the inputs must tell one rounding from two");
         let proj = Proj::Dense {
