@@ -4,6 +4,7 @@ config.json, safetensors (transformers' `save_pretrained`) and a tokenizer.json.
 
     python3 scripts/make_random_qwen2.py OUT --preset 7b          # Qwen2.5-7B's shapes, bf16
     python3 scripts/make_random_qwen2.py OUT --preset tiny --dtype f32
+    python3 scripts/make_random_qwen2.py OUT --preset small --dtype bf16  # precision on a CPU
 
 Random weights have the real model's compute and memory traffic, so speed measured on them is
 the real model's; they say nothing about judging quality. The tokenizer is a byte-level BPE
@@ -28,6 +29,20 @@ PRESETS = {
         num_key_value_heads=4,
         vocab_size=152064,
         max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+    ),
+    # The 7B in miniature for precision checks on a CPU: heads of 128 and grouped-query
+    # attention 6:1 (the 7B's 7:1 is close), an untied output head, 4 layers.
+    "small": dict(
+        hidden_size=1536,
+        intermediate_size=4096,
+        num_hidden_layers=4,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=16384,
+        max_position_embeddings=8192,
         rope_theta=1000000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
