@@ -29,7 +29,7 @@ impl Proj {
             Proj::Dense {
                 weight,
                 bias: Some(bias),
-            } if x.device().is_cpu() && matches!(x.dtype(), DType::BF16 | DType::F16) => {
+            } if widened_on_cpu(x) => {
                 return dense_bias_rounded_once(x, weight, bias);
             }
             Proj::Dense { weight, bias } => (dense_product(x, weight)?, bias),
@@ -59,10 +59,21 @@ fn dense_product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 /// without it; rounding the value projection once alone gives nearly all of that. candle widens
 /// 16-bit products to f32 on the CPU anyway (it has no 16-bit kernel), so this costs no more.
 fn dense_bias_rounded_once(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let wide = |t: &Tensor| t.to_dtype(DType::F32);
     dense_product(&wide(x)?, &wide(weight)?)?
         .broadcast_add(&wide(bias)?)?
         .to_dtype(x.dtype())
+}
+
+/// Whether `t` is a 16-bit float tensor on the CPU: the projections with a bias, the norms and
+/// silu·up compute those in f32 and round once (candle's 16-bit CPU operations round at every
+/// step).
+fn widened_on_cpu(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::BF16 | DType::F16)
+}
+
+/// `t` in f32 (exact from a 16-bit type).
+fn wide(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F32)
 }
 
 /// `x W^T` for rows `x` (m, k) and a dense weight (n, k). One row on a GPU takes the
@@ -98,8 +109,7 @@ impl RmsNorm {
     /// Through the tiny random Qwen2 in bf16 (`gpu_check.py teacher --device cpu --batch 8`),
     /// the logit error against f32 fell from 1.12x transformers' bf16 to 0.92x.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() && matches!(x.dtype(), DType::BF16 | DType::F16) {
-            let wide = |t: &Tensor| t.to_dtype(DType::F32);
+        if widened_on_cpu(x) {
             return candle_nn::ops::rms_norm(&wide(x)?, &wide(&self.weight)?, self.eps)?
                 .to_dtype(x.dtype());
         }
@@ -221,17 +231,15 @@ impl Rope {
     ) -> Result<(Tensor, Tensor)> {
         let half = head_dim / 2;
         let inv_freq = Self::inv_freq(theta, head_dim, divisors);
-        let as_transformers = f32_angles();
-        let inv_freq_f32 = Self::inv_freq_f32(theta, head_dim, divisors);
+        let as_transformers = f32_angles().then(|| Self::inv_freq_f32(theta, head_dim, divisors));
         let mut cos = Vec::with_capacity(positions * half);
         let mut sin = Vec::with_capacity(positions * half);
         for p in 0..positions {
-            for (f, f32_f) in inv_freq.iter().zip(&inv_freq_f32) {
-                // Angles in f64 then rounded once to f32: as exact as the f32 reference.
-                let angle = if as_transformers {
-                    p as f32 * f32_f
-                } else {
-                    (p as f64 * f) as f32
+            for (i, f) in inv_freq.iter().enumerate() {
+                let angle = match &as_transformers {
+                    Some(f32_freqs) => p as f32 * f32_freqs[i],
+                    // Angles in f64 then rounded once to f32: as exact as the f32 reference.
+                    None => (p as f64 * f) as f32,
                 };
                 cos.push(angle.cos());
                 sin.push(angle.sin());
@@ -499,8 +507,7 @@ fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     // A 16-bit model on the CPU: in f32, rounded once. candle's 16-bit silu rounds its
     // exponential, the sum and the quotient, then the product rounds again; through the tiny
     // random Qwen2 in bf16 the logit error against f32 is 3.5% lower this way.
-    if gate.device().is_cpu() && matches!(gate.dtype(), DType::BF16 | DType::F16) {
-        let wide = |t: &Tensor| t.to_dtype(DType::F32);
+    if widened_on_cpu(gate) {
         return silu_mul(&wide(gate)?, &wide(up)?)?.to_dtype(gate.dtype());
     }
     gate.silu()? * up
@@ -780,32 +787,20 @@ mod tests {
         let x: Vec<f32> = (0..rows * k).map(|_| next(61) as f32 / 8.0 - 3.5).collect();
         let w: Vec<f32> = (0..n * k).map(|_| next(33) as f32 / 16.0 - 1.0).collect();
         let b: Vec<f32> = (0..n).map(|_| next(4001) as f32 / 4.0 - 500.0).collect();
-        let bf16 = |v: &[f32], shape: (usize, usize)| {
-            Tensor::from_vec(v.to_vec(), shape, &Device::Cpu)
-                .and_then(|t| t.to_dtype(DType::BF16))
-                .expect("bf16 tensor")
-        };
         // x and w are exact in bf16 (at most 8 significant bits); the bias may need more, so
         // the reference takes it as the model holds it, rounded to bf16.
-        let (xt, wt) = (bf16(&x, (rows, k)), bf16(&w, (n, k)));
-        let bt = Tensor::from_vec(b, n, &Device::Cpu)
-            .and_then(|t| t.to_dtype(DType::BF16))
-            .expect("bias");
-        let floats = |t: &Tensor| -> Vec<f32> {
-            t.to_dtype(DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .expect("values")
-        };
-        let (xs, ws, bs) = (floats(&xt), floats(&wt), floats(&bt));
+        let (xt, wt, bt) = (
+            bf16_tensor(x, &[rows, k]),
+            bf16_tensor(w, &[n, k]),
+            bf16_tensor(b, &[n]),
+        );
+        let (xs, ws, bs) = (values(&xt), values(&wt), values(&bt));
         // Each output's exact product (no bias) and its bias.
         let exact: Vec<(f64, f64)> = (0..rows * n)
             .map(|i| {
                 let (r, c) = (i / n, i % n);
-                let dot: f64 = (0..k)
-                    .map(|j| xs[r * k + j] as f64 * ws[c * k + j] as f64)
-                    .sum();
-                (dot, bs[c] as f64)
+                let dot: f64 = (0..k).map(|j| xs[r * k + j] * ws[c * k + j]).sum();
+                (dot, bs[c])
             })
             .collect();
         let once: Vec<u16> = exact
@@ -837,19 +832,8 @@ mod tests {
             .map(|i| ((i as f32) * 0.731).sin() * (1.0 + (i % 7) as f32))
             .collect();
         let w: Vec<f32> = (0..n).map(|i| 0.5 + ((i as f32) * 0.17).cos()).collect();
-        let to_bf16 = |v: Vec<f32>, shape: &[usize]| {
-            Tensor::from_vec(v, shape, &Device::Cpu)
-                .and_then(|t| t.to_dtype(DType::BF16))
-                .expect("bf16")
-        };
-        let (xt, wt) = (to_bf16(x, &[rows, n]), to_bf16(w, &[n]));
-        let floats = |t: &Tensor| -> Vec<f64> {
-            t.to_dtype(DType::F64)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .expect("values")
-        };
-        let (xs, ws) = (floats(&xt), floats(&wt));
+        let (xt, wt) = (bf16_tensor(x, &[rows, n]), bf16_tensor(w, &[n]));
+        let (xs, ws) = (values(&xt), values(&wt));
         let eps = 1e-6;
         let exact: Vec<f64> = (0..rows * n)
             .map(|i| {
@@ -863,16 +847,31 @@ mod tests {
             eps: eps as f32,
         };
         // Within half a bf16 step of the exact value (and a hair for f32's own rounding).
-        let ours = bf16_steps_off(&floats(&norm.forward(&xt).expect("norm")), &exact);
+        let ours = bf16_steps_off(&values(&norm.forward(&xt).expect("norm")), &exact);
         assert!(ours <= 0.5 + 1e-3, "ours {ours} bf16 steps from exact");
         let candle = bf16_steps_off(
-            &floats(&candle_nn::ops::rms_norm(&xt, &wt, eps as f32).expect("candle's norm")),
+            &values(&candle_nn::ops::rms_norm(&xt, &wt, eps as f32).expect("candle's norm")),
             &exact,
         );
         assert!(
             candle > 0.5 + 1e-3,
             "candle's bf16 kernel {candle} steps: no difference to test"
         );
+    }
+
+    /// `v` of `shape` as a bf16 tensor on the CPU.
+    fn bf16_tensor(v: Vec<f32>, shape: &[usize]) -> Tensor {
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::BF16))
+            .expect("bf16 tensor")
+    }
+
+    /// Every value of `t`, in order, as f64 (exact from any float type).
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.to_dtype(DType::F64)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .expect("values")
     }
 
     /// The most bf16 steps (at the exact value's magnitude) any of `got` is from `exact`.
@@ -896,27 +895,16 @@ mod tests {
         let n = 4096;
         let gate: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.377).sin() * 6.0).collect();
         let up: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.123).cos() * 3.0).collect();
-        let bf16 = |v: Vec<f32>| {
-            Tensor::from_vec(v, (8, n / 8), &Device::Cpu)
-                .and_then(|t| t.to_dtype(DType::BF16))
-                .expect("bf16")
-        };
-        let (g, u) = (bf16(gate), bf16(up));
-        let floats = |t: &Tensor| -> Vec<f64> {
-            t.to_dtype(DType::F64)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .expect("values")
-        };
-        let exact: Vec<f64> = floats(&g)
+        let (g, u) = (bf16_tensor(gate, &[8, n / 8]), bf16_tensor(up, &[8, n / 8]));
+        let exact: Vec<f64> = values(&g)
             .iter()
-            .zip(floats(&u))
+            .zip(values(&u))
             .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
             .collect();
-        let ours = bf16_steps_off(&floats(&silu_mul(&g, &u).expect("silu_mul")), &exact);
+        let ours = bf16_steps_off(&values(&silu_mul(&g, &u).expect("silu_mul")), &exact);
         assert!(ours <= 0.5 + 1e-3, "ours {ours} bf16 steps from exact");
         let theirs = g.silu().and_then(|s| s * &u).expect("candle's ops");
-        let candle = bf16_steps_off(&floats(&theirs), &exact);
+        let candle = bf16_steps_off(&values(&theirs), &exact);
         assert!(
             candle > 0.5 + 1e-3,
             "candle's bf16 ops {candle} steps: no difference to test"
