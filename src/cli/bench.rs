@@ -658,6 +658,15 @@ fn logits_batch(
         cache.admit(i as u64, held(s))?;
     }
     let mut prefilled = vec![0usize; inputs.len()];
+    // Where each sequence's rows start in `out`, in steps: after the steps of those before it.
+    let first_step: Vec<usize> = inputs
+        .iter()
+        .scan(0, |before, s| {
+            let first = *before;
+            *before += s.steps;
+            Some(first)
+        })
+        .collect();
     let mut seen: Vec<TopTokens> = inputs.iter().map(|_| TopTokens::default()).collect();
     let mut vocab = 0;
     loop {
@@ -697,8 +706,7 @@ fn logits_batch(
             // A piece short of the prompt's end predicts a prompt token: not a step.
             if prefilled[*i] == inputs[*i].prompt.len() && seen[*i].top1.len() < inputs[*i].steps {
                 if let (Some(file), Some(all)) = (out.as_mut(), all.as_ref()) {
-                    let before: usize = inputs[..*i].iter().map(|s| s.steps).sum();
-                    let at = (before + seen[*i].top1.len()) * vocab * 4;
+                    let at = (first_step[*i] + seen[*i].top1.len()) * vocab * 4;
                     let bytes: Vec<u8> = all[row].iter().flat_map(|v| v.to_le_bytes()).collect();
                     file.seek(SeekFrom::Start(at as u64))?;
                     file.write_all(&bytes)?;
